@@ -1,0 +1,1178 @@
+//! The catalog service: validate → business logic → store, one function per
+//! operation. Handlers call these and nothing else.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use floe_shared::etag::SnapshotsMode;
+use floe_shared::json;
+use floe_shared::wire::{
+    CatalogConfig, CreateNamespaceRequest, ListNamespacesResponse, ListTablesResponse,
+    NamespaceResponse, RegisterTableRequest, RenameTableRequest, TableIdentifier,
+    UpdateNamespacePropertiesRequest, UpdateNamespacePropertiesResponse,
+};
+use iceberg::spec::{
+    FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+};
+use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
+
+use crate::config::CatalogSettings;
+use crate::error::{CatalogError, Result};
+use crate::metrics::Metrics;
+use crate::store::{NAMESPACE_SEPARATOR, NamespaceRecord, Store, TableDocs, TableRecord};
+use crate::warehouse::{Warehouse, WarehouseCache};
+use crate::wire::{CommitTableRequest, CreateTableRequest};
+
+/// Documents above this size are parsed and serialized on the blocking pool.
+const BLOCKING_JSON_BYTES: usize = 256 * 1024;
+
+/// Property that makes a commit delete metadata files dropped from the log.
+const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// A serialized table result with what the HTTP layer needs for caching.
+#[derive(Debug, Clone)]
+pub struct TableResponse {
+    /// JSON body.
+    pub body: Bytes,
+    /// Location of the metadata file (`None` for a staged create).
+    pub metadata_location: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Keyset: return names after this one.
+    pub after: Option<String>,
+    /// At most this many; `None` = everything (no `pageToken` sent).
+    pub limit: Option<u32>,
+}
+
+/// The catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Store,
+    warehouses: Arc<WarehouseCache>,
+    settings: CatalogSettings,
+    metrics: Metrics,
+}
+
+/// Checks one namespace level or table name.
+fn validate_name(kind: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(CatalogError::BadRequest(format!(
+            "{kind} must not be empty"
+        )));
+    }
+    if name.len() > 255 {
+        return Err(CatalogError::BadRequest(format!(
+            "{kind} is longer than 255 bytes"
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(CatalogError::BadRequest(format!(
+            "{kind} must not be '.' or '..'"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || *c == '/' || *c == '\\')
+    {
+        return Err(CatalogError::BadRequest(format!(
+            "{kind} contains an invalid character {c:?}: {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a namespace identifier.
+pub fn validate_namespace(levels: &[String]) -> Result<()> {
+    if levels.is_empty() {
+        return Err(CatalogError::BadRequest(
+            "Namespace must have at least one level".into(),
+        ));
+    }
+    if levels.len() > 16 {
+        return Err(CatalogError::BadRequest(
+            "Namespace has more than 16 levels".into(),
+        ));
+    }
+    levels
+        .iter()
+        .try_for_each(|l| validate_name("Namespace level", l))
+}
+
+/// Parses a namespace path parameter (`a%1Fb`, already percent-decoded).
+pub fn parse_namespace(raw: &str) -> Result<Vec<String>> {
+    let levels: Vec<String> = raw.split(NAMESPACE_SEPARATOR).map(str::to_string).collect();
+    validate_namespace(&levels)?;
+    Ok(levels)
+}
+
+fn display(levels: &[String]) -> String {
+    levels.join(".")
+}
+
+fn table_display(namespace: &[String], name: &str) -> String {
+    format!("{}.{name}", display(namespace))
+}
+
+/// Builds the page request from `pageToken` / `pageSize`.
+pub fn page_request(
+    token: Option<&str>,
+    size: Option<&str>,
+    settings: &CatalogSettings,
+) -> Result<PageRequest> {
+    let size = match size {
+        None | Some("") => None,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Some(n.min(settings.max_page_size)),
+            _ => {
+                return Err(CatalogError::BadRequest(format!(
+                    "pageSize must be a positive integer, got {s:?}"
+                )));
+            }
+        },
+    };
+    let Some(token) = token else {
+        return Ok(PageRequest::default());
+    };
+    let after = if token.is_empty() {
+        None
+    } else {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| CatalogError::BadRequest("Invalid pageToken".into()))?;
+        Some(
+            String::from_utf8(bytes)
+                .map_err(|_| CatalogError::BadRequest("Invalid pageToken".into()))?,
+        )
+    };
+    Ok(PageRequest {
+        after,
+        limit: Some(size.unwrap_or(settings.default_page_size)),
+    })
+}
+
+/// Splits one extra fetched row off into a next-page token.
+fn finish_page<T>(
+    mut items: Vec<T>,
+    page: &PageRequest,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    match page.limit {
+        Some(limit) if items.len() > limit as usize => {
+            items.truncate(limit as usize);
+            let token = items.last().map(|last| URL_SAFE_NO_PAD.encode(key(last)));
+            (items, token)
+        }
+        _ => (items, None),
+    }
+}
+
+/// Fetch size for a page: one more than asked, to know whether more follow.
+fn fetch_limit(page: &PageRequest) -> Option<u32> {
+    page.limit.map(|l| l.saturating_add(1))
+}
+
+/// A path segment safe in every storage URL; uniqueness comes from the uuid
+/// suffix of table directories, so lossy replacement is fine.
+fn path_segment(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+async fn parse_metadata(text: String) -> Result<TableMetadata> {
+    let text_len = text.len();
+    let parse = move || {
+        serde_json::from_str::<TableMetadata>(&text)
+            .map_err(|e| CatalogError::Internal(format!("stored table metadata is invalid: {e}")))
+    };
+    if text_len > BLOCKING_JSON_BYTES {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| CatalogError::Internal(format!("metadata parse task failed: {e}")))?
+    } else {
+        parse()
+    }
+}
+
+/// Serializes metadata into the stored documents: the full form and, when
+/// some snapshots are not referenced by any branch or tag, the `refs` form.
+fn documents(metadata: &TableMetadata, metadata_location: String) -> Result<TableDocs> {
+    let full = serde_json::to_string(metadata)?;
+    let mut keep: HashSet<i64> = HashSet::new();
+    if let Some(id) = metadata.current_snapshot_id() {
+        keep.insert(id);
+    }
+    let mut value = serde_json::to_value(metadata)?;
+    if let Some(refs) = value.get("refs").and_then(|r| r.as_object()) {
+        keep.extend(refs.values().filter_map(|r| r.get("snapshot-id")?.as_i64()));
+    }
+    let all_referenced = metadata
+        .snapshots()
+        .all(|s| keep.contains(&s.snapshot_id()));
+    let metadata_refs = if all_referenced {
+        None
+    } else {
+        if let Some(snapshots) = value.get_mut("snapshots").and_then(|s| s.as_array_mut()) {
+            snapshots.retain(|s| {
+                s.get("snapshot-id")
+                    .and_then(|id| id.as_i64())
+                    .is_some_and(|id| keep.contains(&id))
+            });
+        }
+        Some(serde_json::to_string(&value)?)
+    };
+    Ok(TableDocs {
+        metadata_location,
+        metadata: full,
+        metadata_refs,
+    })
+}
+
+async fn build_documents(
+    metadata: TableMetadata,
+    location: String,
+) -> Result<(TableMetadata, TableDocs)> {
+    // Roughly 400 bytes of JSON per snapshot: large histories go to the blocking pool.
+    if metadata.snapshots().len() * 400 < BLOCKING_JSON_BYTES {
+        let docs = documents(&metadata, location)?;
+        return Ok((metadata, docs));
+    }
+    tokio::task::spawn_blocking(move || {
+        let docs = documents(&metadata, location)?;
+        Ok((metadata, docs))
+    })
+    .await
+    .map_err(|e| CatalogError::Internal(format!("metadata serialization task failed: {e}")))?
+}
+
+/// Writes the metadata file of a new version (gzip when the table asks for it).
+async fn write_metadata_file(
+    warehouse: &Warehouse,
+    metadata: &TableMetadata,
+    location: &MetadataLocation,
+) -> Result<()> {
+    metadata
+        .write_to(&warehouse.file_io, location)
+        .await
+        .map_err(CatalogError::storage)
+}
+
+async fn delete_quietly(warehouse: &Warehouse, location: &str) {
+    if let Err(err) = warehouse.file_io.delete(location).await {
+        tracing::warn!(%location, error = %err, "could not delete metadata file");
+    }
+}
+
+fn is_create(requirements: &[TableRequirement]) -> bool {
+    requirements
+        .iter()
+        .any(|r| matches!(r, TableRequirement::NotExist))
+}
+
+/// The first update of a kind, for assembling a staged table.
+fn first<T>(updates: &[TableUpdate], pick: impl Fn(&TableUpdate) -> Option<T>) -> Option<T> {
+    updates.iter().find_map(pick)
+}
+
+/// Reads `format-version` out of creation properties (it is not a property).
+fn take_format_version(properties: &mut HashMap<String, String>) -> Result<FormatVersion> {
+    match properties.remove("format-version").as_deref() {
+        None => Ok(FormatVersion::V2),
+        Some("1") => Ok(FormatVersion::V1),
+        Some("2") => Ok(FormatVersion::V2),
+        Some("3") => Ok(FormatVersion::V3),
+        Some(other) => Err(CatalogError::BadRequest(format!(
+            "Unsupported format-version: {other}"
+        ))),
+    }
+}
+
+impl Catalog {
+    /// A catalog over `store`.
+    pub fn new(store: Store, settings: CatalogSettings, metrics: Metrics) -> Self {
+        Self {
+            store,
+            warehouses: Arc::new(WarehouseCache::default()),
+            settings,
+            metrics,
+        }
+    }
+
+    /// The store (for health checks and management).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Paging settings.
+    pub fn settings(&self) -> &CatalogSettings {
+        &self.settings
+    }
+
+    /// The warehouse for a URL prefix.
+    pub async fn warehouse(&self, prefix: &str) -> Result<Arc<Warehouse>> {
+        self.warehouses.get(&self.store, prefix).await
+    }
+
+    /// Forgets a cached warehouse after a management change.
+    pub fn invalidate_warehouse(&self, name: &str) {
+        self.warehouses.invalidate(name);
+    }
+
+    // ---- config -----------------------------------------------------------
+
+    /// `GET /v1/config`.
+    pub async fn config(
+        &self,
+        warehouse: Option<&str>,
+        default_warehouse: &str,
+        endpoints: Vec<String>,
+    ) -> Result<CatalogConfig> {
+        let requested = warehouse
+            .filter(|w| !w.is_empty())
+            .unwrap_or(default_warehouse);
+        let name = match self.warehouses.get(&self.store, requested).await {
+            Ok(w) => w.record.name.clone(),
+            Err(CatalogError::NoSuchWarehouse(msg)) => {
+                // Clients may name a warehouse by its location.
+                let wanted = requested.trim_end_matches('/');
+                self.store
+                    .list_warehouses()
+                    .await?
+                    .into_iter()
+                    .find(|w| w.location == wanted)
+                    .map(|w| w.name)
+                    .ok_or(CatalogError::NoSuchWarehouse(msg))?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(CatalogConfig {
+            defaults: BTreeMap::new(),
+            overrides: BTreeMap::from([("prefix".to_string(), name)]),
+            endpoints,
+        })
+    }
+
+    // ---- namespaces -------------------------------------------------------
+
+    async fn namespace_record(
+        &self,
+        warehouse: &Warehouse,
+        levels: &[String],
+    ) -> Result<NamespaceRecord> {
+        self.store
+            .namespace(&warehouse.record.id, levels)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::NoSuchNamespace(format!(
+                    "Namespace does not exist: {}",
+                    display(levels)
+                ))
+            })
+    }
+
+    /// `POST /namespaces`.
+    pub async fn create_namespace(
+        &self,
+        prefix: &str,
+        req: CreateNamespaceRequest,
+    ) -> Result<NamespaceResponse> {
+        validate_namespace(&req.namespace)?;
+        let warehouse = self.warehouse(prefix).await?;
+        let parent_id = match req.namespace.split_last() {
+            Some((_, parent)) if !parent.is_empty() => {
+                Some(self.namespace_record(&warehouse, parent).await?.id)
+            }
+            _ => None,
+        };
+        let properties: BTreeMap<String, String> = req.properties.into_iter().collect();
+        if let Some(location) = properties.get("location") {
+            warehouse.check_location(location.trim_end_matches('/'))?;
+        }
+        let record = self
+            .store
+            .insert_namespace(
+                &warehouse.record.id,
+                &req.namespace,
+                parent_id.as_deref(),
+                &properties,
+            )
+            .await?;
+        Ok(NamespaceResponse {
+            namespace: record.levels,
+            properties: record.properties,
+        })
+    }
+
+    /// `GET /namespaces/{ns}` (and HEAD).
+    pub async fn load_namespace(
+        &self,
+        prefix: &str,
+        levels: &[String],
+    ) -> Result<NamespaceResponse> {
+        let warehouse = self.warehouse(prefix).await?;
+        let record = self.namespace_record(&warehouse, levels).await?;
+        Ok(NamespaceResponse {
+            namespace: record.levels,
+            properties: record.properties,
+        })
+    }
+
+    /// `GET /namespaces?parent=…`.
+    pub async fn list_namespaces(
+        &self,
+        prefix: &str,
+        parent: Option<Vec<String>>,
+        page: PageRequest,
+    ) -> Result<ListNamespacesResponse> {
+        let warehouse = self.warehouse(prefix).await?;
+        let parent_id = match &parent {
+            Some(levels) => Some(self.namespace_record(&warehouse, levels).await?.id),
+            None => None,
+        };
+        let after = page.after.as_deref();
+        let names = self
+            .store
+            .list_namespaces(
+                &warehouse.record.id,
+                parent_id.as_deref(),
+                after,
+                fetch_limit(&page),
+            )
+            .await?;
+        let (namespaces, next_page_token) =
+            finish_page(names, &page, |levels| crate::store::join_levels(levels));
+        Ok(ListNamespacesResponse {
+            next_page_token,
+            namespaces,
+        })
+    }
+
+    /// `POST /namespaces/{ns}/properties`.
+    pub async fn update_namespace_properties(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        req: UpdateNamespacePropertiesRequest,
+    ) -> Result<UpdateNamespacePropertiesResponse> {
+        let removals: HashSet<&String> = req.removals.iter().collect();
+        let mut both: Vec<&String> = req
+            .updates
+            .keys()
+            .filter(|k| removals.contains(k))
+            .collect();
+        if !both.is_empty() {
+            both.sort();
+            return Err(CatalogError::Unprocessable(format!(
+                "Keys are both updated and removed: {}",
+                both.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let warehouse = self.warehouse(prefix).await?;
+        if let Some(location) = req.updates.get("location") {
+            warehouse.check_location(location.trim_end_matches('/'))?;
+        }
+        loop {
+            let record = self.namespace_record(&warehouse, levels).await?;
+            let mut properties = record.properties.clone();
+            let mut response = UpdateNamespacePropertiesResponse::default();
+            for key in &req.removals {
+                if properties.remove(key).is_some() {
+                    response.removed.push(key.clone());
+                } else {
+                    response.missing.push(key.clone());
+                }
+            }
+            for (key, value) in &req.updates {
+                properties.insert(key.clone(), value.clone());
+                response.updated.push(key.clone());
+            }
+            response.updated.sort();
+            if self
+                .store
+                .update_namespace_properties(&record.id, record.version, &properties)
+                .await?
+            {
+                return Ok(response);
+            }
+            // Lost a race with another property update: read again and reapply.
+        }
+    }
+
+    /// `DELETE /namespaces/{ns}`.
+    pub async fn drop_namespace(&self, prefix: &str, levels: &[String]) -> Result<()> {
+        let warehouse = self.warehouse(prefix).await?;
+        let record = self.namespace_record(&warehouse, levels).await?;
+        if self
+            .store
+            .delete_namespace(&record.id, &display(levels))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(CatalogError::NoSuchNamespace(format!(
+                "Namespace does not exist: {}",
+                display(levels)
+            )))
+        }
+    }
+
+    // ---- tables -----------------------------------------------------------
+
+    /// `GET /namespaces/{ns}/tables`.
+    pub async fn list_tables(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        page: PageRequest,
+    ) -> Result<ListTablesResponse> {
+        let warehouse = self.warehouse(prefix).await?;
+        let namespace = self.namespace_record(&warehouse, levels).await?;
+        let names = self
+            .store
+            .list_tables(&namespace.id, page.after.as_deref(), fetch_limit(&page))
+            .await?;
+        let (names, next_page_token) = finish_page(names, &page, Clone::clone);
+        Ok(ListTablesResponse {
+            next_page_token,
+            identifiers: names
+                .into_iter()
+                .map(|name| TableIdentifier {
+                    namespace: levels.to_vec(),
+                    name,
+                })
+                .collect(),
+        })
+    }
+
+    fn table_response(
+        &self,
+        warehouse: &Warehouse,
+        location: Option<&str>,
+        metadata: &str,
+    ) -> Result<TableResponse> {
+        let config = warehouse.client_config();
+        let body = json::load_table_result(location, metadata, Some(&config))?;
+        Ok(TableResponse {
+            body,
+            metadata_location: location.map(str::to_string),
+        })
+    }
+
+    async fn table_record(
+        &self,
+        warehouse: &Warehouse,
+        levels: &[String],
+        name: &str,
+        refs: bool,
+    ) -> Result<TableRecord> {
+        self.store
+            .table(&warehouse.record.id, levels, name, refs)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::NoSuchTable(format!(
+                    "Table does not exist: {}",
+                    table_display(levels, name)
+                ))
+            })
+    }
+
+    /// `GET /namespaces/{ns}/tables/{t}`: one indexed read, the stored
+    /// document spliced into the body as it is.
+    pub async fn load_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        mode: SnapshotsMode,
+    ) -> Result<TableResponse> {
+        let warehouse = self.warehouse(prefix).await?;
+        let record = self
+            .table_record(&warehouse, levels, name, mode == SnapshotsMode::Refs)
+            .await?;
+        self.table_response(
+            &warehouse,
+            Some(&record.metadata_location),
+            &record.metadata,
+        )
+    }
+
+    /// The location of a table's current metadata (for HEAD and 304 checks).
+    pub async fn table_exists(&self, prefix: &str, levels: &[String], name: &str) -> Result<()> {
+        let warehouse = self.warehouse(prefix).await?;
+        self.table_record(&warehouse, levels, name, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /namespaces/{ns}/tables`.
+    pub async fn create_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        req: CreateTableRequest,
+    ) -> Result<TableResponse> {
+        validate_name("Table name", &req.name)?;
+        let warehouse = self.warehouse(prefix).await?;
+        let namespace = self.namespace_record(&warehouse, levels).await?;
+        let location = match &req.location {
+            Some(location) => location.trim_end_matches('/').to_string(),
+            None => self.default_table_location(&warehouse, &namespace, &req.name),
+        };
+        warehouse.check_location(&location)?;
+        let mut properties = req.properties;
+        let format_version = take_format_version(&mut properties)?;
+        let creation = TableCreation::builder()
+            .name(req.name.clone())
+            .location(location.clone())
+            .schema(req.schema)
+            .partition_spec_opt(req.partition_spec)
+            .sort_order_opt(req.write_order)
+            .properties(properties)
+            .format_version(format_version)
+            .build();
+        let metadata = TableMetadataBuilder::from_table_creation(creation)
+            .and_then(|b| b.build())
+            .map_err(CatalogError::invalid_metadata)?
+            .metadata;
+        if req.stage_create {
+            let text = serde_json::to_string(&metadata)?;
+            return self.table_response(&warehouse, None, &text);
+        }
+        let file = MetadataLocation::new_with_metadata(&location, &metadata);
+        self.create_from_metadata(&warehouse, &namespace, levels, &req.name, metadata, file)
+            .await
+    }
+
+    fn default_table_location(
+        &self,
+        warehouse: &Warehouse,
+        namespace: &NamespaceRecord,
+        name: &str,
+    ) -> String {
+        let base = match namespace.properties.get("location") {
+            Some(location) => location.trim_end_matches('/').to_string(),
+            None => {
+                let mut base = warehouse.record.location.clone();
+                for level in &namespace.levels {
+                    base.push('/');
+                    base.push_str(&path_segment(level));
+                }
+                base
+            }
+        };
+        format!(
+            "{base}/{}-{}",
+            path_segment(name),
+            uuid::Uuid::now_v7().simple()
+        )
+    }
+
+    /// Writes the first metadata file and inserts the table row; removes the
+    /// file again when the row cannot be inserted.
+    async fn create_from_metadata(
+        &self,
+        warehouse: &Warehouse,
+        namespace: &NamespaceRecord,
+        levels: &[String],
+        name: &str,
+        metadata: TableMetadata,
+        file: MetadataLocation,
+    ) -> Result<TableResponse> {
+        let location = file.to_string();
+        write_metadata_file(warehouse, &metadata, &file).await?;
+        let (_, docs) = build_documents(metadata, location.clone()).await?;
+        if let Err(err) = self.store.insert_table(&namespace.id, name, &docs).await {
+            delete_quietly(warehouse, &location).await;
+            return Err(match err {
+                CatalogError::AlreadyExists(_) => CatalogError::AlreadyExists(format!(
+                    "Table already exists: {}",
+                    table_display(levels, name)
+                )),
+                CatalogError::NoSuchNamespace(_) => CatalogError::NoSuchNamespace(format!(
+                    "Namespace does not exist: {}",
+                    display(levels)
+                )),
+                other => other,
+            });
+        }
+        self.table_response(warehouse, Some(&location), &docs.metadata)
+    }
+
+    /// `POST /namespaces/{ns}/tables/{t}`: the commit path.
+    ///
+    /// check requirements → apply updates → write the next metadata file →
+    /// compare-and-set the pointer. A lost race is retried on the server while
+    /// the requirements still hold; 409 only when nothing was written.
+    pub async fn commit_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        req: CommitTableRequest,
+    ) -> Result<TableResponse> {
+        if let Some(ident) = &req.identifier
+            && (ident.namespace != levels || ident.name != name)
+        {
+            return Err(CatalogError::BadRequest(format!(
+                "Identifier in body ({}) does not match the path ({})",
+                table_display(&ident.namespace, &ident.name),
+                table_display(levels, name)
+            )));
+        }
+        let warehouse = self.warehouse(prefix).await?;
+        for update in &req.updates {
+            if let TableUpdate::SetLocation { location } = update {
+                warehouse.check_location(location.trim_end_matches('/'))?;
+            }
+        }
+        let result = self.commit_loop(&warehouse, levels, name, &req).await;
+        match &result {
+            Ok(_) => self.metrics.commit("committed"),
+            Err(CatalogError::CommitFailed(_)) => self.metrics.commit("conflict"),
+            Err(CatalogError::BadRequest(_)) => self.metrics.commit("rejected"),
+            Err(_) => self.metrics.commit("error"),
+        }
+        result
+    }
+
+    async fn commit_loop(
+        &self,
+        warehouse: &Warehouse,
+        levels: &[String],
+        name: &str,
+        req: &CommitTableRequest,
+    ) -> Result<TableResponse> {
+        let attempts = self.settings.commit_max_retries + 1;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                self.metrics.commit_retry();
+            }
+            let current = self
+                .store
+                .table(&warehouse.record.id, levels, name, false)
+                .await?;
+            let Some(current) = current else {
+                if is_create(&req.requirements) {
+                    match self.commit_create(warehouse, levels, name, req).await {
+                        // Created concurrently: the next round fails assert-create.
+                        Err(CatalogError::AlreadyExists(_)) => continue,
+                        other => return other,
+                    }
+                }
+                return Err(CatalogError::NoSuchTable(format!(
+                    "Table does not exist: {}",
+                    table_display(levels, name)
+                )));
+            };
+            let base = parse_metadata(current.metadata.clone()).await?;
+            for requirement in &req.requirements {
+                requirement
+                    .check(Some(&base))
+                    .map_err(CatalogError::commit_failed)?;
+            }
+            if req.updates.is_empty() {
+                return self.table_response(
+                    warehouse,
+                    Some(&current.metadata_location),
+                    &current.metadata,
+                );
+            }
+            let mut builder = base
+                .clone()
+                .into_builder(Some(current.metadata_location.clone()));
+            for update in req.updates.iter().cloned() {
+                builder = update.apply(builder).map_err(|e| {
+                    // The requirements held, so on a retry a refusal means the
+                    // table moved under the client: a conflict, not bad input.
+                    if attempt == 0 {
+                        CatalogError::invalid_metadata(e)
+                    } else {
+                        CatalogError::commit_failed(e)
+                    }
+                })?;
+            }
+            let built = builder.build().map_err(|e| {
+                if attempt == 0 {
+                    CatalogError::invalid_metadata(e)
+                } else {
+                    CatalogError::commit_failed(e)
+                }
+            })?;
+            if built.changes.is_empty() {
+                return self.table_response(
+                    warehouse,
+                    Some(&current.metadata_location),
+                    &current.metadata,
+                );
+            }
+            let metadata = built.metadata;
+            warehouse.check_location(metadata.location())?;
+            let file = next_metadata_location(&current.metadata_location, &metadata);
+            let location = file.to_string();
+            write_metadata_file(warehouse, &metadata, &file).await?;
+            let (metadata, docs) = build_documents(metadata, location.clone()).await?;
+            match self
+                .store
+                .swap_table_metadata(&current.id, &current.metadata_location, &docs)
+                .await
+            {
+                Ok(true) => {
+                    self.after_commit(warehouse, &metadata, &built.expired_metadata_logs)
+                        .await;
+                    return self.table_response(warehouse, Some(&location), &docs.metadata);
+                }
+                Ok(false) => {
+                    // Someone else committed first; nothing of ours is visible.
+                    delete_quietly(warehouse, &location).await;
+                }
+                Err(err) => {
+                    // The pointer may or may not have moved: keep the file.
+                    return Err(CatalogError::CommitStateUnknown(format!(
+                        "Commit to {} has unknown outcome: {err}",
+                        table_display(levels, name)
+                    )));
+                }
+            }
+        }
+        Err(CatalogError::CommitFailed(format!(
+            "Commit to {} lost {attempts} races with concurrent commits; retry",
+            table_display(levels, name)
+        )))
+    }
+
+    /// A commit with `assert-create` on a table that does not exist yet:
+    /// build the table from the staged updates.
+    async fn commit_create(
+        &self,
+        warehouse: &Warehouse,
+        levels: &[String],
+        name: &str,
+        req: &CommitTableRequest,
+    ) -> Result<TableResponse> {
+        for requirement in &req.requirements {
+            requirement
+                .check(None)
+                .map_err(CatalogError::commit_failed)?;
+        }
+        let namespace = self.namespace_record(warehouse, levels).await?;
+        let updates = &req.updates;
+        let schema = first(updates, |u| match u {
+            TableUpdate::AddSchema { schema } => Some(schema.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            CatalogError::BadRequest("A create transaction needs an add-schema update".into())
+        })?;
+        let spec = first(updates, |u| match u {
+            TableUpdate::AddSpec { spec } => Some(spec.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| UnboundPartitionSpec::builder().build());
+        let order = first(updates, |u| match u {
+            TableUpdate::AddSortOrder { sort_order } => Some(sort_order.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(SortOrder::unsorted_order);
+        let format_version = first(updates, |u| match u {
+            TableUpdate::UpgradeFormatVersion { format_version } => Some(*format_version),
+            _ => None,
+        })
+        .unwrap_or(FormatVersion::V2);
+        let location = match first(updates, |u| match u {
+            TableUpdate::SetLocation { location } => {
+                Some(location.trim_end_matches('/').to_string())
+            }
+            _ => None,
+        }) {
+            Some(location) => location,
+            None => self.default_table_location(warehouse, &namespace, name),
+        };
+        warehouse.check_location(&location)?;
+        let mut builder = TableMetadataBuilder::new(
+            schema,
+            spec,
+            order,
+            location.clone(),
+            format_version,
+            HashMap::new(),
+        )
+        .map_err(CatalogError::invalid_metadata)?;
+        for update in updates.iter().cloned() {
+            builder = update
+                .apply(builder)
+                .map_err(CatalogError::invalid_metadata)?;
+        }
+        let metadata = builder
+            .build()
+            .map_err(CatalogError::invalid_metadata)?
+            .metadata;
+        let file = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
+        self.create_from_metadata(warehouse, &namespace, levels, name, metadata, file)
+            .await
+    }
+
+    async fn after_commit(
+        &self,
+        warehouse: &Warehouse,
+        metadata: &TableMetadata,
+        expired: &[iceberg::spec::MetadataLog],
+    ) {
+        let enabled = metadata
+            .properties()
+            .get(DELETE_AFTER_COMMIT)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !enabled {
+            return;
+        }
+        for entry in expired {
+            if warehouse.contains(&entry.metadata_file) {
+                delete_quietly(warehouse, &entry.metadata_file).await;
+            }
+        }
+    }
+
+    /// `DELETE /namespaces/{ns}/tables/{t}`.
+    pub async fn drop_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        purge: bool,
+    ) -> Result<()> {
+        let warehouse = self.warehouse(prefix).await?;
+        let record = self.table_record(&warehouse, levels, name, false).await?;
+        if !self.store.delete_table(&record.id).await? {
+            return Err(CatalogError::NoSuchTable(format!(
+                "Table does not exist: {}",
+                table_display(levels, name)
+            )));
+        }
+        if purge {
+            self.purge(&warehouse, levels, record).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes a dropped table's files: data, manifests, manifest lists,
+    /// statistics and every metadata file the table recorded (data files
+    /// only when `gc.enabled` is not false), as the Java catalogs do.
+    /// Unreferenced files are left alone: another table may share the path.
+    async fn purge(&self, warehouse: &Warehouse, levels: &[String], record: TableRecord) {
+        let result = async {
+            let metadata = parse_metadata(record.metadata).await?;
+            let ident = iceberg::TableIdent::new(
+                iceberg::NamespaceIdent::from_vec(levels.to_vec())
+                    .map_err(CatalogError::invalid_metadata)?,
+                record.name,
+            );
+            let table = iceberg::table::Table::builder()
+                .metadata(metadata)
+                .metadata_location(record.metadata_location)
+                .identifier(ident)
+                .file_io(warehouse.file_io.clone())
+                .disable_cache()
+                .readonly(true)
+                .runtime(iceberg::Runtime::try_current().map_err(CatalogError::storage)?)
+                .build()
+                .map_err(CatalogError::invalid_metadata)?;
+            iceberg::drop_table_data(&table)
+                .await
+                .map_err(CatalogError::storage)
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "purge of a dropped table did not finish; files left in place");
+        }
+    }
+
+    /// `POST /tables/rename`.
+    pub async fn rename_table(&self, prefix: &str, req: RenameTableRequest) -> Result<()> {
+        validate_namespace(&req.source.namespace)?;
+        validate_namespace(&req.destination.namespace)?;
+        validate_name("Table name", &req.source.name)?;
+        validate_name("Table name", &req.destination.name)?;
+        let warehouse = self.warehouse(prefix).await?;
+        let source = self
+            .table_record(&warehouse, &req.source.namespace, &req.source.name, true)
+            .await?;
+        let destination = self
+            .store
+            .namespace(&warehouse.record.id, &req.destination.namespace)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::NoSuchNamespace(format!(
+                    "Namespace does not exist: {}",
+                    display(&req.destination.namespace)
+                ))
+            })?;
+        let target = table_display(&req.destination.namespace, &req.destination.name);
+        if self
+            .store
+            .rename_table(&source.id, &destination.id, &req.destination.name, &target)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(CatalogError::NoSuchTable(format!(
+                "Table does not exist: {}",
+                table_display(&req.source.namespace, &req.source.name)
+            )))
+        }
+    }
+
+    /// `POST /namespaces/{ns}/register`.
+    pub async fn register_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        req: RegisterTableRequest,
+    ) -> Result<TableResponse> {
+        validate_name("Table name", &req.name)?;
+        let warehouse = self.warehouse(prefix).await?;
+        warehouse.check_location(&req.metadata_location)?;
+        let namespace = self.namespace_record(&warehouse, levels).await?;
+        let metadata = TableMetadata::read_from(&warehouse.file_io, &req.metadata_location)
+            .await
+            .map_err(|e| {
+                CatalogError::BadRequest(format!(
+                    "Cannot read metadata file {}: {e}",
+                    req.metadata_location
+                ))
+            })?;
+        warehouse.check_location(metadata.location())?;
+        let (_, docs) = build_documents(metadata, req.metadata_location.clone()).await?;
+        match self
+            .store
+            .insert_table(&namespace.id, &req.name, &docs)
+            .await
+        {
+            Ok(_) => {}
+            Err(CatalogError::AlreadyExists(_)) if req.overwrite => {
+                let current = self
+                    .table_record(&warehouse, levels, &req.name, false)
+                    .await?;
+                if !self
+                    .store
+                    .swap_table_metadata(&current.id, &current.metadata_location, &docs)
+                    .await?
+                {
+                    return Err(CatalogError::CommitFailed(format!(
+                        "Table {} changed while it was being overwritten; retry",
+                        table_display(levels, &req.name)
+                    )));
+                }
+            }
+            Err(CatalogError::AlreadyExists(_)) => {
+                return Err(CatalogError::AlreadyExists(format!(
+                    "Table already exists: {}",
+                    table_display(levels, &req.name)
+                )));
+            }
+            Err(other) => return Err(other),
+        }
+        self.table_response(&warehouse, Some(&req.metadata_location), &docs.metadata)
+    }
+}
+
+/// The next metadata file of a table: version + 1 with a fresh uuid, or,
+/// when the current file name is not in the standard form (a registered
+/// table), a version derived from the metadata log.
+fn next_metadata_location(current: &str, metadata: &TableMetadata) -> MetadataLocation {
+    match MetadataLocation::from_str(current) {
+        Ok(location) => location.with_next_version().with_new_metadata(metadata),
+        Err(_) => {
+            let mut location = MetadataLocation::new_with_metadata(metadata.location(), metadata);
+            for _ in 0..metadata.metadata_log().len() {
+                location = location.with_next_version();
+            }
+            location
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CatalogSettings {
+        CatalogSettings::default()
+    }
+
+    #[test]
+    fn no_token_means_everything() {
+        let page = page_request(None, Some("5"), &settings()).unwrap();
+        assert_eq!(page, PageRequest::default());
+    }
+
+    #[test]
+    fn empty_token_starts_paging() {
+        let page = page_request(Some(""), Some("5"), &settings()).unwrap();
+        assert_eq!(page.limit, Some(5));
+        assert_eq!(page.after, None);
+        let page = page_request(Some(""), None, &settings()).unwrap();
+        assert_eq!(page.limit, Some(settings().default_page_size));
+        let page = page_request(Some(""), Some("1000000"), &settings()).unwrap();
+        assert_eq!(page.limit, Some(settings().max_page_size));
+    }
+
+    #[test]
+    fn bad_paging_input_is_400() {
+        assert!(page_request(Some("!!"), None, &settings()).is_err());
+        assert!(page_request(Some(""), Some("0"), &settings()).is_err());
+        assert!(page_request(Some(""), Some("-1"), &settings()).is_err());
+        assert!(page_request(Some(""), Some("x"), &settings()).is_err());
+    }
+
+    #[test]
+    fn pages_round_trip_tokens() {
+        let page = PageRequest {
+            after: None,
+            limit: Some(2),
+        };
+        let (items, token) = finish_page(
+            vec!["a".to_string(), "b".into(), "c".into()],
+            &page,
+            Clone::clone,
+        );
+        assert_eq!(items, vec!["a", "b"]);
+        let next = page_request(token.as_deref(), Some("2"), &settings()).unwrap();
+        assert_eq!(next.after.as_deref(), Some("b"));
+        let (items, token) = finish_page(vec!["c".to_string()], &next, Clone::clone);
+        assert_eq!(items, vec!["c"]);
+        assert_eq!(token, None);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("t", "ok_name-1").is_ok());
+        assert!(validate_name("t", "quote'; DROP TABLE tables;--").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\u{1f}b", "a\0b"] {
+            assert!(validate_name("t", bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_namespace("a\u{1f}b").unwrap() == vec!["a", "b"]);
+        assert!(parse_namespace("a\u{1f}").is_err());
+        assert!(parse_namespace("").is_err());
+    }
+
+    #[test]
+    fn path_segments_are_storage_safe() {
+        assert_eq!(path_segment("sales_2024"), "sales_2024");
+        assert_eq!(path_segment("a b#c?d%"), "a_b_c_d_");
+    }
+}

@@ -1,0 +1,366 @@
+//! Origin configuration: defaults, then a YAML file, then `FLOE_…` environment
+//! variables, then command-line flags; `validate()` last.
+//!
+//! Environment variables map onto keys with `__` between levels:
+//! `FLOE_DATABASE__URL` sets `database.url`, `FLOE_SERVER__LISTEN` sets
+//! `server.listen`. They are read through [`ConfigSource`] so tests never touch
+//! the process environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Yaml};
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "FLOE_";
+
+/// Where environment-style overrides come from.
+pub trait ConfigSource {
+    /// All `(name, value)` pairs; names not starting with [`ENV_PREFIX`] are ignored.
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl ConfigSource for ProcessEnv {
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+/// A fixed list of variables (tests, embedding).
+pub struct StaticEnv<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl ConfigSource for StaticEnv<'_> {
+    fn vars(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+/// The whole origin configuration (`conf/origin.yaml`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// HTTP server settings.
+    pub server: ServerConfig,
+    /// Catalog database.
+    pub database: DatabaseConfig,
+    /// The default warehouse, created (or updated) at start-up.
+    pub warehouse: WarehouseConfig,
+    /// Catalog behaviour.
+    pub catalog: CatalogSettings,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address the REST API listens on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            body_limit_bytes: 16 * 1024 * 1024,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// Catalog database settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` (embedded default) or `postgres://user@host/db`.
+    pub url: String,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a request waits for a pooled connection before 503.
+    pub acquire_timeout_ms: u64,
+    /// Apply pending migrations at start-up.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/floe.db?mode=rwc".to_string(),
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout_ms: 5000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// A warehouse: a name (also its URL prefix) and a storage location.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WarehouseConfig {
+    /// Name, also the `{prefix}` in `/v1/{prefix}/…`.
+    pub name: String,
+    /// Root of the warehouse: `file:///abs/path`, a relative path, or `s3://bucket/path`.
+    pub location: String,
+    /// S3 settings, used when the location is `s3://`.
+    pub s3: S3Config,
+}
+
+impl Default for WarehouseConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".to_string(),
+            location: "data/warehouse".to_string(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// S3 storage settings of a warehouse.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct S3Config {
+    /// Custom endpoint (S3-compatible servers), e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Region name.
+    pub region: Option<String>,
+    /// Path-style addressing instead of virtual-hosted buckets.
+    pub path_style_access: bool,
+    /// Static access key id.
+    pub access_key_id: Option<String>,
+    /// Static secret key (never logged, never sent to clients).
+    pub secret_access_key: Option<String>,
+}
+
+/// Catalog behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CatalogSettings {
+    /// Server-side retries of a commit that lost a race while its requirements still hold.
+    pub commit_max_retries: u32,
+    /// Page size when a client asks for paging (`pageToken`) without `pageSize`.
+    pub default_page_size: u32,
+    /// Largest page size honoured.
+    pub max_page_size: u32,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self {
+            commit_max_retries: 16,
+            default_page_size: 100,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `floe_origin=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_string(),
+            format: "text".to_string(),
+        }
+    }
+}
+
+/// Command-line overrides for the common cases.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--database-url`
+    pub database_url: Option<String>,
+    /// `--warehouse`
+    pub warehouse: Option<String>,
+}
+
+impl Config {
+    /// Reads defaults, the optional YAML file, then environment overrides.
+    pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        for (name, raw) in env.vars() {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            figment = figment.merge((key, value));
+        }
+        Ok(figment.extract()?)
+    }
+
+    /// Applies command-line flags.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(listen) = overrides.listen {
+            self.server.listen = listen;
+        }
+        if let Some(url) = &overrides.database_url {
+            self.database.url.clone_from(url);
+        }
+        if let Some(location) = &overrides.warehouse {
+            self.warehouse.location.clone_from(location);
+        }
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("database.url must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == 0 {
+            anyhow::bail!("database.max_connections must be at least 1");
+        }
+        if self.server.body_limit_bytes < 1024 {
+            anyhow::bail!("server.body_limit_bytes must be at least 1024");
+        }
+        if self.catalog.default_page_size == 0
+            || self.catalog.max_page_size < self.catalog.default_page_size
+        {
+            anyhow::bail!("catalog.default_page_size must be in 1..=catalog.max_page_size");
+        }
+        crate::warehouse::validate_name(&self.warehouse.name)
+            .map_err(|e| anyhow::anyhow!("warehouse.name: {e}"))?;
+        crate::warehouse::normalize_location(&self.warehouse.location)
+            .map_err(|e| anyhow::anyhow!("warehouse.location: {e}"))?;
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            anyhow::bail!("log.format must be text or json");
+        }
+        Ok(())
+    }
+
+    /// The storage properties (FileIO keys) of the configured default warehouse.
+    pub fn warehouse_properties(&self) -> BTreeMap<String, String> {
+        self.warehouse.s3.to_properties()
+    }
+}
+
+impl S3Config {
+    /// FileIO property keys for this configuration.
+    pub fn to_properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                props.insert(k.to_string(), v.clone());
+            }
+        };
+        put(iceberg::io::S3_ENDPOINT, &self.endpoint);
+        put(iceberg::io::S3_REGION, &self.region);
+        put(iceberg::io::S3_ACCESS_KEY_ID, &self.access_key_id);
+        put(iceberg::io::S3_SECRET_ACCESS_KEY, &self.secret_access_key);
+        if self.path_style_access {
+            props.insert(
+                iceberg::io::S3_PATH_STYLE_ACCESS.to_string(),
+                "true".to_string(),
+            );
+        }
+        props
+    }
+}
+
+/// Resolves the SQLite file of a `sqlite:` URL, to create its directory.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let cfg = Config::load(None, &StaticEnv(&[])).unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8181");
+        assert!(cfg.database.url.starts_with("sqlite:"));
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("origin.yaml");
+        std::fs::write(
+            &path,
+            "server:\n  listen: 0.0.0.0:9000\ndatabase:\n  url: postgres://a@h/db\n  max_connections: 4\n",
+        )
+        .unwrap();
+        let env = [
+            ("FLOE_DATABASE__MAX_CONNECTIONS", "7"),
+            ("FLOE_WAREHOUSE__S3__PATH_STYLE_ACCESS", "true"),
+            ("OTHER", "ignored"),
+        ];
+        let mut cfg = Config::load(Some(&path), &StaticEnv(&env)).unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(cfg.database.url, "postgres://a@h/db");
+        assert_eq!(cfg.database.max_connections, 7);
+        assert!(cfg.warehouse.s3.path_style_access);
+        cfg.apply(&Overrides {
+            database_url: Some("sqlite::memory:".into()),
+            ..Default::default()
+        });
+        assert_eq!(cfg.database.url, "sqlite::memory:");
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let env = [("FLOE_DATABASE__URL", "mysql://x")];
+        let cfg = Config::load(None, &StaticEnv(&env)).unwrap();
+        assert!(cfg.validate().is_err());
+        let env = [("FLOE_DATABASE__MAX_CONNECTIONS", "many")];
+        assert!(Config::load(None, &StaticEnv(&env)).is_err());
+        assert!(Config::load(Some(Path::new("/nonexistent/x.yaml")), &StaticEnv(&[])).is_err());
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_file("sqlite://data/floe.db?mode=rwc"),
+            Some(PathBuf::from("data/floe.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+}

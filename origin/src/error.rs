@@ -1,0 +1,220 @@
+//! Typed catalog errors and their one conversion to the wire `ErrorModel`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use floe_shared::error::types;
+use floe_shared::{ErrorModel, json};
+
+/// Everything a catalog operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// 400: the request is malformed or asks for something invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: namespace.
+    #[error("{0}")]
+    NoSuchNamespace(String),
+    /// 404: table.
+    #[error("{0}")]
+    NoSuchTable(String),
+    /// 404: warehouse (prefix).
+    #[error("{0}")]
+    NoSuchWarehouse(String),
+    /// 404: no such route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route does not take this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 406: a spec operation this server does not implement.
+    #[error("{0}")]
+    Unsupported(String),
+    /// 409: namespace, table or warehouse name taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// 409: the namespace (or warehouse) still has children.
+    #[error("{0}")]
+    NamespaceNotEmpty(String),
+    /// 409: a requirement failed; nothing was written.
+    #[error("{0}")]
+    CommitFailed(String),
+    /// 413: body over the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: e.g. a key both updated and removed.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 500 on a commit whose outcome cannot be known.
+    #[error("{0}")]
+    CommitStateUnknown(String),
+    /// 503: database or storage unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result of catalog operations.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+impl CatalogError {
+    /// Status code and exception type of this error.
+    pub fn status_and_type(&self) -> (StatusCode, &'static str) {
+        use CatalogError::*;
+        match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, types::BAD_REQUEST),
+            NoSuchNamespace(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_NAMESPACE),
+            NoSuchTable(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_TABLE),
+            NoSuchWarehouse(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_WAREHOUSE),
+            NotFound(_) => (StatusCode::NOT_FOUND, types::NOT_FOUND),
+            MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, types::METHOD_NOT_ALLOWED),
+            Unsupported(_) => (StatusCode::NOT_ACCEPTABLE, types::UNSUPPORTED_OPERATION),
+            AlreadyExists(_) => (StatusCode::CONFLICT, types::ALREADY_EXISTS),
+            NamespaceNotEmpty(_) => (StatusCode::CONFLICT, types::NAMESPACE_NOT_EMPTY),
+            CommitFailed(_) => (StatusCode::CONFLICT, types::COMMIT_FAILED),
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, types::PAYLOAD_TOO_LARGE),
+            Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                types::UNPROCESSABLE_ENTITY,
+            ),
+            CommitStateUnknown(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                types::COMMIT_STATE_UNKNOWN,
+            ),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, types::SERVICE_UNAVAILABLE),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                types::INTERNAL_SERVER_ERROR,
+            ),
+        }
+    }
+
+    /// A commit requirement or apply step that no longer holds.
+    pub fn commit_failed(err: impl std::fmt::Display) -> Self {
+        Self::CommitFailed(format!("Commit failed: {err}"))
+    }
+
+    /// Object storage failed (read, write or delete).
+    pub fn storage(err: impl std::fmt::Display) -> Self {
+        Self::Unavailable(format!("Storage operation failed: {err}"))
+    }
+
+    /// An update or metadata that the `iceberg` crate refuses.
+    pub fn invalid_metadata(err: impl std::fmt::Display) -> Self {
+        Self::BadRequest(format!("Invalid table metadata change: {err}"))
+    }
+}
+
+impl From<sqlx::Error> for CatalogError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                CatalogError::Unavailable(format!("Catalog database unavailable: {err}"))
+            }
+            _ => CatalogError::Internal(format!("Catalog database error: {err}")),
+        }
+    }
+}
+
+impl From<serde_json::Error> for CatalogError {
+    fn from(err: serde_json::Error) -> Self {
+        CatalogError::Internal(format!("Serialization error: {err}"))
+    }
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        let (status, r#type) = self.status_and_type();
+        let mut model = ErrorModel::new(status.as_u16(), r#type, self.to_string());
+        if status.is_server_error() {
+            // The details go to the log once, under an id the client can quote.
+            let id = uuid::Uuid::now_v7();
+            tracing::error!(error_id = %id, status = status.as_u16(), error = %self, "request failed");
+            if !matches!(self, CatalogError::Unavailable(_)) {
+                model.message = format!("{} (error id {id})", public_message(&self));
+            }
+            model.stack = vec![format!("error-id: {id}")];
+        }
+        let body = json::to_json_bytes(&model.into_response_body()).unwrap_or_default();
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn public_message(err: &CatalogError) -> &'static str {
+    match err {
+        CatalogError::CommitStateUnknown(_) => "Commit state unknown",
+        _ => "Internal server error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_the_client_visible_type() {
+        let cases = [
+            (
+                CatalogError::BadRequest("x".into()),
+                400,
+                "BadRequestException",
+            ),
+            (
+                CatalogError::NoSuchTable("x".into()),
+                404,
+                "NoSuchTableException",
+            ),
+            (
+                CatalogError::NoSuchNamespace("x".into()),
+                404,
+                "NoSuchNamespaceException",
+            ),
+            (
+                CatalogError::AlreadyExists("x".into()),
+                409,
+                "AlreadyExistsException",
+            ),
+            (
+                CatalogError::NamespaceNotEmpty("x".into()),
+                409,
+                "NamespaceNotEmptyException",
+            ),
+            (
+                CatalogError::CommitFailed("x".into()),
+                409,
+                "CommitFailedException",
+            ),
+            (
+                CatalogError::Unprocessable("x".into()),
+                422,
+                "UnprocessableEntityException",
+            ),
+            (
+                CatalogError::Unsupported("x".into()),
+                406,
+                "UnsupportedOperationException",
+            ),
+            (
+                CatalogError::CommitStateUnknown("x".into()),
+                500,
+                "CommitStateUnknownException",
+            ),
+        ];
+        for (err, code, name) in cases {
+            let (status, ty) = err.status_and_type();
+            assert_eq!((status.as_u16(), ty), (code, name));
+        }
+    }
+
+    #[test]
+    fn pool_exhaustion_is_unavailable_not_internal() {
+        let err = CatalogError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(err.status_and_type().0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,19 @@
+//! Floe origin: the Iceberg REST catalog tier.
+//!
+//! A request's path reads in three files: [`routes`] (extract and forward),
+//! [`catalog`] (validate and decide), [`store`] (one statement per write).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod management;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod store;
+pub mod warehouse;
+pub mod wire;

@@ -1,0 +1,132 @@
+//! Prometheus metrics of the origin, in a registry of its own.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::store::Store;
+
+/// The origin's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    commits: IntCounterVec,
+    commit_retries: IntCounter,
+    pool: IntGaugeVec,
+}
+
+fn must<T>(result: prometheus::Result<T>) -> T {
+    // Metric definitions are static; a failure here is a programming error
+    // caught by the first test that builds the app.
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "floe_origin_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["method", "route", "status"],
+        ));
+        let latency = must(HistogramVec::new(
+            HistogramOpts::new(
+                "floe_origin_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["method", "route"],
+        ));
+        let commits = must(IntCounterVec::new(
+            Opts::new(
+                "floe_origin_commits_total",
+                "Table commits by outcome (committed, conflict, rejected, error)",
+            ),
+            &["outcome"],
+        ));
+        let commit_retries = must(IntCounter::new(
+            "floe_origin_commit_retries_total",
+            "Server-side commit retries after losing a compare-and-set race",
+        ));
+        let pool = must(IntGaugeVec::new(
+            Opts::new(
+                "floe_origin_db_pool_connections",
+                "Database pool connections by state",
+            ),
+            &["state"],
+        ));
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(commits.clone()),
+            Box::new(commit_retries.clone()),
+            Box::new(pool.clone()),
+        ] {
+            must(registry.register(collector));
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            commits,
+            commit_retries,
+            pool,
+        }
+    }
+
+    /// Records one finished request.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[method, route, itoa(status).as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(seconds);
+    }
+
+    /// Counts a commit outcome.
+    pub fn commit(&self, outcome: &str) {
+        self.commits.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a server-side commit retry.
+    pub fn commit_retry(&self) {
+        self.commit_retries.inc();
+    }
+
+    /// The text exposition, with pool gauges read now.
+    pub fn render(&self, store: &Store) -> String {
+        let (size, idle) = store.pool_stats();
+        self.pool.with_label_values(&["open"]).set(i64::from(size));
+        self.pool.with_label_values(&["idle"]).set(idle as i64);
+        self.pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(size) - idle as i64);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn itoa(status: u16) -> String {
+    status.to_string()
+}

@@ -1,0 +1,536 @@
+//! The HTTP surface: thin handlers that extract, call the catalog, and shape
+//! the response. No SQL and no JSON surgery here.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use floe_shared::etag::{self, SnapshotsMode};
+use floe_shared::json;
+use floe_shared::wire::{
+    CreateNamespaceRequest, RegisterTableRequest, RenameTableRequest,
+    UpdateNamespacePropertiesRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, TableResponse, page_request};
+use crate::error::{CatalogError, Result};
+use crate::extract::{JsonBody, QueryParams, Target};
+use crate::management;
+use crate::metrics::Metrics;
+use crate::wire::{CommitTableRequest, CreateTableRequest};
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The catalog service.
+    pub catalog: Catalog,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Warehouse served by routes without a prefix.
+    pub default_warehouse: String,
+    /// Largest body accepted.
+    pub body_limit: usize,
+}
+
+/// Every operation this server implements, as advertised in `/v1/config`.
+pub const ENDPOINTS: &[&str] = &[
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/tables/rename",
+];
+
+/// Spec operations not implemented yet: they answer 406 UnsupportedOperation.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("POST", "/transactions/commit"),
+    ("POST", "/namespaces/{namespace}/tables/{table}/plan"),
+    (
+        "GET",
+        "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
+    ),
+    (
+        "DELETE",
+        "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
+    ),
+    ("POST", "/namespaces/{namespace}/tables/{table}/tasks"),
+    ("POST", "/namespaces/{namespace}/tables/{table}/unregister"),
+    ("GET", "/namespaces/{namespace}/tables/{table}/credentials"),
+    ("POST", "/namespaces/{namespace}/tables/{table}/sign"),
+    ("GET", "/namespaces/{namespace}/functions"),
+    ("GET", "/namespaces/{namespace}/functions/{function}"),
+    ("GET", "/namespaces/{namespace}/views"),
+    ("POST", "/namespaces/{namespace}/views"),
+    ("GET", "/namespaces/{namespace}/views/{view}"),
+    ("POST", "/namespaces/{namespace}/views/{view}"),
+    ("DELETE", "/namespaces/{namespace}/views/{view}"),
+    ("HEAD", "/namespaces/{namespace}/views/{view}"),
+    ("POST", "/views/rename"),
+    ("POST", "/namespaces/{namespace}/register-view"),
+];
+
+fn catalog_routes() -> Router<AppState> {
+    let mut router = Router::new()
+        .route("/namespaces", get(list_namespaces).post(create_namespace))
+        .route(
+            "/namespaces/{namespace}",
+            get(load_namespace)
+                .head(namespace_exists)
+                .delete(drop_namespace),
+        )
+        .route(
+            "/namespaces/{namespace}/properties",
+            post(update_properties),
+        )
+        .route(
+            "/namespaces/{namespace}/tables",
+            get(list_tables).post(create_table),
+        )
+        .route(
+            "/namespaces/{namespace}/tables/{table}",
+            get(load_table)
+                .head(table_exists)
+                .post(commit_table)
+                .delete(drop_table),
+        )
+        .route("/namespaces/{namespace}/register", post(register_table))
+        .route(
+            "/namespaces/{namespace}/tables/{table}/metrics",
+            post(report_metrics),
+        )
+        .route("/tables/rename", post(rename_table));
+    for (method, path) in UNSUPPORTED {
+        let filter = match *method {
+            "GET" => axum::routing::MethodFilter::GET,
+            "POST" => axum::routing::MethodFilter::POST,
+            "DELETE" => axum::routing::MethodFilter::DELETE,
+            _ => axum::routing::MethodFilter::HEAD,
+        };
+        router = router.route(path, axum::routing::on(filter, unsupported));
+    }
+    router
+}
+
+/// Builds the whole application: the REST API (with and without prefix),
+/// management, health and metrics.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    Router::new()
+        .route("/v1/config", get(get_config))
+        .route("/v1/oauth/tokens", post(unsupported))
+        .nest("/v1/{prefix}", catalog_routes())
+        .nest("/v1", catalog_routes())
+        .route(
+            "/management/v1/warehouses",
+            get(list_warehouses).post(create_warehouse),
+        )
+        .route(
+            "/management/v1/warehouses/{name}",
+            axum::routing::delete(delete_warehouse),
+        )
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts and times every request by its route pattern.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.metrics.request(
+        method.as_str(),
+        &route,
+        status,
+        started.elapsed().as_secs_f64(),
+    );
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, "request failed");
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn to_json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response> {
+    Ok(json_response(status, json::to_json_bytes(value)?))
+}
+
+/// A table result with its ETag (when it has a metadata location).
+fn table_result(table: TableResponse, mode: SnapshotsMode) -> Response {
+    let mut response = json_response(StatusCode::OK, table.body);
+    if let Some(location) = &table.metadata_location
+        && let Ok(value) = HeaderValue::from_str(&etag::table_etag(location, mode, ""))
+    {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+async fn unsupported(method: Method, uri: axum::http::Uri) -> CatalogError {
+    CatalogError::Unsupported(format!(
+        "Operation not supported yet: {method} {}",
+        uri.path()
+    ))
+}
+
+async fn not_found(uri: axum::http::Uri) -> CatalogError {
+    CatalogError::NotFound(format!("No route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> CatalogError {
+    CatalogError::MethodNotAllowed(format!("Method {method} is not allowed on {}", uri.path()))
+}
+
+// ---- config ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ConfigParams {
+    warehouse: Option<String>,
+}
+
+async fn get_config(
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<ConfigParams>,
+) -> Result<Response> {
+    let endpoints = ENDPOINTS.iter().map(|s| s.to_string()).collect();
+    let config = state
+        .catalog
+        .config(
+            params.warehouse.as_deref(),
+            &state.default_warehouse,
+            endpoints,
+        )
+        .await?;
+    to_json(StatusCode::OK, &config)
+}
+
+// ---- namespaces ------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ListParams {
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<String>,
+    parent: Option<String>,
+}
+
+async fn list_namespaces(
+    State(state): State<AppState>,
+    target: Target,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Response> {
+    let page = page_request(
+        params.page_token.as_deref(),
+        params.page_size.as_deref(),
+        state.catalog.settings(),
+    )?;
+    let parent = match params.parent.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(crate::catalog::parse_namespace(raw)?),
+    };
+    let list = state
+        .catalog
+        .list_namespaces(&target.prefix, parent, page)
+        .await?;
+    to_json(StatusCode::OK, &list)
+}
+
+async fn create_namespace(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<CreateNamespaceRequest>,
+) -> Result<Response> {
+    let created = state.catalog.create_namespace(&target.prefix, req).await?;
+    to_json(StatusCode::OK, &created)
+}
+
+async fn load_namespace(State(state): State<AppState>, target: Target) -> Result<Response> {
+    let ns = state
+        .catalog
+        .load_namespace(&target.prefix, &target.namespace)
+        .await?;
+    to_json(StatusCode::OK, &ns)
+}
+
+async fn namespace_exists(State(state): State<AppState>, target: Target) -> Result<StatusCode> {
+    state
+        .catalog
+        .load_namespace(&target.prefix, &target.namespace)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn drop_namespace(State(state): State<AppState>, target: Target) -> Result<StatusCode> {
+    state
+        .catalog
+        .drop_namespace(&target.prefix, &target.namespace)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_properties(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<UpdateNamespacePropertiesRequest>,
+) -> Result<Response> {
+    let result = state
+        .catalog
+        .update_namespace_properties(&target.prefix, &target.namespace, req)
+        .await?;
+    to_json(StatusCode::OK, &result)
+}
+
+// ---- tables ----------------------------------------------------------------
+
+async fn list_tables(
+    State(state): State<AppState>,
+    target: Target,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Response> {
+    let page = page_request(
+        params.page_token.as_deref(),
+        params.page_size.as_deref(),
+        state.catalog.settings(),
+    )?;
+    let list = state
+        .catalog
+        .list_tables(&target.prefix, &target.namespace, page)
+        .await?;
+    to_json(StatusCode::OK, &list)
+}
+
+async fn create_table(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<CreateTableRequest>,
+) -> Result<Response> {
+    let table = state
+        .catalog
+        .create_table(&target.prefix, &target.namespace, req)
+        .await?;
+    Ok(table_result(table, SnapshotsMode::All))
+}
+
+#[derive(Deserialize)]
+struct LoadParams {
+    snapshots: Option<String>,
+}
+
+async fn load_table(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<LoadParams>,
+) -> Result<Response> {
+    let mode = match params.snapshots.as_deref() {
+        None => SnapshotsMode::All,
+        Some(value) => SnapshotsMode::parse(value).ok_or_else(|| {
+            CatalogError::BadRequest(format!("snapshots must be 'all' or 'refs', got {value:?}"))
+        })?,
+    };
+    let table = state
+        .catalog
+        .load_table(&target.prefix, &target.namespace, &target.table, mode)
+        .await?;
+    if let (Some(location), Some(inm)) = (
+        table.metadata_location.as_deref(),
+        headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        let tag = etag::table_etag(location, mode, "");
+        if etag::if_none_match_matches(inm, &tag) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(value) = HeaderValue::from_str(&tag) {
+                response.headers_mut().insert(header::ETAG, value);
+            }
+            return Ok(response);
+        }
+    }
+    Ok(table_result(table, mode))
+}
+
+async fn table_exists(State(state): State<AppState>, target: Target) -> Result<StatusCode> {
+    state
+        .catalog
+        .table_exists(&target.prefix, &target.namespace, &target.table)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn commit_table(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<CommitTableRequest>,
+) -> Result<Response> {
+    let table = state
+        .catalog
+        .commit_table(&target.prefix, &target.namespace, &target.table, req)
+        .await?;
+    Ok(table_result(table, SnapshotsMode::All))
+}
+
+#[derive(Deserialize)]
+struct DropParams {
+    #[serde(rename = "purgeRequested")]
+    purge_requested: Option<String>,
+}
+
+async fn drop_table(
+    State(state): State<AppState>,
+    target: Target,
+    QueryParams(params): QueryParams<DropParams>,
+) -> Result<StatusCode> {
+    let purge = match params.purge_requested.as_deref() {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            return Err(CatalogError::BadRequest(format!(
+                "purgeRequested must be true or false, got {v:?}"
+            )));
+        }
+    };
+    state
+        .catalog
+        .drop_table(&target.prefix, &target.namespace, &target.table, purge)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn register_table(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<RegisterTableRequest>,
+) -> Result<Response> {
+    let table = state
+        .catalog
+        .register_table(&target.prefix, &target.namespace, req)
+        .await?;
+    Ok(table_result(table, SnapshotsMode::All))
+}
+
+#[derive(Deserialize)]
+struct ReportMetricsRequest {
+    #[serde(rename = "report-type")]
+    report_type: String,
+}
+
+async fn report_metrics(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(report): JsonBody<ReportMetricsRequest>,
+) -> Result<StatusCode> {
+    state
+        .catalog
+        .table_exists(&target.prefix, &target.namespace, &target.table)
+        .await?;
+    tracing::debug!(report_type = %report.report_type, table = %target.table, "metrics report received");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rename_table(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<RenameTableRequest>,
+) -> Result<StatusCode> {
+    state.catalog.rename_table(&target.prefix, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- management, health, metrics -------------------------------------------
+
+async fn list_warehouses(State(state): State<AppState>) -> Result<Response> {
+    let list = management::list_warehouses(state.catalog.store()).await?;
+    to_json(StatusCode::OK, &list)
+}
+
+async fn create_warehouse(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<management::CreateWarehouseRequest>,
+) -> Result<Response> {
+    let created = management::create_warehouse(state.catalog.store(), req).await?;
+    state.catalog.invalidate_warehouse(&created.name);
+    to_json(StatusCode::CREATED, &created)
+}
+
+async fn delete_warehouse(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<StatusCode> {
+    management::delete_warehouse(state.catalog.store(), &name).await?;
+    state.catalog.invalidate_warehouse(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.catalog.store().ping(),
+    )
+    .await
+    {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(err)) => {
+            CatalogError::Unavailable(format!("Database not reachable: {err}")).into_response()
+        }
+        Err(_) => {
+            CatalogError::Unavailable("Database did not answer within 2s".into()).into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(state.catalog.store());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,132 @@
+//! Starting and stopping the origin.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::management::{CreateWarehouseRequest, ensure_warehouse};
+use crate::metrics::Metrics;
+use crate::routes::{AppState, app};
+use crate::store::Store;
+
+/// Opens the database, applies migrations (when configured), ensures the
+/// default warehouse and returns the application state.
+pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
+    let store = Store::connect(&config.database).await?;
+    if config.database.migrate_on_start {
+        store.migrate().await?;
+    }
+    ensure_warehouse(
+        &store,
+        CreateWarehouseRequest {
+            name: config.warehouse.name.clone(),
+            location: config.warehouse.location.clone(),
+            s3: config.warehouse.s3.clone(),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("default warehouse: {e}"))?;
+    let metrics = Metrics::new();
+    Ok(AppState {
+        catalog: Catalog::new(store, config.catalog.clone(), metrics.clone()),
+        metrics,
+        default_warehouse: config.warehouse.name.clone(),
+        body_limit: config.server.body_limit_bytes,
+    })
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains in-flight
+/// requests for at most the configured grace period.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = state.catalog.store().clone();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopped_tx.send(());
+    });
+    let drained = async {
+        let _ = stopped_rx.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = drained => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Runs the origin from configuration until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state = prepare(&config).await?;
+    let listener = TcpListener::bind(config.server.listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        warehouse = %config.warehouse.name,
+        database = %redact_url(&config.database.url),
+        "floe origin serving the Iceberg REST catalog"
+    );
+    serve(
+        listener,
+        state,
+        Duration::from_secs(config.server.shutdown_grace_seconds),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+/// Hides the password of a database URL for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

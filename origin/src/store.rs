@@ -1,0 +1,611 @@
+//! The catalog database: one store over sqlx's `Any` driver, so PostgreSQL
+//! (production) and SQLite (embedded default) run the same statements.
+//!
+//! Every write is a single statement whose outcome the database decides:
+//! uniqueness and foreign keys answer "already exists" and "not empty", and a
+//! table commit is a compare-and-set on the metadata pointer. There is no
+//! read-then-write transaction for a racing client to slip into, and SQLite
+//! never has to upgrade a read lock. Database errors become catalog errors
+//! here and nowhere else.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::error::ErrorKind;
+use sqlx::{AnyPool, Row};
+
+use crate::config::DatabaseConfig;
+use crate::error::{CatalogError, Result};
+
+/// Separator of namespace levels inside the stored name (and on the wire).
+pub const NAMESPACE_SEPARATOR: char = '\u{1f}';
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// A warehouse row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarehouseRecord {
+    /// Surrogate id.
+    pub id: String,
+    /// Name and URL prefix.
+    pub name: String,
+    /// Normalized storage root (`file:///…` or `s3://…`), no trailing slash.
+    pub location: String,
+    /// FileIO properties (S3 endpoint, region, keys…).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A namespace row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceRecord {
+    /// Surrogate id.
+    pub id: String,
+    /// Levels of the namespace.
+    pub levels: Vec<String>,
+    /// Properties.
+    pub properties: BTreeMap<String, String>,
+    /// Bumped on every property change (compare-and-set).
+    pub version: i64,
+}
+
+/// A table row: its pointer and the current metadata document beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRecord {
+    /// Surrogate id.
+    pub id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// Table name.
+    pub name: String,
+    /// Location of the current metadata file.
+    pub metadata_location: String,
+    /// The current metadata document (JSON), or its `snapshots=refs` form when asked.
+    pub metadata: String,
+    /// Commit counter.
+    pub version: i64,
+}
+
+/// A new metadata version to store.
+#[derive(Debug, Clone)]
+pub struct TableDocs {
+    /// Location of the metadata file just written.
+    pub metadata_location: String,
+    /// Full metadata JSON.
+    pub metadata: String,
+    /// `snapshots=refs` JSON when it differs from the full document.
+    pub metadata_refs: Option<String>,
+}
+
+/// The catalog database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Joins namespace levels into the stored form.
+pub fn join_levels(levels: &[String]) -> String {
+    levels.join(&NAMESPACE_SEPARATOR.to_string())
+}
+
+fn split_levels(name: &str) -> Vec<String> {
+    name.split(NAMESPACE_SEPARATOR)
+        .map(str::to_string)
+        .collect()
+}
+
+fn props_to_json(props: &BTreeMap<String, String>) -> Result<String> {
+    Ok(serde_json::to_string(props)?)
+}
+
+fn props_from_json(text: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(text)
+        .map_err(|e| CatalogError::Internal(format!("corrupt properties in database: {e}")))
+}
+
+/// Maps a constraint violation to the catalog error the caller names, and
+/// anything else through the generic conversion.
+fn constraint(
+    err: sqlx::Error,
+    unique: impl FnOnce() -> CatalogError,
+    foreign_key: impl FnOnce() -> CatalogError,
+) -> CatalogError {
+    if let sqlx::Error::Database(db) = &err {
+        match db.kind() {
+            ErrorKind::UniqueViolation => return unique(),
+            ErrorKind::ForeignKeyViolation => return foreign_key(),
+            _ => {}
+        }
+    }
+    CatalogError::from(err)
+}
+
+impl Store {
+    /// Opens the pool (creating the SQLite file and its directory if needed).
+    pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if cfg.url.starts_with("sqlite:") {
+            if let Some(path) = crate::config::sqlite_file(&cfg.url)
+                && let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .min_connections(cfg.min_connections)
+            .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; waits on a
+                    // busy database instead of failing at once.
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&cfg.url).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The backend kind.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => &PG_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `(open connections, idle connections)` of the pool.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- warehouses -------------------------------------------------------
+
+    fn warehouse_from_row(row: &AnyRow) -> Result<WarehouseRecord> {
+        Ok(WarehouseRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            location: row.try_get("location")?,
+            properties: props_from_json(&row.try_get::<String, _>("properties")?)?,
+        })
+    }
+
+    /// Inserts a warehouse; its id is generated.
+    pub async fn insert_warehouse(
+        &self,
+        name: &str,
+        location: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<WarehouseRecord> {
+        let id = new_id();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO warehouses (id, name, location, properties, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(location)
+        .bind(props_to_json(properties)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint(
+                e,
+                || CatalogError::AlreadyExists(format!("Warehouse already exists: {name}")),
+                || CatalogError::Internal("unexpected foreign key on warehouses".into()),
+            )
+        })?;
+        Ok(WarehouseRecord {
+            id,
+            name: name.to_string(),
+            location: location.to_string(),
+            properties: properties.clone(),
+        })
+    }
+
+    /// Updates location and properties of a warehouse; false when it does not exist.
+    pub async fn update_warehouse(
+        &self,
+        name: &str,
+        location: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE warehouses SET location = $1, properties = $2, updated_at = $3 WHERE name = $4",
+        )
+        .bind(location)
+        .bind(props_to_json(properties)?)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// All warehouses by name.
+    pub async fn list_warehouses(&self) -> Result<Vec<WarehouseRecord>> {
+        let rows =
+            sqlx::query("SELECT id, name, location, properties FROM warehouses ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(Self::warehouse_from_row).collect()
+    }
+
+    /// One warehouse by name.
+    pub async fn warehouse(&self, name: &str) -> Result<Option<WarehouseRecord>> {
+        let row =
+            sqlx::query("SELECT id, name, location, properties FROM warehouses WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(Self::warehouse_from_row).transpose()
+    }
+
+    /// Deletes an empty warehouse; false when it does not exist.
+    pub async fn delete_warehouse(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM warehouses WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                constraint(
+                    e,
+                    || CatalogError::Internal("unexpected unique violation".into()),
+                    || CatalogError::NamespaceNotEmpty(format!("Warehouse is not empty: {name}")),
+                )
+            })?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- namespaces -------------------------------------------------------
+
+    /// One namespace.
+    pub async fn namespace(
+        &self,
+        warehouse_id: &str,
+        levels: &[String],
+    ) -> Result<Option<NamespaceRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, properties, version FROM namespaces \
+             WHERE warehouse_id = $1 AND name = $2",
+        )
+        .bind(warehouse_id)
+        .bind(join_levels(levels))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(NamespaceRecord {
+            id: row.try_get("id")?,
+            levels: split_levels(&row.try_get::<String, _>("name")?),
+            properties: props_from_json(&row.try_get::<String, _>("properties")?)?,
+            version: row.try_get("version")?,
+        }))
+    }
+
+    /// Creates a namespace under `parent_id` (which must still exist).
+    pub async fn insert_namespace(
+        &self,
+        warehouse_id: &str,
+        levels: &[String],
+        parent_id: Option<&str>,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<NamespaceRecord> {
+        let id = new_id();
+        let now = now_ms();
+        let name = join_levels(levels);
+        sqlx::query(
+            "INSERT INTO namespaces \
+             (id, warehouse_id, name, parent_id, properties, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+        )
+        .bind(&id)
+        .bind(warehouse_id)
+        .bind(&name)
+        .bind(parent_id)
+        .bind(props_to_json(properties)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint(
+                e,
+                || {
+                    CatalogError::AlreadyExists(format!(
+                        "Namespace already exists: {}",
+                        levels.join(".")
+                    ))
+                },
+                || {
+                    CatalogError::NoSuchNamespace(format!(
+                        "Parent namespace does not exist: {}",
+                        levels[..levels.len().saturating_sub(1)].join(".")
+                    ))
+                },
+            )
+        })?;
+        Ok(NamespaceRecord {
+            id,
+            levels: levels.to_vec(),
+            properties: properties.clone(),
+            version: 1,
+        })
+    }
+
+    /// Children of `parent_id` (top level when `None`), by name, after the
+    /// keyset `after`, at most `limit` (all when `None`).
+    pub async fn list_namespaces(
+        &self,
+        warehouse_id: &str,
+        parent_id: Option<&str>,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Vec<String>>> {
+        let parent_clause = if parent_id.is_some() {
+            "parent_id = $4"
+        } else {
+            "parent_id IS NULL"
+        };
+        let sql = format!(
+            "SELECT name FROM namespaces WHERE warehouse_id = $1 AND {parent_clause} \
+             AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(warehouse_id)
+            .bind(after)
+            .bind(limit.map_or(i64::MAX, i64::from));
+        if let Some(parent) = parent_id {
+            query = query.bind(parent);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(split_levels(&r.try_get::<String, _>("name")?)))
+            .collect()
+    }
+
+    /// Replaces the properties if the namespace is still at `expected_version`.
+    pub async fn update_namespace_properties(
+        &self,
+        id: &str,
+        expected_version: i64,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE namespaces SET properties = $1, version = version + 1, updated_at = $2 \
+             WHERE id = $3 AND version = $4",
+        )
+        .bind(props_to_json(properties)?)
+        .bind(now_ms())
+        .bind(id)
+        .bind(expected_version)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a namespace with no children; false when already gone.
+    pub async fn delete_namespace(&self, id: &str, display: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM namespaces WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                constraint(
+                    e,
+                    || CatalogError::Internal("unexpected unique violation".into()),
+                    || {
+                        CatalogError::NamespaceNotEmpty(format!(
+                            "Namespace is not empty: {display}"
+                        ))
+                    },
+                )
+            })?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- tables -----------------------------------------------------------
+
+    /// One table with its full document (or its `snapshots=refs` form).
+    pub async fn table(
+        &self,
+        warehouse_id: &str,
+        namespace: &[String],
+        name: &str,
+        refs_only: bool,
+    ) -> Result<Option<TableRecord>> {
+        let document = if refs_only {
+            "COALESCE(t.metadata_refs, t.metadata)"
+        } else {
+            "t.metadata"
+        };
+        let sql = format!(
+            "SELECT t.id, t.namespace_id, t.name, t.metadata_location, {document} AS metadata, \
+             t.version FROM tables t JOIN namespaces n ON t.namespace_id = n.id \
+             WHERE n.warehouse_id = $1 AND n.name = $2 AND t.name = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(warehouse_id)
+            .bind(join_levels(namespace))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(TableRecord {
+            id: row.try_get("id")?,
+            namespace_id: row.try_get("namespace_id")?,
+            name: row.try_get("name")?,
+            metadata_location: row.try_get("metadata_location")?,
+            metadata: row.try_get("metadata")?,
+            version: row.try_get("version")?,
+        }))
+    }
+
+    /// Creates a table row pointing at an already written metadata file.
+    pub async fn insert_table(
+        &self,
+        namespace_id: &str,
+        name: &str,
+        docs: &TableDocs,
+    ) -> Result<String> {
+        let id = new_id();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO tables (id, namespace_id, name, metadata_location, metadata, \
+             metadata_refs, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+        )
+        .bind(&id)
+        .bind(namespace_id)
+        .bind(name)
+        .bind(&docs.metadata_location)
+        .bind(&docs.metadata)
+        .bind(docs.metadata_refs.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint(
+                e,
+                || CatalogError::AlreadyExists(format!("Table already exists: {name}")),
+                || CatalogError::NoSuchNamespace("Namespace does not exist".into()),
+            )
+        })?;
+        Ok(id)
+    }
+
+    /// Table names of a namespace, by name, after `after`, at most `limit`.
+    pub async fn list_tables(
+        &self,
+        namespace_id: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT name FROM tables WHERE namespace_id = $1 AND ($2 IS NULL OR name > $2) \
+             ORDER BY name LIMIT $3",
+        )
+        .bind(namespace_id)
+        .bind(after)
+        .bind(limit.map_or(i64::MAX, i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("name")?))
+            .collect()
+    }
+
+    /// Compare-and-set of the metadata pointer: true when the table still
+    /// pointed at `expected_location` and now points at the new version.
+    pub async fn swap_table_metadata(
+        &self,
+        id: &str,
+        expected_location: &str,
+        docs: &TableDocs,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tables SET metadata_location = $1, metadata = $2, metadata_refs = $3, \
+             version = version + 1, updated_at = $4 WHERE id = $5 AND metadata_location = $6",
+        )
+        .bind(&docs.metadata_location)
+        .bind(&docs.metadata)
+        .bind(docs.metadata_refs.as_deref())
+        .bind(now_ms())
+        .bind(id)
+        .bind(expected_location)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a table row; false when it was already gone.
+    pub async fn delete_table(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tables WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a table to another namespace and/or name.
+    pub async fn rename_table(
+        &self,
+        id: &str,
+        namespace_id: &str,
+        name: &str,
+        display: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tables SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(namespace_id)
+        .bind(name)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            constraint(
+                e,
+                || CatalogError::AlreadyExists(format!("Table already exists: {display}")),
+                || CatalogError::NoSuchNamespace(format!("Namespace does not exist: {display}")),
+            )
+        })?;
+        Ok(done.rows_affected() == 1)
+    }
+}

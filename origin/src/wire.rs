@@ -1,0 +1,45 @@
+//! Request bodies that carry the Iceberg metadata model (`iceberg` crate types).
+
+use std::collections::HashMap;
+
+use floe_shared::wire::TableIdentifier;
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
+use iceberg::{TableRequirement, TableUpdate};
+use serde::Deserialize;
+
+/// `CreateTableRequest`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateTableRequest {
+    /// Table name.
+    pub name: String,
+    /// Explicit location (must lie inside the warehouse).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Schema; field ids are assigned afresh.
+    pub schema: Schema,
+    /// Partition spec.
+    #[serde(default, rename = "partition-spec")]
+    pub partition_spec: Option<UnboundPartitionSpec>,
+    /// Sort order.
+    #[serde(default, rename = "write-order")]
+    pub write_order: Option<SortOrder>,
+    /// Return metadata without creating the table (create transaction).
+    #[serde(default, rename = "stage-create")]
+    pub stage_create: bool,
+    /// Table properties (`format-version` selects the format).
+    #[serde(default)]
+    pub properties: HashMap<String, String>,
+}
+
+/// `CommitTableRequest`: requirements and updates as the `iceberg` crate models
+/// them, so an unknown type fails to parse (400) as the spec requires.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommitTableRequest {
+    /// Must match the path when present.
+    #[serde(default)]
+    pub identifier: Option<TableIdentifier>,
+    /// Assertions on the current metadata.
+    pub requirements: Vec<TableRequirement>,
+    /// Changes to apply.
+    pub updates: Vec<TableUpdate>,
+}

@@ -1,0 +1,11 @@
+//! What both Floe tiers must agree on: the wire error shape, ETags, identifiers
+//! and the one function every response body is serialized through.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod etag;
+pub mod json;
+pub mod wire;
+
+pub use error::{ErrorModel, IcebergErrorResponse};

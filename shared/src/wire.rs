@@ -1,0 +1,110 @@
+//! Request and response bodies of the REST catalog that carry no Iceberg
+//! metadata model (those live with the catalog, next to the `iceberg` crate).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// `CatalogConfig`: the answer of `GET /v1/config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CatalogConfig {
+    /// Applied before client configuration.
+    pub defaults: BTreeMap<String, String>,
+    /// Applied after client configuration (Floe sets `prefix` here).
+    pub overrides: BTreeMap<String, String>,
+    /// Every `"<VERB> <path>"` the server really implements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+}
+
+/// `TableIdentifier`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct TableIdentifier {
+    /// Namespace levels.
+    pub namespace: Vec<String>,
+    /// Table (or view) name.
+    pub name: String,
+}
+
+/// `CreateNamespaceRequest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNamespaceRequest {
+    /// Namespace levels.
+    pub namespace: Vec<String>,
+    /// Initial properties.
+    #[serde(default)]
+    pub properties: HashMap<String, String>,
+}
+
+/// `CreateNamespaceResponse` and `GetNamespaceResponse`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NamespaceResponse {
+    /// Namespace levels.
+    pub namespace: Vec<String>,
+    /// Stored properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `ListNamespacesResponse`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListNamespacesResponse {
+    /// Set when more results follow; `null` on the last page of a paged listing.
+    #[serde(rename = "next-page-token")]
+    pub next_page_token: Option<String>,
+    /// Full identifiers of the namespaces on this page.
+    pub namespaces: Vec<Vec<String>>,
+}
+
+/// `ListTablesResponse` (also used for views).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListTablesResponse {
+    /// Set when more results follow; `null` on the last page of a paged listing.
+    #[serde(rename = "next-page-token")]
+    pub next_page_token: Option<String>,
+    /// Identifiers on this page.
+    pub identifiers: Vec<TableIdentifier>,
+}
+
+/// `UpdateNamespacePropertiesRequest`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateNamespacePropertiesRequest {
+    /// Keys to remove.
+    #[serde(default)]
+    pub removals: Vec<String>,
+    /// Keys to set.
+    #[serde(default)]
+    pub updates: HashMap<String, String>,
+}
+
+/// `UpdateNamespacePropertiesResponse`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UpdateNamespacePropertiesResponse {
+    /// Keys added or changed.
+    pub updated: Vec<String>,
+    /// Keys removed.
+    pub removed: Vec<String>,
+    /// Keys asked for removal that were not set.
+    pub missing: Vec<String>,
+}
+
+/// `RenameTableRequest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameTableRequest {
+    /// Current identifier.
+    pub source: TableIdentifier,
+    /// New identifier.
+    pub destination: TableIdentifier,
+}
+
+/// `RegisterTableRequest`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterTableRequest {
+    /// Table name within the namespace of the path.
+    pub name: String,
+    /// Location of an existing metadata file.
+    #[serde(rename = "metadata-location")]
+    pub metadata_location: String,
+    /// Replace the table's current metadata when it exists.
+    #[serde(default)]
+    pub overwrite: bool,
+}
