@@ -679,8 +679,7 @@ async fn contended_appends_conflict_cleanly(backend: Backend) {
     let mut acknowledged = Vec::new();
     let mut next_id = 100_i64;
     let mut base: Option<i64> = None;
-    let mut seq = 1;
-    for _round in 0..3 {
+    for seq in 1..=3 {
         let mut tasks = Vec::new();
         for _ in 0..6 {
             next_id += 1;
@@ -718,7 +717,6 @@ async fn contended_appends_conflict_cleanly(backend: Backend) {
         assert_eq!(winners.len(), 1, "exactly one append per base wins");
         acknowledged.push(winners[0]);
         base = Some(winners[0]);
-        seq += 1;
     }
     let r = app.get("/v1/default/namespaces/ca/tables/t").await;
     let mut ids: Vec<i64> = r.body["metadata"]["snapshots"]

@@ -134,11 +134,13 @@ impl TestApp {
 
     pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::new(backend).await;
-        let mut config = Config::default();
-        config.database = DatabaseConfig {
-            url: db.url.clone(),
-            max_connections: 8,
-            ..DatabaseConfig::default()
+        let mut config = Config {
+            database: DatabaseConfig {
+                url: db.url.clone(),
+                max_connections: 8,
+                ..DatabaseConfig::default()
+            },
+            ..Config::default()
         };
         config.warehouse.location = db.warehouse_path().display().to_string();
         tweak(&mut config);

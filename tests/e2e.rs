@@ -1,0 +1,290 @@
+//! End to end over real HTTP: the `floe` binary as operators run it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Floe, Proc, floe_cli, free_port, table_body, venv_tool, wait_until};
+use serde_json::json;
+
+/// The embedded default needs no setup: SQLite and a warehouse under ./data.
+#[tokio::test]
+async fn embedded_default_runs_without_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let floe = Floe::start(dir.path(), &[], &[]).await;
+    let r = floe
+        .post("/v1/namespaces", json!({"namespace": ["first"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = floe
+        .post("/v1/namespaces/first/tables", table_body("t"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let location = body["metadata-location"].as_str().unwrap();
+    let expected_root = format!(
+        "file://{}/data/warehouse/",
+        dir.path().canonicalize().unwrap().display()
+    );
+    assert!(
+        location.starts_with(&expected_root),
+        "{location} under {expected_root}"
+    );
+    assert!(dir.path().join("data/floe.db").exists());
+}
+
+/// Configuration layers: file, then environment, then flags.
+#[tokio::test]
+async fn config_file_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("origin.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "database:\n  url: sqlite://{}/from-file.db?mode=rwc\nwarehouse:\n  name: fromfile\n  location: {}/wh-file\ncatalog:\n  default_page_size: 1\n",
+            dir.path().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let env_wh = format!("{}/wh-env", dir.path().display());
+    let floe = Floe::start(
+        dir.path(),
+        &["--config", conf.to_str().unwrap()],
+        &[("FLOE_WAREHOUSE__LOCATION", env_wh.as_str())],
+    )
+    .await;
+    let cfg: serde_json::Value = floe.get("/v1/config").await.json().await.unwrap();
+    assert_eq!(cfg["overrides"]["prefix"], "fromfile");
+    let list: serde_json::Value = floe
+        .get("/management/v1/warehouses")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["warehouses"][0]["location"],
+        format!("file://{env_wh}"),
+        "env beats file"
+    );
+    assert!(dir.path().join("from-file.db").exists());
+    for ns in ["a", "b"] {
+        floe.post("/v1/fromfile/namespaces", json!({"namespace": [ns]}))
+            .await;
+    }
+    let page: serde_json::Value = floe
+        .get("/v1/fromfile/namespaces?pageToken=")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["namespaces"].as_array().unwrap().len(),
+        1,
+        "default_page_size from the file"
+    );
+
+    // A bad configuration stops start-up with a clear message.
+    let (ok, _, err) = floe_cli(dir.path(), &["--database-url", "mysql://nope", "migrate"]);
+    assert!(!ok);
+    assert!(err.contains("database.url"), "{err}");
+}
+
+/// `migrate` and `warehouse create|list|delete` work on the database the server uses.
+#[tokio::test]
+async fn cli_manages_warehouses() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/cli.db?mode=rwc", dir.path().display());
+    let (ok, out, err) = floe_cli(dir.path(), &["--database-url", &db, "migrate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("migrations applied"));
+    let lake = format!("{}/lake", dir.path().display());
+    let (ok, out, err) = floe_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "warehouse",
+            "create",
+            "--name",
+            "lake",
+            "--location",
+            &lake,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("created warehouse lake"));
+    let (ok, _, _) = floe_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "warehouse",
+            "create",
+            "--name",
+            "lake",
+            "--location",
+            &lake,
+        ],
+    );
+    assert!(!ok, "duplicate names are refused");
+    let (ok, out, _) = floe_cli(dir.path(), &["--database-url", &db, "warehouse", "list"]);
+    assert!(ok);
+    assert!(out.contains(&format!("lake\tfile://{lake}")), "{out}");
+
+    let floe = Floe::start(dir.path(), &["--database-url", &db], &[]).await;
+    let r = floe
+        .post("/v1/lake/namespaces", json!({"namespace": ["n"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let cfg: serde_json::Value = floe
+        .get("/v1/config?warehouse=lake")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["overrides"]["prefix"], "lake");
+    drop(floe);
+
+    let (ok, _, err) = floe_cli(
+        dir.path(),
+        &["--database-url", &db, "warehouse", "delete", "lake"],
+    );
+    assert!(!ok, "a warehouse with namespaces stays");
+    assert!(err.contains("not empty"), "{err}");
+}
+
+/// SIGTERM drains and exits cleanly; the data is there after a restart.
+#[tokio::test]
+async fn graceful_shutdown_and_restart_keep_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut floe = Floe::start(dir.path(), &[], &[]).await;
+    floe.post("/v1/namespaces", json!({"namespace": ["keep"]}))
+        .await;
+    let r = floe
+        .post("/v1/namespaces/keep/tables", table_body("t"))
+        .await;
+    let created: serde_json::Value = r.json().await.unwrap();
+    let status = floe.proc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit {status}:\n{}", floe.proc.log_text());
+    assert!(floe.proc.log_text().contains("draining"));
+    let floe = Floe::start(dir.path(), &[], &[]).await;
+    let loaded: serde_json::Value = floe
+        .get("/v1/namespaces/keep/tables/t")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(loaded["metadata-location"], created["metadata-location"]);
+}
+
+/// Tables in an `s3://` warehouse, against an S3-compatible server on loopback.
+#[tokio::test]
+async fn s3_warehouse_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = std::process::Command::new(venv_tool("moto_server"));
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let _s3 = Proc::spawn(cmd, dir.path().join("s3.log"));
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_until("S3 server", Duration::from_secs(60), || {
+        let http = http.clone();
+        let endpoint = endpoint.clone();
+        async move { http.get(&endpoint).send().await.is_ok() }
+    })
+    .await;
+    let r = http
+        .put(format!("{endpoint}/floe-bucket"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "create bucket: {}", r.status());
+
+    let floe = Floe::start(
+        dir.path(),
+        &["--warehouse", "s3://floe-bucket/wh"],
+        &[
+            ("FLOE_WAREHOUSE__S3__ENDPOINT", endpoint.as_str()),
+            ("FLOE_WAREHOUSE__S3__REGION", "us-east-1"),
+            ("FLOE_WAREHOUSE__S3__PATH_STYLE_ACCESS", "true"),
+            ("FLOE_WAREHOUSE__S3__ACCESS_KEY_ID", "floe-test"),
+            ("FLOE_WAREHOUSE__S3__SECRET_ACCESS_KEY", "floe-test-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        floe.post("/v1/namespaces", json!({"namespace": ["s3ns"]}))
+            .await
+            .status(),
+        200
+    );
+    let r = floe
+        .post("/v1/namespaces/s3ns/tables", table_body("t"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let first = created["metadata-location"].as_str().unwrap().to_string();
+    assert!(first.starts_with("s3://floe-bucket/wh/s3ns/t-"), "{first}");
+    assert_eq!(created["config"]["s3.endpoint"], endpoint.as_str());
+    assert!(created["config"].get("s3.secret-access-key").is_none());
+
+    let r = floe
+        .post(
+            "/v1/namespaces/s3ns/tables/t",
+            json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"on": "s3"}}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let committed: serde_json::Value = r.json().await.unwrap();
+    let second = committed["metadata-location"].as_str().unwrap().to_string();
+
+    // The metadata files are really in the bucket (anonymous listing).
+    let keys = || {
+        let http = http.clone();
+        let url = format!("{endpoint}/floe-bucket?list-type=2&prefix=wh/s3ns/");
+        async move {
+            let xml = http.get(url).send().await.unwrap().text().await.unwrap();
+            xml.split("<Key>")
+                .skip(1)
+                .filter_map(|part| part.split("</Key>").next())
+                .map(|k| format!("s3://floe-bucket/{k}"))
+                .collect::<Vec<_>>()
+        }
+    };
+    let stored = keys().await;
+    assert!(
+        stored.contains(&first) && stored.contains(&second),
+        "{stored:?}"
+    );
+
+    // Register from S3 and purge from S3.
+    assert_eq!(
+        floe.delete("/v1/namespaces/s3ns/tables/t").await.status(),
+        204
+    );
+    let r = floe
+        .post(
+            "/v1/namespaces/s3ns/register",
+            json!({"name": "back", "metadata-location": second}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let registered: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        registered["metadata"]["properties"]["on"], "s3",
+        "read back from the bucket"
+    );
+    assert_eq!(
+        registered["metadata"]["table-uuid"],
+        committed["metadata"]["table-uuid"]
+    );
+    assert_eq!(
+        floe.delete("/v1/namespaces/s3ns/tables/back?purgeRequested=true")
+            .await
+            .status(),
+        204
+    );
+    let left = keys().await;
+    assert!(left.is_empty(), "purged: {left:?}");
+}
