@@ -211,27 +211,31 @@ async fn parse_metadata(text: String) -> Result<TableMetadata> {
 /// some snapshots are not referenced by any branch or tag, the `refs` form.
 fn documents(metadata: &TableMetadata, metadata_location: String) -> Result<TableDocs> {
     let full = serde_json::to_string(metadata)?;
-    let mut keep: HashSet<i64> = HashSet::new();
-    if let Some(id) = metadata.current_snapshot_id() {
-        keep.insert(id);
+    let current = metadata.current_snapshot_id();
+    let trivially_referenced = metadata.snapshots().len() == 0
+        || (metadata.snapshots().len() == 1
+            && metadata
+                .snapshots()
+                .all(|s| Some(s.snapshot_id()) == current));
+    if trivially_referenced {
+        return Ok(TableDocs {
+            metadata_location,
+            metadata: full,
+            metadata_refs: None,
+        });
     }
     let mut value = serde_json::to_value(metadata)?;
+    let mut keep: HashSet<i64> = current.into_iter().collect();
     if let Some(refs) = value.get("refs").and_then(|r| r.as_object()) {
         keep.extend(refs.values().filter_map(|r| r.get("snapshot-id")?.as_i64()));
     }
-    let all_referenced = metadata
+    let metadata_refs = if metadata
         .snapshots()
-        .all(|s| keep.contains(&s.snapshot_id()));
-    let metadata_refs = if all_referenced {
+        .all(|s| keep.contains(&s.snapshot_id()))
+    {
         None
     } else {
-        if let Some(snapshots) = value.get_mut("snapshots").and_then(|s| s.as_array_mut()) {
-            snapshots.retain(|s| {
-                s.get("snapshot-id")
-                    .and_then(|id| id.as_i64())
-                    .is_some_and(|id| keep.contains(&id))
-            });
-        }
+        suppress_historical_snapshots(&mut value, &keep);
         Some(serde_json::to_string(&value)?)
     };
     Ok(TableDocs {
@@ -239,6 +243,35 @@ fn documents(metadata: &TableMetadata, metadata_location: String) -> Result<Tabl
         metadata: full,
         metadata_refs,
     })
+}
+
+/// The `snapshots=refs` form, as the Java reference builds it: snapshots
+/// that no branch or tag points at are dropped, with their statistics, and
+/// the snapshot log keeps only the history after the last dropped entry (a
+/// log with gaps would mislead time travel).
+fn suppress_historical_snapshots(value: &mut serde_json::Value, keep: &HashSet<i64>) {
+    let kept = |entry: &serde_json::Value| {
+        entry
+            .get("snapshot-id")
+            .and_then(|id| id.as_i64())
+            .is_some_and(|id| keep.contains(&id))
+    };
+    for field in ["snapshots", "statistics", "partition-statistics"] {
+        if let Some(list) = value.get_mut(field).and_then(|s| s.as_array_mut()) {
+            list.retain(kept);
+        }
+    }
+    if let Some(log) = value.get_mut("snapshot-log").and_then(|s| s.as_array_mut()) {
+        let mut trimmed = Vec::new();
+        for entry in log.drain(..) {
+            if kept(&entry) {
+                trimmed.push(entry);
+            } else {
+                trimmed.clear();
+            }
+        }
+        *log = trimmed;
+    }
 }
 
 async fn build_documents(

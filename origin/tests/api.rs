@@ -595,6 +595,24 @@ async fn snapshots_refs_mode(backend: Backend) {
         .map(|s| s["snapshot-id"].as_i64().unwrap())
         .collect();
     assert_eq!(kept, vec![13]);
+    assert_eq!(
+        all.body["metadata"]["snapshot-log"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let log: Vec<i64> = refs.body["metadata"]["snapshot-log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot-id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        log,
+        vec![13],
+        "history before a dropped snapshot is cut, as in the Java reference"
+    );
     assert_eq!(refs.body["metadata"]["current-snapshot-id"], 13);
     assert_eq!(
         refs.body["metadata-location"],

@@ -21,15 +21,18 @@ CREATE TABLE namespaces (
 );
 CREATE INDEX namespaces_children ON namespaces (warehouse_id, parent_id, name);
 
+-- The full document is the last column and the small snapshots=refs one comes
+-- before it: SQLite reads a row front to back, so no other column read walks
+-- the large document's overflow pages.
 CREATE TABLE tables (
     id                 TEXT PRIMARY KEY,
     namespace_id       TEXT NOT NULL REFERENCES namespaces (id),
     name               TEXT NOT NULL,
     metadata_location  TEXT NOT NULL,
-    metadata           TEXT NOT NULL,
     metadata_refs      TEXT,
     version            INTEGER NOT NULL,
     created_at         INTEGER NOT NULL,
     updated_at         INTEGER NOT NULL,
+    metadata           TEXT NOT NULL,
     UNIQUE (namespace_id, name)
 );
