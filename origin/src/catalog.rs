@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use floe_shared::etag::SnapshotsMode;
-use floe_shared::json;
+use floe_shared::json::JsonBodies;
 use floe_shared::wire::{
     CatalogConfig, CreateNamespaceRequest, ListNamespacesResponse, ListTablesResponse,
     NamespaceResponse, RegisterTableRequest, RenameTableRequest, TableIdentifier,
@@ -58,6 +58,7 @@ pub struct Catalog {
     warehouses: Arc<WarehouseCache>,
     settings: CatalogSettings,
     metrics: Metrics,
+    bodies: JsonBodies,
 }
 
 /// Checks one namespace level or table name.
@@ -335,12 +336,18 @@ fn take_format_version(properties: &mut HashMap<String, String>) -> Result<Forma
 
 impl Catalog {
     /// A catalog over `store`.
-    pub fn new(store: Store, settings: CatalogSettings, metrics: Metrics) -> Self {
+    pub fn new(
+        store: Store,
+        settings: CatalogSettings,
+        metrics: Metrics,
+        bodies: JsonBodies,
+    ) -> Self {
         Self {
             store,
             warehouses: Arc::new(WarehouseCache::default()),
             settings,
             metrics,
+            bodies,
         }
     }
 
@@ -600,7 +607,9 @@ impl Catalog {
         metadata: &str,
     ) -> Result<TableResponse> {
         let config = warehouse.client_config();
-        let body = json::load_table_result(location, metadata, Some(&config))?;
+        let body = self
+            .bodies
+            .load_table_result(location, metadata, Some(&config))?;
         Ok(TableResponse {
             body,
             metadata_location: location.map(str::to_string),

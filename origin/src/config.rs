@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Yaml};
 use figment::value::Value;
+use floe_shared::pool::PoolConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration keys.
@@ -57,8 +58,18 @@ pub struct Config {
     pub warehouse: WarehouseConfig,
     /// Catalog behaviour.
     pub catalog: CatalogSettings,
+    /// Buffer pools.
+    pub pools: PoolsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Buffer pools of the origin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PoolsConfig {
+    /// Buffers every JSON response body is serialized into.
+    pub json: PoolConfig,
 }
 
 /// HTTP server settings.
@@ -258,6 +269,10 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("warehouse.name: {e}"))?;
         crate::warehouse::normalize_location(&self.warehouse.location)
             .map_err(|e| anyhow::anyhow!("warehouse.location: {e}"))?;
+        self.pools
+            .json
+            .validate()
+            .map_err(|e| anyhow::anyhow!("pools.json: {e}"))?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             anyhow::bail!("log.format must be text or json");
         }

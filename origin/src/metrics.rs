@@ -5,6 +5,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use floe_shared::pool::PoolMetrics;
+
 use crate::store::Store;
 
 /// The origin's metrics.
@@ -16,6 +18,7 @@ pub struct Metrics {
     commits: IntCounterVec,
     commit_retries: IntCounter,
     pool: IntGaugeVec,
+    buffer_pools: PoolMetrics,
 }
 
 fn must<T>(result: prometheus::Result<T>) -> T {
@@ -81,7 +84,9 @@ impl Metrics {
         ] {
             must(registry.register(collector));
         }
+        let buffer_pools = must(PoolMetrics::register(&registry));
         Self {
+            buffer_pools,
             registry,
             requests,
             latency,
@@ -94,11 +99,16 @@ impl Metrics {
     /// Records one finished request.
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
-            .with_label_values(&[method, route, itoa(status).as_str()])
+            .with_label_values(&[method, route, status.to_string().as_str()])
             .inc();
         self.latency
             .with_label_values(&[method, route])
             .observe(seconds);
+    }
+
+    /// Metric families of the buffer pools.
+    pub fn buffer_pools(&self) -> &PoolMetrics {
+        &self.buffer_pools
     }
 
     /// Counts a commit outcome.
@@ -125,8 +135,4 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
-}
-
-fn itoa(status: u16) -> String {
-    status.to_string()
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use floe_shared::etag::{self, SnapshotsMode};
-use floe_shared::json;
+use floe_shared::json::JsonBodies;
 use floe_shared::wire::{
     CreateNamespaceRequest, RegisterTableRequest, RenameTableRequest,
     UpdateNamespacePropertiesRequest,
@@ -32,6 +32,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Pooled serialization of response bodies.
+    pub bodies: JsonBodies,
     /// Warehouse served by routes without a prefix.
     pub default_warehouse: String,
     /// Largest body accepted.
@@ -189,8 +191,8 @@ fn json_response(status: StatusCode, body: Bytes) -> Response {
         .into_response()
 }
 
-fn to_json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response> {
-    Ok(json_response(status, json::to_json_bytes(value)?))
+fn to_json<T: Serialize>(state: &AppState, status: StatusCode, value: &T) -> Result<Response> {
+    Ok(json_response(status, state.bodies.to_bytes(value)?))
 }
 
 /// A table result with its ETag (when it has a metadata location).
@@ -239,7 +241,7 @@ async fn get_config(
             endpoints,
         )
         .await?;
-    to_json(StatusCode::OK, &config)
+    to_json(&state, StatusCode::OK, &config)
 }
 
 // ---- namespaces ------------------------------------------------------------
@@ -271,7 +273,7 @@ async fn list_namespaces(
         .catalog
         .list_namespaces(&target.prefix, parent, page)
         .await?;
-    to_json(StatusCode::OK, &list)
+    to_json(&state, StatusCode::OK, &list)
 }
 
 async fn create_namespace(
@@ -280,7 +282,7 @@ async fn create_namespace(
     JsonBody(req): JsonBody<CreateNamespaceRequest>,
 ) -> Result<Response> {
     let created = state.catalog.create_namespace(&target.prefix, req).await?;
-    to_json(StatusCode::OK, &created)
+    to_json(&state, StatusCode::OK, &created)
 }
 
 async fn load_namespace(State(state): State<AppState>, target: Target) -> Result<Response> {
@@ -288,7 +290,7 @@ async fn load_namespace(State(state): State<AppState>, target: Target) -> Result
         .catalog
         .load_namespace(&target.prefix, &target.namespace)
         .await?;
-    to_json(StatusCode::OK, &ns)
+    to_json(&state, StatusCode::OK, &ns)
 }
 
 async fn namespace_exists(State(state): State<AppState>, target: Target) -> Result<StatusCode> {
@@ -316,7 +318,7 @@ async fn update_properties(
         .catalog
         .update_namespace_properties(&target.prefix, &target.namespace, req)
         .await?;
-    to_json(StatusCode::OK, &result)
+    to_json(&state, StatusCode::OK, &result)
 }
 
 // ---- tables ----------------------------------------------------------------
@@ -335,7 +337,7 @@ async fn list_tables(
         .catalog
         .list_tables(&target.prefix, &target.namespace, page)
         .await?;
-    to_json(StatusCode::OK, &list)
+    to_json(&state, StatusCode::OK, &list)
 }
 
 async fn create_table(
@@ -481,7 +483,7 @@ async fn rename_table(
 
 async fn list_warehouses(State(state): State<AppState>) -> Result<Response> {
     let list = management::list_warehouses(state.catalog.store()).await?;
-    to_json(StatusCode::OK, &list)
+    to_json(&state, StatusCode::OK, &list)
 }
 
 async fn create_warehouse(
@@ -490,7 +492,7 @@ async fn create_warehouse(
 ) -> Result<Response> {
     let created = management::create_warehouse(state.catalog.store(), req).await?;
     state.catalog.invalidate_warehouse(&created.name);
-    to_json(StatusCode::CREATED, &created)
+    to_json(&state, StatusCode::CREATED, &created)
 }
 
 async fn delete_warehouse(

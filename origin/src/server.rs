@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use floe_shared::json::JsonBodies;
+use floe_shared::pool::BufferPool;
 use tokio::net::TcpListener;
 
 use crate::catalog::Catalog;
@@ -30,8 +32,19 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
     .await
     .map_err(|e| anyhow::anyhow!("default warehouse: {e}"))?;
     let metrics = Metrics::new();
+    let bodies = JsonBodies::new(BufferPool::new(
+        "json",
+        config.pools.json.clone(),
+        metrics.buffer_pools(),
+    ));
     Ok(AppState {
-        catalog: Catalog::new(store, config.catalog.clone(), metrics.clone()),
+        catalog: Catalog::new(
+            store,
+            config.catalog.clone(),
+            metrics.clone(),
+            bodies.clone(),
+        ),
+        bodies,
         metrics,
         default_warehouse: config.warehouse.name.clone(),
         body_limit: config.server.body_limit_bytes,

@@ -1218,6 +1218,21 @@ async fn health_ready_and_metrics(backend: Backend) {
     assert!(text.contains("floe_origin_http_request_duration_seconds_bucket"));
     assert!(text.contains("floe_origin_db_pool_connections{state=\"open\"}"));
     assert!(text.contains("floe_origin_commit_retries_total"));
+    // Response bodies came from the JSON pool and all went back to it.
+    let pool = app.state.bodies.pool().stats();
+    assert!(pool.hits >= 1 && pool.misses >= 1, "{pool:?}");
+    assert_eq!(pool.in_use, 0, "{pool:?}");
+    assert!(
+        text.contains("floe_pool_buffers_in_use{pool=\"json\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "floe_pool_hits_total{{pool=\"json\"}} {}",
+            pool.hits
+        )),
+        "{text}"
+    );
     // Not ready once the database is gone.
     app.state.catalog.store().close().await;
     let r = app.get("/ready").await;

@@ -1,7 +1,8 @@
 //! The one place response bodies are serialized.
 //!
-//! Every JSON body either tier sends is produced here, so buffer pooling (and
-//! any later change of serializer) is a change to this file alone.
+//! Every JSON body either tier sends is produced here, into buffers of the
+//! JSON [`BufferPool`]; the buffer travels to the HTTP layer as `Bytes`
+//! without a copy and returns to the pool once the body is written.
 
 use std::collections::BTreeMap;
 
@@ -9,11 +10,59 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-/// Serializes `value` to JSON bytes ready to hand to the HTTP layer.
+use crate::pool::BufferPool;
+
+/// Serializes `value` outside any pool (error bodies, where no pool is at hand).
 pub fn to_json_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
     let mut buf = Vec::with_capacity(256);
     serde_json::to_writer(&mut buf, value)?;
     Ok(Bytes::from(buf))
+}
+
+/// Response bodies, serialized into pooled buffers.
+#[derive(Clone, Debug)]
+pub struct JsonBodies {
+    pool: BufferPool,
+}
+
+impl JsonBodies {
+    /// Bodies built in buffers of `pool`.
+    pub fn new(pool: BufferPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool behind the bodies.
+    pub fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+
+    /// Serializes `value` into a pooled buffer handed over as `Bytes`.
+    pub fn to_bytes<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, serde_json::Error> {
+        self.to_bytes_with_hint(value, 0)
+    }
+
+    /// Like [`Self::to_bytes`], starting from a buffer of at least `size_hint`
+    /// bytes (e.g. the size of the previous version of the same document), so
+    /// a large body is written without growing its buffer.
+    pub fn to_bytes_with_hint<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        size_hint: usize,
+    ) -> Result<Bytes, serde_json::Error> {
+        Ok(self.pool.json(value, size_hint)?.into_bytes())
+    }
+
+    /// A table load result (see [`load_table_result`]) in a pooled buffer.
+    pub fn load_table_result(
+        &self,
+        metadata_location: Option<&str>,
+        metadata_json: &str,
+        config: Option<&BTreeMap<String, String>>,
+    ) -> Result<Bytes, serde_json::Error> {
+        let mut buf = self.pool.borrow(metadata_json.len() + 512);
+        write_load_table_result(&mut buf, metadata_location, metadata_json, config)?;
+        Ok(buf.into_bytes())
+    }
 }
 
 /// Serializes a table load result around `metadata_json`, a document the
@@ -24,22 +73,32 @@ pub fn load_table_result(
     metadata_json: &str,
     config: Option<&BTreeMap<String, String>>,
 ) -> Result<Bytes, serde_json::Error> {
+    let mut buf = Vec::with_capacity(metadata_json.len() + 512);
+    write_load_table_result(&mut buf, metadata_location, metadata_json, config)?;
+    Ok(Bytes::from(buf))
+}
+
+fn write_load_table_result(
+    buf: &mut Vec<u8>,
+    metadata_location: Option<&str>,
+    metadata_json: &str,
+    config: Option<&BTreeMap<String, String>>,
+) -> Result<(), serde_json::Error> {
     debug_assert!(serde_json::from_str::<&RawValue>(metadata_json).is_ok());
-    let mut buf = Vec::with_capacity(metadata_json.len() + 256);
     buf.push(b'{');
     if let Some(location) = metadata_location {
         buf.extend_from_slice(b"\"metadata-location\":");
-        serde_json::to_writer(&mut buf, location)?;
+        serde_json::to_writer(&mut *buf, location)?;
         buf.push(b',');
     }
     buf.extend_from_slice(b"\"metadata\":");
     buf.extend_from_slice(metadata_json.as_bytes());
     if let Some(config) = config {
         buf.extend_from_slice(b",\"config\":");
-        serde_json::to_writer(&mut buf, config)?;
+        serde_json::to_writer(&mut *buf, config)?;
     }
     buf.push(b'}');
-    Ok(Bytes::from(buf))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -60,6 +119,27 @@ mod tests {
         let staged = load_table_result(None, doc, None).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&staged).unwrap();
         assert!(value.get("metadata-location").is_none());
+    }
+
+    #[test]
+    fn pooled_bodies_equal_unpooled_ones() {
+        let pool = BufferPool::new(
+            "t",
+            Default::default(),
+            &crate::pool::PoolMetrics::unregistered(),
+        );
+        let bodies = JsonBodies::new(pool.clone());
+        let doc = r#"{"format-version":2}"#;
+        let pooled = bodies.load_table_result(Some("m"), doc, None).unwrap();
+        assert_eq!(pooled, load_table_result(Some("m"), doc, None).unwrap());
+        let value = serde_json::json!({"k": ["v"]});
+        assert_eq!(
+            bodies.to_bytes(&value).unwrap(),
+            to_json_bytes(&value).unwrap()
+        );
+        drop(pooled);
+        assert_eq!(pool.stats().in_use, 0);
+        assert_eq!(pool.stats().returns, 2);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 pub mod error;
 pub mod etag;
 pub mod json;
+pub mod pool;
+pub mod token;
 pub mod wire;
 
 pub use error::{ErrorModel, IcebergErrorResponse};
