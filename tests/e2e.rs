@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Floe, Proc, floe_cli, free_port, table_body, venv_tool, wait_until};
+use common::{Floe, Lines, PgDb, Proc, floe_cli, free_port, table_body, venv_tool, wait_until};
 use serde_json::json;
 
 /// The embedded default needs no setup: SQLite and a warehouse under ./data.
@@ -287,4 +287,52 @@ async fn s3_warehouse_round_trip() {
     );
     let left = keys().await;
     assert!(left.is_empty(), "purged: {left:?}");
+}
+
+/// Commits made through one origin reach edges subscribed to another
+/// (PostgreSQL LISTEN/NOTIFY between origin processes).
+#[tokio::test]
+async fn change_events_cross_origin_processes() {
+    let db = PgDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh").display().to_string();
+    let args = [
+        "--database-url",
+        db.url.as_str(),
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let a = Floe::start(dir.path(), &args, &[]).await;
+    let b = Floe::start(dir.path(), &args, &[]).await;
+    let mut on_a = Lines::new(a.get(floe_shared_events_path()).await);
+    let mut on_b = Lines::new(b.get(floe_shared_events_path()).await);
+    for lines in [&mut on_a, &mut on_b] {
+        let hello = lines.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(hello["type"], "hello");
+    }
+    a.post("/v1/namespaces", json!({"namespace": ["ev"]})).await;
+    a.post("/v1/namespaces/ev/tables", table_body("t")).await;
+    let r = a
+        .post(
+            "/v1/namespaces/ev/tables/t",
+            json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"k": "v"}}]}),
+        )
+        .await;
+    let committed: serde_json::Value = r.json().await.unwrap();
+    for lines in [&mut on_a, &mut on_b] {
+        let change = lines.next_change(Duration::from_secs(10)).await;
+        assert_eq!(change["action"], "commit");
+        assert_eq!(change["warehouse"], "default");
+        assert_eq!(change["namespace"], json!(["ev"]));
+        assert_eq!(change["table"], "t");
+        assert_eq!(change["metadata-location"], committed["metadata-location"]);
+    }
+    // Commits through B reach A's subscribers too.
+    assert_eq!(b.delete("/v1/namespaces/ev/tables/t").await.status(), 204);
+    let change = on_a.next_change(Duration::from_secs(10)).await;
+    assert_eq!(change["action"], "drop");
+}
+
+fn floe_shared_events_path() -> &'static str {
+    "/internal/v1/events"
 }

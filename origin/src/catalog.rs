@@ -22,6 +22,7 @@ use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
 
 use crate::config::CatalogSettings;
 use crate::error::{CatalogError, Result};
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::store::{NAMESPACE_SEPARATOR, NamespaceRecord, Store, TableDocs, TableRecord};
 use crate::warehouse::{Warehouse, WarehouseCache};
@@ -59,6 +60,7 @@ pub struct Catalog {
     settings: CatalogSettings,
     metrics: Metrics,
     bodies: JsonBodies,
+    events: EventBus,
 }
 
 /// Checks one namespace level or table name.
@@ -341,6 +343,7 @@ impl Catalog {
         settings: CatalogSettings,
         metrics: Metrics,
         bodies: JsonBodies,
+        events: EventBus,
     ) -> Self {
         Self {
             store,
@@ -348,7 +351,13 @@ impl Catalog {
             settings,
             metrics,
             bodies,
+            events,
         }
+    }
+
+    /// The change publisher.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// The store (for health checks and management).
@@ -784,6 +793,17 @@ impl Catalog {
             }
         }
         let result = self.commit_loop(&warehouse, levels, name, &req).await;
+        if let Ok(table) = &result {
+            self.events
+                .publish(
+                    prefix,
+                    levels,
+                    name,
+                    "commit",
+                    table.metadata_location.as_deref(),
+                )
+                .await;
+        }
         match &result {
             Ok(_) => self.metrics.commit("committed"),
             Err(CatalogError::CommitFailed(_)) => self.metrics.commit("conflict"),
@@ -1005,6 +1025,9 @@ impl Catalog {
                 table_display(levels, name)
             )));
         }
+        self.events
+            .publish(prefix, levels, name, "drop", None)
+            .await;
         if purge {
             self.purge(&warehouse, levels, record).await;
         }
@@ -1069,6 +1092,19 @@ impl Catalog {
             .rename_table(&source.id, &destination.id, &req.destination.name, &target)
             .await?
         {
+            let (src, dst) = (&req.source, &req.destination);
+            self.events
+                .publish(prefix, &src.namespace, &src.name, "rename", None)
+                .await;
+            self.events
+                .publish(
+                    prefix,
+                    &dst.namespace,
+                    &dst.name,
+                    "rename",
+                    Some(&source.metadata_location),
+                )
+                .await;
             Ok(())
         } else {
             Err(CatalogError::NoSuchTable(format!(
@@ -1128,6 +1164,15 @@ impl Catalog {
             }
             Err(other) => return Err(other),
         }
+        self.events
+            .publish(
+                prefix,
+                levels,
+                &req.name,
+                "register",
+                Some(&req.metadata_location),
+            )
+            .await;
         self.table_response(&warehouse, Some(&req.metadata_location), &docs.metadata)
     }
 }

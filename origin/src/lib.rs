@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod management;
 pub mod metrics;

@@ -146,6 +146,7 @@ pub fn app(state: AppState) -> Router {
             "/management/v1/warehouses/{name}",
             axum::routing::delete(delete_warehouse),
         )
+        .route(floe_shared::events::EVENTS_PATH, get(events))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -502,6 +503,22 @@ async fn delete_warehouse(
     management::delete_warehouse(state.catalog.store(), &name).await?;
     state.catalog.invalidate_warehouse(&name);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The change-event stream (NDJSON) that edges subscribe to.
+async fn events(State(state): State<AppState>) -> Response {
+    let stream = state.catalog.events().subscribe();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 async fn health() -> &'static str {

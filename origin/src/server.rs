@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::management::{CreateWarehouseRequest, ensure_warehouse};
 use crate::metrics::Metrics;
 use crate::routes::{AppState, app};
@@ -39,10 +40,11 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
     ));
     Ok(AppState {
         catalog: Catalog::new(
-            store,
+            store.clone(),
             config.catalog.clone(),
             metrics.clone(),
             bodies.clone(),
+            EventBus::start(store, &config.database.url),
         ),
         bodies,
         metrics,

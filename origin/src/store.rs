@@ -204,6 +204,18 @@ impl Store {
         Ok(())
     }
 
+    /// Sends a PostgreSQL notification (no-op on SQLite, which has no other processes).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `(open connections, idle connections)` of the pool.
     pub fn pool_stats(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod etag;
+pub mod events;
 pub mod json;
 pub mod pool;
 pub mod token;

@@ -193,3 +193,105 @@ pub fn venv_tool(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Reads NDJSON frames from a streaming response.
+pub struct Lines {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub fn new(resp: reqwest::Response) -> Self {
+        Lines {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line, or `None` at the end of the stream; panics after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&line[..line.len() - 1]).expect("json line"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no event within {timeout:?}");
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk),
+                Ok(Ok(None)) | Ok(Err(_)) => return None,
+                Err(_) => panic!("no event within {timeout:?}"),
+            }
+        }
+    }
+
+    /// The next `change` frame, skipping pings.
+    pub async fn next_change(&mut self, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no change within {timeout:?}");
+            let frame = self.next(left).await.expect("stream ended");
+            if frame["type"] == "change" {
+                return frame;
+            }
+        }
+    }
+}
+
+/// A fresh PostgreSQL database, dropped at the end.
+pub struct PgDb {
+    pub url: String,
+    name: String,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("FLOE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+async fn pg_admin(sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&pg_admin_url())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is required ({e}); run scripts/test"));
+    sqlx::query(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+impl PgDb {
+    pub async fn new() -> PgDb {
+        let name = format!("floe_e2e_{}", uuid::Uuid::new_v4().simple());
+        pg_admin(&format!("CREATE DATABASE {name}")).await;
+        let admin = pg_admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        PgDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(pg_admin(&format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )));
+            }
+        })
+        .join();
+    }
+}

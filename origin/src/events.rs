@@ -1,0 +1,139 @@
+//! Publishing committed changes to subscribed edges.
+//!
+//! Every change is sent on an in-process broadcast channel that the event
+//! stream endpoint serves. With PostgreSQL the change is also sent with
+//! `NOTIFY`, and every origin process `LISTEN`s, so an edge subscribed to any
+//! origin hears about commits made through all of them. When the listener
+//! loses its connection, notifications may have been missed: every open
+//! stream is closed, and subscribers flush their caches and subscribe again.
+
+use std::time::Duration;
+
+use floe_shared::events::{ChangeEvent, Frame, PING_INTERVAL_SECS};
+use futures::Stream;
+use tokio::sync::broadcast;
+
+use crate::store::{Backend, Store};
+
+const CHANNEL: &str = "floe_events";
+
+/// What the broadcast channel carries.
+#[derive(Debug, Clone)]
+enum Signal {
+    Change(ChangeEvent),
+    /// Changes may have been lost: close every stream.
+    Reset,
+}
+
+/// The origin's change publisher.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Signal>,
+    origin: String,
+    store: Store,
+}
+
+impl EventBus {
+    /// A bus for this origin process; with PostgreSQL it also starts the
+    /// listener that relays other processes' changes.
+    pub fn start(store: Store, database_url: &str) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        let bus = Self {
+            tx,
+            origin: uuid::Uuid::now_v7().simple().to_string(),
+            store,
+        };
+        if bus.store.backend() == Backend::Postgres {
+            tokio::spawn(listen(bus.clone(), database_url.to_string()));
+        }
+        bus
+    }
+
+    /// This process's id.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Publishes a change made by this process.
+    pub async fn publish(
+        &self,
+        warehouse: &str,
+        namespace: &[String],
+        table: &str,
+        action: &str,
+        metadata_location: Option<&str>,
+    ) {
+        let event = ChangeEvent {
+            warehouse: warehouse.to_string(),
+            namespace: namespace.to_vec(),
+            table: table.to_string(),
+            action: action.to_string(),
+            metadata_location: metadata_location.map(str::to_string),
+            origin: self.origin.clone(),
+        };
+        if self.store.backend() == Backend::Postgres {
+            let payload = serde_json::to_string(&event).unwrap_or_default();
+            if let Err(err) = self.store.notify(CHANNEL, &payload).await {
+                tracing::warn!(error = %err, "could not relay a change to other origins");
+            }
+        }
+        let _ = self.tx.send(Signal::Change(event));
+    }
+
+    /// The NDJSON frames of one subscription: hello, changes, pings.
+    pub fn subscribe(
+        &self,
+    ) -> impl Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+        let rx = self.tx.subscribe();
+        let hello = Frame::Hello {
+            origin: self.origin.clone(),
+        };
+        let mut ticker = tokio::time::interval(Duration::from_secs(PING_INTERVAL_SECS));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        futures::stream::unfold(
+            (rx, ticker, Some(hello)),
+            |(mut rx, mut ticker, hello)| async move {
+                if let Some(hello) = hello {
+                    ticker.reset();
+                    return Some((Ok(bytes::Bytes::from(hello.to_line())), (rx, ticker, None)));
+                }
+                let frame = tokio::select! {
+                    signal = rx.recv() => match signal {
+                        Ok(Signal::Change(event)) => Frame::Change(event),
+                        // A lagging subscriber has missed changes; a reset means
+                        // the relay did. Either way: end the stream.
+                        Ok(Signal::Reset) | Err(_) => return None,
+                    },
+                    _ = ticker.tick() => Frame::Ping,
+                };
+                Some((Ok(bytes::Bytes::from(frame.to_line())), (rx, ticker, None)))
+            },
+        )
+    }
+}
+
+/// Relays other origin processes' changes from PostgreSQL to local streams.
+async fn listen(bus: EventBus, url: String) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if let Err(err) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %err, "LISTEN failed");
+                } else {
+                    // try_recv answers None when the connection dropped.
+                    while let Ok(Some(note)) = listener.try_recv().await {
+                        if let Ok(event) = serde_json::from_str::<ChangeEvent>(note.payload())
+                            && event.origin != bus.origin
+                        {
+                            let _ = bus.tx.send(Signal::Change(event));
+                        }
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "event relay cannot connect to PostgreSQL"),
+        }
+        // Anything may have been missed while the listener was down.
+        let _ = bus.tx.send(Signal::Reset);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
