@@ -10,41 +10,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Format, Serialized, Yaml};
-use figment::value::Value;
 use floe_shared::pool::PoolConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "FLOE_";
 
-/// Where environment-style overrides come from.
-pub trait ConfigSource {
-    /// All `(name, value)` pairs; names not starting with [`ENV_PREFIX`] are ignored.
-    fn vars(&self) -> Vec<(String, String)>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl ConfigSource for ProcessEnv {
-    fn vars(&self) -> Vec<(String, String)> {
-        std::env::vars().collect()
-    }
-}
-
-/// A fixed list of variables (tests, embedding).
-pub struct StaticEnv<'a>(pub &'a [(&'a str, &'a str)]);
-
-impl ConfigSource for StaticEnv<'_> {
-    fn vars(&self) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-}
+pub use floe_shared::config::{ConfigSource, ProcessEnv, StaticEnv};
 
 /// The whole origin configuration (`conf/origin.yaml`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -215,22 +187,7 @@ pub struct Overrides {
 impl Config {
     /// Reads defaults, the optional YAML file, then environment overrides.
     pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.exists() {
-                anyhow::bail!("config file {} does not exist", path.display());
-            }
-            figment = figment.merge(Yaml::file_exact(path));
-        }
-        for (name, raw) in env.vars() {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let key = rest.to_ascii_lowercase().replace("__", ".");
-            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
-            figment = figment.merge((key, value));
-        }
-        Ok(figment.extract()?)
+        floe_shared::config::load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Applies command-line flags.

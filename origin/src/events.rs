@@ -80,6 +80,11 @@ impl EventBus {
         let _ = self.tx.send(Signal::Change(event));
     }
 
+    /// Ends every open subscription (at shutdown, so draining can finish).
+    pub fn close(&self) {
+        let _ = self.tx.send(Signal::Reset);
+    }
+
     /// The NDJSON frames of one subscription: hello, changes, pings.
     pub fn subscribe(
         &self,

@@ -62,9 +62,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = state.catalog.store().clone();
+    let events = state.catalog.events().clone();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
+        // Event streams never end by themselves: close them so draining can finish.
+        events.close();
         let _ = stopped_tx.send(());
     });
     let drained = async {

@@ -1,0 +1,295 @@
+//! Edge configuration (`conf/edge.yaml`): Pingora's server keys and Floe's.
+//! Defaults, then the YAML file, then `FLOE_EDGE_<SECTION>__<KEY>`
+//! environment variables, then flags; `validate()` last.
+
+use std::path::Path;
+
+use floe_shared::config::{ConfigSource, load_layered};
+use floe_shared::pool::PoolConfig;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the edge's environment overrides.
+pub const ENV_PREFIX: &str = "FLOE_EDGE_";
+
+/// The whole edge configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EdgeConfig {
+    /// Addresses clients connect to (HTTP/1.1 and, with `h2c`, HTTP/2 prior knowledge).
+    pub listen: Vec<String>,
+    /// Accept HTTP/2 without TLS (prior knowledge) beside HTTP/1.1.
+    pub h2c: bool,
+    /// Address of the Prometheus `/metrics` endpoint; empty to disable.
+    pub metrics_listen: String,
+    /// Origin addresses (`host:port`), balanced round-robin.
+    pub origins: Vec<String>,
+    /// Pingora's own server settings.
+    pub server: PingoraSettings,
+    /// Active health checks of the origins.
+    pub health_check: HealthCheckSettings,
+    /// Connections to the origins.
+    pub upstream: UpstreamSettings,
+    /// The table-load cache.
+    pub cache: CacheSettings,
+    /// Subscription to the origins' change events.
+    pub events: EventSettings,
+    /// Buffer pools.
+    pub pools: EdgePools,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:8181".into()],
+            h2c: true,
+            metrics_listen: "127.0.0.1:9181".into(),
+            origins: vec!["127.0.0.1:8182".into()],
+            server: PingoraSettings::default(),
+            health_check: HealthCheckSettings::default(),
+            upstream: UpstreamSettings::default(),
+            cache: CacheSettings::default(),
+            events: EventSettings::default(),
+            pools: EdgePools::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Pingora server keys (same names as Pingora's own YAML).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PingoraSettings {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Pid file (used when daemonized).
+    pub pid_file: String,
+    /// Socket a new binary receives the listeners on during a graceful upgrade.
+    pub upgrade_sock: String,
+    /// Seconds between the shutdown signal and the start of the final shutdown.
+    pub grace_period_seconds: u64,
+    /// Seconds the final shutdown waits for in-flight requests.
+    pub graceful_shutdown_timeout_seconds: u64,
+    /// Idle keep-alive connections kept to the origins.
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for PingoraSettings {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            pid_file: "/tmp/floe-edge.pid".into(),
+            upgrade_sock: "/tmp/floe-edge-upgrade.sock".into(),
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 10,
+            upstream_keepalive_pool_size: 256,
+        }
+    }
+}
+
+/// Health checks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HealthCheckSettings {
+    /// Path requested on each origin; 200 means healthy.
+    pub path: String,
+    /// Milliseconds between checks.
+    pub interval_ms: u64,
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        Self {
+            path: "/ready".into(),
+            interval_ms: 1000,
+        }
+    }
+}
+
+/// Origin connections.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct UpstreamSettings {
+    /// TCP connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Per-read timeout.
+    pub read_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept.
+    pub idle_timeout_ms: u64,
+    /// Other origins tried after a connect failure (idempotent requests, or
+    /// writes that carry an `Idempotency-Key`).
+    pub retries: u32,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 1000,
+            read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            retries: 2,
+        }
+    }
+}
+
+/// Table-load cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CacheSettings {
+    /// Serve table loads from memory.
+    pub enabled: bool,
+    /// Upper bound of cached body bytes.
+    pub max_bytes: usize,
+    /// Larger responses are not cached.
+    pub max_entry_bytes: usize,
+    /// Entries older than this are revalidated with the origin, whatever the events said.
+    pub max_age_seconds: u64,
+    /// When no origin answers, cached loads younger than this are still served (marked stale).
+    pub stale_if_error_seconds: u64,
+    /// How long concurrent misses wait for the one request that fills the entry.
+    pub coalesce_timeout_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 256 * 1024 * 1024,
+            max_entry_bytes: 32 * 1024 * 1024,
+            max_age_seconds: 60,
+            stale_if_error_seconds: 300,
+            coalesce_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Change-event subscription.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EventSettings {
+    /// Subscribe to the origins' change events (without it, the cache is
+    /// bounded by `cache.max_age_seconds` and local writes only).
+    pub enabled: bool,
+    /// Pause between reconnection attempts.
+    pub reconnect_ms: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reconnect_ms: 250,
+        }
+    }
+}
+
+/// Buffer pools of the edge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EdgePools {
+    /// Token bytes (issuance lands with authentication).
+    pub tokens: PoolConfig,
+}
+
+impl Default for EdgePools {
+    fn default() -> Self {
+        Self {
+            tokens: PoolConfig::tokens(),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LogSettings {
+    /// tracing filter.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Reads defaults, the optional YAML file, then environment overrides.
+    pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
+        load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.listen.is_empty() {
+            anyhow::bail!("listen needs at least one address");
+        }
+        if self.origins.is_empty() {
+            anyhow::bail!("origins needs at least one address");
+        }
+        for addr in self.listen.iter().chain(&self.origins) {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("{addr}: {e} (use ip:port)"))?;
+        }
+        if !self.metrics_listen.is_empty() {
+            self.metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("metrics_listen: {e}"))?;
+        }
+        if self.server.threads == 0 {
+            anyhow::bail!("server.threads must be at least 1");
+        }
+        if self.cache.max_entry_bytes > self.cache.max_bytes {
+            anyhow::bail!("cache.max_entry_bytes must not exceed cache.max_bytes");
+        }
+        self.pools
+            .tokens
+            .validate()
+            .map_err(|e| anyhow::anyhow!("pools.tokens: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use floe_shared::config::StaticEnv;
+
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_env_overrides() {
+        let cfg = EdgeConfig::load(None, &StaticEnv(&[])).unwrap();
+        assert_eq!(cfg, EdgeConfig::default());
+        cfg.validate().unwrap();
+        let env = [
+            ("FLOE_EDGE_CACHE__MAX_AGE_SECONDS", "7"),
+            ("FLOE_EDGE_SERVER__THREADS", "4"),
+            ("FLOE_DATABASE__URL", "not for the edge"),
+        ];
+        let cfg = EdgeConfig::load(None, &StaticEnv(&env)).unwrap();
+        assert_eq!(cfg.cache.max_age_seconds, 7);
+        assert_eq!(cfg.server.threads, 4);
+    }
+
+    #[test]
+    fn shipped_file_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/edge.yaml");
+        let cfg = EdgeConfig::load(Some(&path), &StaticEnv(&[])).unwrap();
+        assert_eq!(cfg, EdgeConfig::default());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let cfg = EdgeConfig {
+            origins: vec!["not-an-address".into()],
+            ..EdgeConfig::default()
+        };
+        assert!(cfg.validate().is_err());
+        let mut cfg = EdgeConfig::default();
+        cfg.cache.max_entry_bytes = cfg.cache.max_bytes + 1;
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! Floe edge: the endpoint clients hit, on Cloudflare's Pingora.
+//!
+//! [`proxy`] holds the request path (cache, forwarding, invalidation),
+//! [`cache`] the table-load cache, [`events`] the subscription to the
+//! origins' change events, [`server`] the assembly.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cache;
+pub mod config;
+pub mod events;
+pub mod metrics;
+pub mod proxy;
+pub mod server;

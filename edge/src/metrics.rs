@@ -1,0 +1,180 @@
+//! Prometheus metrics of the edge, in a registry of its own.
+
+use std::sync::Arc;
+
+use pingora::lb::LoadBalancer;
+use pingora::lb::selection::RoundRobin;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::cache::TableCache;
+
+/// The edge's metrics.
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    upstream: HistogramVec,
+    cache: IntCounterVec,
+    evictions: IntCounter,
+    cache_bytes: IntGauge,
+    invalidations: IntCounterVec,
+    stream_up: IntGauge,
+    reconnects: IntCounter,
+    origin_healthy: IntGaugeVec,
+    /// Buffer pool metric families (token pool).
+    pub pools: floe_shared::pool::PoolMetrics,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl EdgeMetrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<HistogramVec> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let origin_healthy = IntGaugeVec::new(
+            Opts::new(
+                "floe_edge_origin_healthy",
+                "1 when the origin passes its health check",
+            ),
+            &["origin"],
+        )?;
+        registry.register(Box::new(origin_healthy.clone()))?;
+        Ok(Self {
+            requests: counter_vec(
+                "floe_edge_http_requests_total",
+                "Requests by route and status",
+                &["method", "route", "status"],
+            )?,
+            latency: histogram(
+                "floe_edge_http_request_duration_seconds",
+                "Request latency by route",
+                &["method", "route"],
+            )?,
+            upstream: histogram(
+                "floe_edge_upstream_duration_seconds",
+                "Time to the origin's response header",
+                &["route"],
+            )?,
+            cache: counter_vec(
+                "floe_edge_cache_requests_total",
+                "Table loads by cache result (hit, not_modified, miss, coalesced, stale, bypass)",
+                &["result"],
+            )?,
+            evictions: counter(
+                "floe_edge_cache_evictions_total",
+                "Entries evicted by the cache policy",
+            )?,
+            cache_bytes: gauge(
+                "floe_edge_cache_bytes",
+                "Approximate bytes of cached bodies",
+            )?,
+            invalidations: counter_vec(
+                "floe_edge_invalidations_total",
+                "Cache invalidations by source (local write, origin event)",
+                &["source"],
+            )?,
+            stream_up: gauge(
+                "floe_edge_event_stream_up",
+                "1 while subscribed to an origin's change events",
+            )?,
+            reconnects: counter(
+                "floe_edge_event_stream_reconnects_total",
+                "Event stream losses",
+            )?,
+            origin_healthy,
+            pools: floe_shared::pool::PoolMetrics::register(&registry)?,
+            registry,
+        })
+    }
+
+    /// One finished request.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[method, route, status.to_string().as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(seconds);
+    }
+
+    /// Time to an origin's response header.
+    pub fn upstream(&self, route: &str, seconds: f64) {
+        self.upstream.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// A table load's cache result.
+    pub fn cache(&self, result: &str) {
+        self.cache.with_label_values(&[result]).inc();
+    }
+
+    /// An invalidation.
+    pub fn invalidation(&self, source: &str) {
+        self.invalidations.with_label_values(&[source]).inc();
+    }
+
+    /// Event stream state.
+    pub fn stream(&self, up: bool) {
+        self.stream_up.set(i64::from(up));
+        if !up {
+            self.reconnects.inc();
+        }
+    }
+
+    /// Text exposition, with gauges read now.
+    pub fn render(&self, cache: &TableCache, lb: &Arc<LoadBalancer<RoundRobin>>) -> Vec<u8> {
+        let evicted = cache
+            .counters
+            .evictions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.evictions
+            .inc_by(evicted.saturating_sub(self.evictions.get()));
+        self.cache_bytes.set(
+            cache
+                .counters
+                .bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        for backend in lb.backends().get_backend().iter() {
+            let healthy = lb.backends().ready(backend);
+            self.origin_healthy
+                .with_label_values(&[backend.addr.to_string().as_str()])
+                .set(i64::from(healthy));
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

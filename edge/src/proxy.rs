@@ -1,0 +1,556 @@
+//! The edge's request path: Pingora's `ProxyHttp` phases.
+//!
+//! - `request_filter`: table loads are answered from the cache (200 or 304)
+//!   when fresh; concurrent misses for one key wait for the single request
+//!   that fills it; writes note what they will invalidate.
+//! - `upstream_peer` / `fail_to_connect`: round-robin over healthy origins;
+//!   after a connect failure, idempotent requests (and writes that carry an
+//!   `Idempotency-Key`) are tried on another origin. Other writes never are.
+//! - `upstream_response_filter` / `upstream_response_body_filter`: a 200 table
+//!   load is captured into the cache unless an invalidation happened since the
+//!   request started.
+//! - `response_filter`: a write invalidates what it touched before its
+//!   response reaches the client.
+//! - `fail_to_proxy`: no origin answered: cached loads are served stale
+//!   (within `stale_if_error_seconds`, marked), everything else gets a 503
+//!   ErrorModel. Never a hang.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use floe_shared::ErrorModel;
+use floe_shared::error::types;
+use floe_shared::etag::if_none_match_matches;
+use http::{Method, header};
+use percent_encoding::percent_decode_str;
+use pingora::lb::LoadBalancer;
+use pingora::lb::selection::RoundRobin;
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::cache::{Entry, Flight, FlightGuard, Lookup, TableCache, TableRef};
+use crate::config::EdgeConfig;
+use crate::metrics::EdgeMetrics;
+
+/// Header that tells how the edge answered a table load.
+pub const CACHE_HEADER: &str = "x-floe-cache";
+
+/// What a request means to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET …/namespaces/{ns}/tables/{t}`.
+    Load(TableRef),
+    /// A write that changes what loads return.
+    Write(Invalidation),
+    /// Anything else: forwarded untouched.
+    Other,
+}
+
+/// What a write invalidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One table (commit, drop).
+    Table(TableRef),
+    /// A whole warehouse (rename, register, transactions, namespace drop).
+    Warehouse(String),
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+/// Classifies a request by method and path; the second value is the route
+/// pattern used as a metrics label.
+pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return (Kind::Other, "other");
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (prefix, rest): (&str, &[&str]) = match segments.first() {
+        Some(&"namespaces") | Some(&"tables") | Some(&"transactions") => ("", &segments[..]),
+        Some(&"config") => return (Kind::Other, "/v1/config"),
+        Some(&"oauth") => return (Kind::Other, "/v1/oauth/tokens"),
+        Some(prefix) => (prefix, &segments[1..]),
+        None => return (Kind::Other, "other"),
+    };
+    let warehouse = decode(prefix);
+    let table = |ns: &str, t: &str| TableRef {
+        warehouse: warehouse.clone(),
+        namespace: decode(ns),
+        table: decode(t),
+    };
+    match (method, rest) {
+        (&Method::GET, ["namespaces", ns, "tables", t]) => (
+            Kind::Load(table(ns, t)),
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
+        ),
+        (&Method::POST | &Method::DELETE, ["namespaces", ns, "tables", t]) => (
+            Kind::Write(Invalidation::Table(table(ns, t))),
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
+        ),
+        (_, ["namespaces", _, "tables", _]) => (
+            Kind::Other,
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
+        ),
+        (&Method::POST, ["tables", "rename"]) => (
+            Kind::Write(Invalidation::Warehouse(warehouse)),
+            "/v1/{prefix}/tables/rename",
+        ),
+        (&Method::POST, ["transactions", "commit"]) => (
+            Kind::Write(Invalidation::Warehouse(warehouse)),
+            "/v1/{prefix}/transactions/commit",
+        ),
+        (&Method::POST, ["namespaces", _, "register"]) => (
+            Kind::Write(Invalidation::Warehouse(warehouse)),
+            "/v1/{prefix}/namespaces/{namespace}/register",
+        ),
+        (&Method::DELETE, ["namespaces", _]) => (
+            Kind::Write(Invalidation::Warehouse(warehouse)),
+            "/v1/{prefix}/namespaces/{namespace}",
+        ),
+        (_, ["namespaces"]) => (Kind::Other, "/v1/{prefix}/namespaces"),
+        (_, ["namespaces", _]) => (Kind::Other, "/v1/{prefix}/namespaces/{namespace}"),
+        (_, ["namespaces", _, "tables"]) => {
+            (Kind::Other, "/v1/{prefix}/namespaces/{namespace}/tables")
+        }
+        (_, ["namespaces", _, "properties"]) => (
+            Kind::Other,
+            "/v1/{prefix}/namespaces/{namespace}/properties",
+        ),
+        _ => (Kind::Other, "/v1/other"),
+    }
+}
+
+/// A response being captured into the cache.
+struct Fill {
+    table: TableRef,
+    key: String,
+    generations: crate::cache::Generations,
+    capture: Option<Capture>,
+}
+
+struct Capture {
+    etag: String,
+    content_type: String,
+    body: BytesMut,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    started: Instant,
+    upstream_started: Option<Instant>,
+    route: &'static str,
+    kind: Kind,
+    retryable: bool,
+    attempts: u32,
+    tried: Vec<SocketAddr>,
+    flight: Option<FlightGuard>,
+    fill: Option<Fill>,
+    stale: Option<Arc<Entry>>,
+}
+
+/// The edge proxy.
+pub struct EdgeProxy {
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    cache: Arc<TableCache>,
+    metrics: EdgeMetrics,
+    config: Arc<EdgeConfig>,
+}
+
+impl EdgeProxy {
+    /// A proxy over `lb`, caching in `cache`.
+    pub fn new(
+        lb: Arc<LoadBalancer<RoundRobin>>,
+        cache: Arc<TableCache>,
+        metrics: EdgeMetrics,
+        config: Arc<EdgeConfig>,
+    ) -> Self {
+        Self {
+            lb,
+            cache,
+            metrics,
+            config,
+        }
+    }
+
+    async fn serve_entry(
+        &self,
+        session: &mut Session,
+        entry: &Entry,
+        result: &'static str,
+    ) -> Result<()> {
+        let not_modified = session
+            .req_header()
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|inm| if_none_match_matches(inm, &entry.etag));
+        if not_modified {
+            let mut head = ResponseHeader::build(304, Some(3))?;
+            head.insert_header(header::ETAG, entry.etag.as_str())?;
+            head.insert_header(CACHE_HEADER, result)?;
+            session.write_response_header(Box::new(head), true).await?;
+            self.metrics.cache("not_modified");
+            return Ok(());
+        }
+        let mut head = ResponseHeader::build(200, Some(5))?;
+        head.insert_header(header::CONTENT_TYPE, entry.content_type.as_str())?;
+        head.insert_header(header::ETAG, entry.etag.as_str())?;
+        head.insert_header(CACHE_HEADER, result)?;
+        if result == "stale" {
+            head.insert_header(header::WARNING, "110 - \"Response is Stale\"")?;
+        }
+        head.set_content_length(entry.body.len())?;
+        session.write_response_header(Box::new(head), false).await?;
+        session
+            .write_response_body(Some(entry.body.clone()), true)
+            .await?;
+        self.metrics.cache(result);
+        Ok(())
+    }
+
+    async fn write_error(
+        &self,
+        session: &mut Session,
+        status: u16,
+        r#type: &str,
+        message: &str,
+    ) -> Result<()> {
+        let body = floe_shared::json::to_json_bytes(
+            &ErrorModel::new(status, r#type, message).into_response_body(),
+        )
+        .unwrap_or_default();
+        let mut head = ResponseHeader::build(status, Some(3))?;
+        head.insert_header(header::CONTENT_TYPE, "application/json")?;
+        head.set_content_length(body.len())?;
+        session.write_response_header(Box::new(head), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+
+    fn invalidate(&self, invalidation: &Invalidation, source: &str) {
+        match invalidation {
+            Invalidation::Table(table) => self.cache.invalidate_table(table),
+            Invalidation::Warehouse(warehouse) => self.cache.invalidate_warehouse(warehouse),
+        }
+        self.metrics.invalidation(source);
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            upstream_started: None,
+            route: "other",
+            kind: Kind::Other,
+            retryable: false,
+            attempts: 0,
+            tried: Vec::new(),
+            flight: None,
+            fill: None,
+            stale: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        let (kind, route) = classify(&req.method, req.uri.path());
+        ctx.route = route;
+        ctx.retryable = matches!(req.method, Method::GET | Method::HEAD)
+            || req.headers.contains_key("idempotency-key");
+        ctx.kind = kind.clone();
+        let Kind::Load(table) = kind else {
+            if let Kind::Write(invalidation) = &ctx.kind {
+                // Before forwarding too: loads that start now will not fill
+                // the cache with what this write is about to replace.
+                self.invalidate(invalidation, "local");
+            }
+            return Ok(false);
+        };
+        if !self.config.cache.enabled {
+            self.metrics.cache("bypass");
+            return Ok(false);
+        }
+        let delegation = req
+            .headers
+            .get("x-iceberg-access-delegation")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let variant = format!("{}\u{1d}{delegation}", req.uri.query().unwrap_or(""));
+        let key = TableCache::key(&table, &variant);
+        for round in 0..2 {
+            match self.cache.lookup(&key, &table) {
+                Lookup::Fresh(entry) => {
+                    self.serve_entry(session, &entry, "hit").await?;
+                    return Ok(true);
+                }
+                Lookup::Stale(entry) => ctx.stale = Some(entry),
+                Lookup::Miss => {}
+            }
+            if round == 1 {
+                break;
+            }
+            match self.cache.flight(&key) {
+                Flight::Leader(guard) => {
+                    ctx.flight = Some(guard);
+                    break;
+                }
+                Flight::Follower(mut done) => {
+                    self.metrics.cache("coalesced");
+                    let wait = Duration::from_millis(self.config.cache.coalesce_timeout_ms);
+                    let _ = tokio::time::timeout(wait, done.changed()).await;
+                }
+            }
+        }
+        self.metrics.cache("miss");
+        ctx.fill = Some(Fill {
+            generations: self.cache.generations(&table),
+            table,
+            key,
+            capture: None,
+        });
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        ctx.attempts += 1;
+        let tried = &ctx.tried;
+        let backend = self
+            .lb
+            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
+            .or_else(|| {
+                self.lb
+                    .select_with(b"", 256, |b, _| !tried.contains(&b.addr))
+            })
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin left to try"))?;
+        let mut peer = HttpPeer::new(&backend, false, String::new());
+        let up = &self.config.upstream;
+        peer.options.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
+        peer.options.read_timeout = Some(Duration::from_millis(up.read_timeout_ms));
+        peer.options.idle_timeout = Some(Duration::from_millis(up.idle_timeout_ms));
+        ctx.upstream_started = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.tried.push(peer._address.clone());
+        // Nothing reached the origin; retry elsewhere only what may be replayed.
+        if ctx.retryable && ctx.attempts <= self.config.upstream.retries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(started) = ctx.upstream_started {
+            self.metrics
+                .upstream(ctx.route, started.elapsed().as_secs_f64());
+        }
+        if let Some(fill) = &mut ctx.fill {
+            let header = |name: header::HeaderName| {
+                response
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let length = header(header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
+            let cacheable =
+                response.status.as_u16() == 200 && length.is_none_or(|l| self.cache.admits(l));
+            match (cacheable, header(header::ETAG)) {
+                (true, Some(etag)) => {
+                    fill.capture = Some(Capture {
+                        etag,
+                        content_type: header(header::CONTENT_TYPE)
+                            .unwrap_or_else(|| "application/json".into()),
+                        body: BytesMut::with_capacity(length.unwrap_or(0)),
+                    });
+                }
+                _ => ctx.fill = None,
+            }
+            response.insert_header(CACHE_HEADER, "miss")?;
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(fill) = &mut ctx.fill
+            && let Some(capture) = &mut fill.capture
+        {
+            if let Some(chunk) = body {
+                capture.body.extend_from_slice(chunk);
+            }
+            if !self.cache.admits(capture.body.len()) {
+                ctx.fill = None;
+            } else if end_of_stream
+                && let Some(fill) = ctx.fill.take()
+                && let Some(capture) = fill.capture
+            {
+                self.cache.store(
+                    &fill.table,
+                    Entry {
+                        key: fill.key,
+                        generations: fill.generations,
+                        etag: capture.etag,
+                        content_type: capture.content_type,
+                        body: capture.body.freeze(),
+                        stored: Instant::now(),
+                    },
+                );
+                // Wake the requests waiting for this key.
+                ctx.flight = None;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Kind::Write(invalidation) = &ctx.kind {
+            // Again after the origin answered, before the client sees it:
+            // anything filled meanwhile is older than this write.
+            self.invalidate(invalidation, "local");
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        ctx.flight = None;
+        let written = if let Some(entry) = ctx.stale.take()
+            && session.response_written().is_none()
+        {
+            self.serve_entry(session, &entry, "stale")
+                .await
+                .map(|_| 200)
+        } else if session.response_written().is_some() {
+            Ok(0)
+        } else {
+            let connect = matches!(
+                e.etype(),
+                ErrorType::ConnectTimedout
+                    | ErrorType::ConnectRefused
+                    | ErrorType::ConnectNoRoute
+                    | ErrorType::ConnectError
+                    | ErrorType::SocketError
+            );
+            if connect {
+                self.write_error(
+                    session,
+                    503,
+                    types::SERVICE_UNAVAILABLE,
+                    "No catalog origin is reachable; nothing was changed",
+                )
+                .await
+                .map(|_| 503)
+            } else {
+                let kind = if matches!(ctx.kind, Kind::Write(_)) {
+                    types::COMMIT_STATE_UNKNOWN
+                } else {
+                    "BadGatewayException"
+                };
+                self.write_error(
+                    session,
+                    502,
+                    kind,
+                    "The catalog origin failed while answering",
+                )
+                .await
+                .map(|_| 502)
+            }
+        };
+        FailToProxy {
+            error_code: written.unwrap_or(0),
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let method = session.req_header().method.as_str().to_string();
+        self.metrics.request(
+            &method,
+            ctx.route,
+            status,
+            ctx.started.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(w: &str, ns: &str, name: &str) -> TableRef {
+        TableRef {
+            warehouse: w.into(),
+            namespace: ns.into(),
+            table: name.into(),
+        }
+    }
+
+    #[test]
+    fn routes_are_classified() {
+        let (kind, _) = classify(&Method::GET, "/v1/wh/namespaces/a%1Fb/tables/t");
+        assert_eq!(kind, Kind::Load(t("wh", "a\u{1f}b", "t")));
+        let (kind, _) = classify(&Method::GET, "/v1/namespaces/a/tables/t");
+        assert_eq!(kind, Kind::Load(t("", "a", "t")));
+        let (kind, _) = classify(&Method::POST, "/v1/wh/namespaces/a/tables/t");
+        assert_eq!(kind, Kind::Write(Invalidation::Table(t("wh", "a", "t"))));
+        let (kind, _) = classify(&Method::DELETE, "/v1/namespaces/a/tables/t");
+        assert_eq!(kind, Kind::Write(Invalidation::Table(t("", "a", "t"))));
+        for (m, p) in [
+            (Method::POST, "/v1/wh/tables/rename"),
+            (Method::POST, "/v1/wh/transactions/commit"),
+            (Method::POST, "/v1/wh/namespaces/a/register"),
+            (Method::DELETE, "/v1/wh/namespaces/a"),
+        ] {
+            assert_eq!(
+                classify(&m, p).0,
+                Kind::Write(Invalidation::Warehouse("wh".into())),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            classify(&Method::POST, "/v1/tables/rename").0,
+            Kind::Write(Invalidation::Warehouse(String::new()))
+        );
+        for (m, p) in [
+            (Method::HEAD, "/v1/wh/namespaces/a/tables/t"),
+            (Method::GET, "/v1/config"),
+            (Method::GET, "/v1/wh/namespaces"),
+            (Method::POST, "/v1/wh/namespaces/a/tables"),
+            (Method::POST, "/v1/wh/namespaces/a/tables/t/metrics"),
+            (Method::GET, "/metrics"),
+        ] {
+            assert_eq!(classify(&m, p).0, Kind::Other, "{m} {p}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Assembling the edge: proxy, health checks, event subscription, metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::apps::http_app::ServeHttp;
+use pingora::lb::LoadBalancer;
+use pingora::lb::health_check::HttpHealthCheck;
+use pingora::lb::selection::RoundRobin;
+use pingora::protocols::http::ServerSession;
+use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::cache::TableCache;
+use crate::config::EdgeConfig;
+use crate::events::Subscriber;
+use crate::metrics::EdgeMetrics;
+use crate::proxy::EdgeProxy;
+
+/// What a built edge exposes besides its server.
+pub struct EdgeParts {
+    /// The table cache.
+    pub cache: Arc<TableCache>,
+    /// The metrics.
+    pub metrics: EdgeMetrics,
+}
+
+struct MetricsApp {
+    metrics: EdgeMetrics,
+    cache: Arc<TableCache>,
+    lb: Arc<LoadBalancer<RoundRobin>>,
+}
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let (status, content_type, body) = match path.as_str() {
+            "/metrics" => (
+                200,
+                "text/plain; version=0.0.4",
+                self.metrics.render(&self.cache, &self.lb),
+            ),
+            "/health" => (200, "text/plain", b"ok".to_vec()),
+            _ => (404, "text/plain", b"not found".to_vec()),
+        };
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the Pingora server of an edge (not started).
+pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, EdgeParts)> {
+    config.validate()?;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        pid_file: config.server.pid_file.clone(),
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut lb =
+        LoadBalancer::<RoundRobin>::try_from_iter(config.origins.iter().map(String::as_str))?;
+    let mut check = HttpHealthCheck::new("floe-origin", false);
+    check.req.set_uri(
+        config
+            .health_check
+            .path
+            .parse()
+            .map_err(|e| anyhow::anyhow!("health_check.path: {e}"))?,
+    );
+    lb.set_health_check(Box::new(check));
+    lb.health_check_frequency = Some(Duration::from_millis(config.health_check.interval_ms));
+    let health = background_service("origin health checks", lb);
+    let lb = health.task();
+    server.add_service(health);
+
+    let cache = Arc::new(TableCache::new(
+        config.cache.max_bytes,
+        config.cache.max_entry_bytes,
+        Duration::from_secs(config.cache.max_age_seconds),
+        Duration::from_secs(config.cache.stale_if_error_seconds),
+    ));
+    let metrics = EdgeMetrics::new()?;
+    let config = Arc::new(config);
+
+    if config.events.enabled {
+        // Nothing is known until the first subscription says hello.
+        cache.set_enabled(false);
+        server.add_service(background_service(
+            "change events",
+            Subscriber::new(
+                lb.clone(),
+                cache.clone(),
+                metrics.clone(),
+                Duration::from_millis(config.events.reconnect_ms),
+            ),
+        ));
+    }
+
+    let proxy = EdgeProxy::new(lb.clone(), cache.clone(), metrics.clone(), config.clone());
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "floe edge");
+    if config.h2c
+        && let Some(app) = service.app_logic_mut()
+    {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    for addr in &config.listen {
+        service.add_tcp(addr);
+    }
+    server.add_service(service);
+
+    if !config.metrics_listen.is_empty() {
+        let mut metrics_service = Service::new(
+            "edge metrics".to_string(),
+            pingora::apps::http_app::HttpServer::new_app(MetricsApp {
+                metrics: metrics.clone(),
+                cache: cache.clone(),
+                lb,
+            }),
+        );
+        metrics_service.add_tcp(&config.metrics_listen);
+        server.add_service(metrics_service);
+    }
+    Ok((server, EdgeParts { cache, metrics }))
+}

@@ -1,0 +1,608 @@
+//! Cross-tier tests: real edges (Pingora, on real sockets) in front of real
+//! origins (axum, on real sockets) on SQLite or PostgreSQL.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use floe_edge::config::EdgeConfig;
+use floe_origin::config::{Config, DatabaseConfig};
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not true after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An origin serving on a real socket until dropped.
+struct Origin {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Origin {
+    async fn start(database_url: &str, warehouse: &std::path::Path) -> Origin {
+        Self::start_on(database_url, warehouse, free_port()).await
+    }
+
+    async fn start_on(database_url: &str, warehouse: &std::path::Path, port: u16) -> Origin {
+        let config = Config {
+            database: DatabaseConfig {
+                url: database_url.to_string(),
+                max_connections: 8,
+                ..DatabaseConfig::default()
+            },
+            warehouse: floe_origin::config::WarehouseConfig {
+                location: warehouse.display().to_string(),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        let state = floe_origin::server::prepare(&config).await.expect("origin");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ =
+                floe_origin::server::serve(listener, state, Duration::from_millis(100), async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Origin {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    async fn load_count(&self, http: &reqwest::Client) -> u64 {
+        let text = http
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("floe_origin_http_requests_total{method=\"GET\"")
+                    && l.contains("/tables/{table}")
+                    && l.contains("status=\"200\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+struct Stop(Arc<Notify>);
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for Stop {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// An edge running in its own thread until dropped.
+struct Edge {
+    url: String,
+    metrics_url: String,
+    stop: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Edge {
+    async fn start(origins: &[&str], tweak: impl FnOnce(&mut EdgeConfig)) -> Edge {
+        let port = free_port();
+        let metrics_port = free_port();
+        let mut config = EdgeConfig {
+            listen: vec![format!("127.0.0.1:{port}")],
+            metrics_listen: format!("127.0.0.1:{metrics_port}"),
+            origins: origins.iter().map(|s| s.to_string()).collect(),
+            ..EdgeConfig::default()
+        };
+        config.server.threads = 1;
+        config.server.grace_period_seconds = 0;
+        config.server.graceful_shutdown_timeout_seconds = 1;
+        config.health_check.interval_ms = 100;
+        config.events.reconnect_ms = 50;
+        config.upstream.connect_timeout_ms = 300;
+        tweak(&mut config);
+        let stop = Arc::new(Notify::new());
+        let signal = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (server, _) = floe_edge::server::build(config, None).expect("edge builds");
+            server.run(RunArgs {
+                shutdown_signal: Box::new(Stop(signal)),
+            });
+        });
+        let edge = Edge {
+            url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            stop,
+            thread: Some(thread),
+        };
+        let http = reqwest::Client::new();
+        let health = format!("http://127.0.0.1:{metrics_port}/health");
+        wait_for("edge listening", Duration::from_secs(20), async || {
+            http.get(&health).send().await.is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        edge
+    }
+
+    async fn metric(&self, http: &reqwest::Client, line_start: &str) -> f64 {
+        let text = http
+            .get(&self.metrics_url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with(line_start))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until the edge has subscribed to change events.
+    async fn subscribed(&self, http: &reqwest::Client) {
+        wait_for("event subscription", Duration::from_secs(20), async || {
+            self.metric(http, "floe_edge_event_stream_up").await == 1.0
+        })
+        .await;
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn table_body(name: &str) -> Value {
+    json!({"name": name, "schema": {"type": "struct", "fields": [
+        {"id": 1, "name": "id", "required": true, "type": "long"}
+    ]}})
+}
+
+fn set_property(k: &str, v: &str) -> Value {
+    json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {k: v}}]})
+}
+
+async fn seed(http: &reqwest::Client, base: &str, ns: &str, table: &str) {
+    let r = http
+        .post(format!("{base}/v1/namespaces"))
+        .json(&json!({"namespace": [ns]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 200 || r.status() == 409, "{}", r.status());
+    let r = http
+        .post(format!("{base}/v1/namespaces/{ns}/tables"))
+        .json(&table_body(table))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("catalog.db").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_304_and_local_invalidation() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    seed(&http, &edge.url, "db", "t").await;
+    let url = format!("{}/v1/namespaces/db/tables/t", edge.url);
+
+    let first = http.get(&url).send().await.unwrap();
+    assert_eq!(first.headers()["x-floe-cache"], "miss");
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let first_body: Value = first.json().await.unwrap();
+    let second = http.get(&url).send().await.unwrap();
+    assert_eq!(second.headers()["x-floe-cache"], "hit");
+    assert_eq!(second.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(second.json::<Value>().await.unwrap(), first_body);
+    assert_eq!(
+        origin.load_count(&http).await,
+        1,
+        "the hit never reached the origin"
+    );
+
+    let r = http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["x-floe-cache"], "hit");
+    assert_eq!(origin.load_count(&http).await, 1);
+
+    // Another variant (snapshots=refs) is cached separately.
+    let r = http
+        .get(format!("{url}?snapshots=refs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-floe-cache"], "miss");
+
+    // A commit through the edge invalidates before its response arrives.
+    let r = http
+        .post(&url)
+        .json(&set_property("k", "v"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let committed: Value = r.json().await.unwrap();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        r.headers()["x-floe-cache"],
+        "miss",
+        "invalidated by the write"
+    );
+    let loaded: Value = r.json().await.unwrap();
+    assert_eq!(loaded["metadata-location"], committed["metadata-location"]);
+    assert_eq!(loaded["metadata"]["properties"]["k"], "v");
+    let r = http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the old tag no longer matches");
+    // The same table reached with its prefix is invalidated too.
+    let prefixed = format!("{}/v1/default/namespaces/db/tables/t", edge.url);
+    http.get(&prefixed).send().await.unwrap();
+    let r = http
+        .post(format!("{}/v1/default/namespaces/db/tables/t", edge.url))
+        .json(&set_property("k", "w"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["metadata"]["properties"]["k"],
+        "w"
+    );
+
+    // Everything else passes through, with the origin's errors.
+    let r = http
+        .get(format!("{}/v1/namespaces/db/tables/missing", edge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "NoSuchTableException"
+    );
+    let r = http
+        .get(format!("{}/v1/config", edge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["overrides"]["prefix"],
+        "default"
+    );
+    assert!(
+        edge.metric(&http, "floe_edge_cache_requests_total{result=\"hit\"}")
+            .await
+            >= 2.0
+    );
+    assert!(
+        edge.metric(&http, "floe_edge_invalidations_total{source=\"local\"}")
+            .await
+            >= 2.0
+    );
+    drop(edge);
+    origin.stop().await;
+}
+
+/// An upstream that answers table loads slowly and counts them, so that
+/// concurrent misses really overlap.
+async fn slow_upstream(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::get;
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    let app = axum::Router::new()
+        .route("/ready", get(|| async { "ready" }))
+        .route(
+            "/v1/namespaces/{ns}/tables/{t}",
+            get(move || {
+                let counter = counter.clone();
+                async move {
+                    tokio::time::sleep(delay).await;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (
+                        [("etag", "\"stub-1\""), ("content-type", "application/json")],
+                        r#"{"metadata-location":"m","metadata":{}}"#,
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_make_one_origin_request() {
+    let (upstream, count) = slow_upstream(Duration::from_millis(300)).await;
+    let edge = Edge::start(&[&upstream], |c| c.events.enabled = false).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/namespaces/co/tables/t", edge.url);
+    let loads: Vec<_> = (0..32)
+        .map(|_| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let r = http.get(&url).send().await.unwrap();
+                (r.status(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    for load in loads {
+        let (status, body) = load.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("metadata-location"));
+    }
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "32 parallel first loads, one origin request"
+    );
+    assert!(
+        edge.metric(
+            &http,
+            "floe_edge_cache_requests_total{result=\"coalesced\"}"
+        )
+        .await
+            >= 1.0
+    );
+}
+
+/// Two edges, two origins, one PostgreSQL: a commit through edge A is seen
+/// through edge B once B hears the change event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_edge_invalidation_through_events() {
+    let db = support::PgDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
+    let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
+    let a = Edge::start(&[&o1.addr], |_| {}).await;
+    let b = Edge::start(&[&o2.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    a.subscribed(&http).await;
+    b.subscribed(&http).await;
+    seed(&http, &a.url, "x", "t").await;
+    let on_b = format!("{}/v1/namespaces/x/tables/t", b.url);
+    let mut delays = Vec::new();
+    for round in 0..20 {
+        http.get(&on_b).send().await.unwrap();
+        let r = http.get(&on_b).send().await.unwrap();
+        assert_eq!(r.headers()["x-floe-cache"], "hit");
+        let r = http
+            .post(format!("{}/v1/namespaces/x/tables/t", a.url))
+            .json(&set_property("round", &round.to_string()))
+            .send()
+            .await
+            .unwrap();
+        let committed_at = Instant::now();
+        let location = r.json::<Value>().await.unwrap()["metadata-location"].clone();
+        wait_for(
+            "edge B sees the commit",
+            Duration::from_secs(5),
+            async || {
+                let loaded: Value = http.get(&on_b).send().await.unwrap().json().await.unwrap();
+                loaded["metadata-location"] == location
+            },
+        )
+        .await;
+        delays.push(committed_at.elapsed());
+    }
+    delays.sort();
+    println!(
+        "cross-edge invalidation delay over {} commits: p50 {:?}, p99 {:?}",
+        delays.len(),
+        delays[delays.len() / 2],
+        delays[delays.len() * 99 / 100]
+    );
+    assert!(
+        b.metric(&http, "floe_edge_invalidations_total{source=\"event\"}")
+            .await
+            >= 20.0
+    );
+    drop(a);
+    drop(b);
+    o1.stop().await;
+    o2.stop().await;
+}
+
+/// Reads fail over to a healthy origin; with no origin, cached loads are
+/// served stale (marked) and writes get a 503 ErrorModel; no stream, no
+/// fresh hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_stream_loss_and_stale_if_error() {
+    let db = support::PgDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
+    let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
+    let o1_addr = o1.addr.clone();
+    let edge = Edge::start(&[&o1.addr, &o2.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    seed(&http, &edge.url, "f", "t").await;
+    let url = format!("{}/v1/namespaces/f/tables/t", edge.url);
+
+    // One origin down: every read still answers (retried on the other).
+    o1.stop().await;
+    for _ in 0..10 {
+        let r = http
+            .get(format!("{}/v1/namespaces/f", edge.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    edge.subscribed(&http).await;
+    http.get(&url).send().await.unwrap();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-floe-cache"], "hit");
+
+    // No origin at all: the stream is lost, nothing is served fresh, cached
+    // loads are served stale, writes fail fast with 503.
+    o2.stop().await;
+    wait_for("stream loss noticed", Duration::from_secs(20), async || {
+        edge.metric(&http, "floe_edge_event_stream_up").await == 0.0
+    })
+    .await;
+    let started = Instant::now();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-floe-cache"], "stale");
+    assert!(r.headers().contains_key("warning"));
+    let r = http
+        .post(&url)
+        .json(&set_property("k", "v"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "ServiceUnavailableException"
+    );
+    let r = http
+        .get(format!("{}/v1/namespaces/f/tables/uncached", edge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+
+    // An origin comes back: the edge resubscribes and serves fresh again.
+    let port: u16 = o1_addr.rsplit(':').next().unwrap().parse().unwrap();
+    let back = Origin::start_on(&db.url, &dir.path().join("wh"), port).await;
+    edge.subscribed(&http).await;
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        r.headers()["x-floe-cache"],
+        "miss",
+        "flushed on resubscription"
+    );
+    drop(edge);
+    back.stop().await;
+}
+
+mod support {
+    /// A fresh PostgreSQL database, dropped at the end.
+    pub struct PgDb {
+        pub url: String,
+        name: String,
+    }
+
+    fn admin_url() -> String {
+        std::env::var("FLOE_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    async fn admin(sql: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&admin_url())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required ({e}); run scripts/test"));
+        sqlx::query(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    impl PgDb {
+        pub async fn new() -> PgDb {
+            let name = format!("floe_edge_{}", uuid::Uuid::new_v4().simple());
+            admin(&format!("CREATE DATABASE {name}")).await;
+            let base = admin_url();
+            let base = base
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or(base);
+            PgDb {
+                url: format!("{base}/{name}"),
+                name,
+            }
+        }
+    }
+
+    impl Drop for PgDb {
+        fn drop(&mut self) {
+            let name = self.name.clone();
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(admin(&format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )));
+                }
+            })
+            .join();
+        }
+    }
+}
