@@ -136,6 +136,8 @@ struct Fill {
 struct Capture {
     etag: String,
     content_type: String,
+    /// `Content-Length` of the response, when the origin sent one.
+    expected: Option<usize>,
     body: BytesMut,
 }
 
@@ -224,7 +226,7 @@ impl EdgeProxy {
             &ErrorModel::new(status, r#type, message).into_response_body(),
         )
         .unwrap_or_default();
-        let mut head = ResponseHeader::build(status, Some(3))?;
+        let mut head = ResponseHeader::build(status, Some(4))?;
         head.insert_header(header::CONTENT_TYPE, "application/json")?;
         head.set_content_length(body.len())?;
         session.write_response_header(Box::new(head), false).await?;
@@ -381,6 +383,7 @@ impl ProxyHttp for EdgeProxy {
                         etag,
                         content_type: header(header::CONTENT_TYPE)
                             .unwrap_or_else(|| "application/json".into()),
+                        expected: length,
                         body: BytesMut::with_capacity(length.unwrap_or(0)),
                     });
                 }
@@ -404,9 +407,12 @@ impl ProxyHttp for EdgeProxy {
             if let Some(chunk) = body {
                 capture.body.extend_from_slice(chunk);
             }
+            // Complete when the last byte is in: store before that byte goes
+            // to the client, so the client's next request already hits.
+            let complete = end_of_stream || capture.expected == Some(capture.body.len());
             if !self.cache.admits(capture.body.len()) {
                 ctx.fill = None;
-            } else if end_of_stream
+            } else if complete
                 && let Some(fill) = ctx.fill.take()
                 && let Some(capture) = fill.capture
             {
@@ -444,6 +450,12 @@ impl ProxyHttp for EdgeProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         ctx.flight = None;
+        // Read what is left of the request body first: closing a socket with
+        // unread data resets it, and the client would lose our answer.
+        let _ = tokio::time::timeout(Duration::from_secs(5), session.drain_request_body()).await;
+        // Pingora closes the client connection after a failed proxy attempt;
+        // with keep-alive off the response says so (`Connection: close`).
+        session.set_keepalive(None);
         let written = if let Some(entry) = ctx.stale.take()
             && session.response_written().is_none()
         {

@@ -123,6 +123,10 @@ struct Edge {
 
 impl Edge {
     async fn start(origins: &[&str], tweak: impl FnOnce(&mut EdgeConfig)) -> Edge {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
         let port = free_port();
         let metrics_port = free_port();
         let mut config = EdgeConfig {
@@ -332,10 +336,12 @@ async fn hits_304_and_local_invalidation() {
         r.json::<Value>().await.unwrap()["overrides"]["prefix"],
         "default"
     );
+    // (Later hits depend on when the origin's event for our own commits
+    // arrives and invalidates again; only this minimum is certain.)
     assert!(
         edge.metric(&http, "floe_edge_cache_requests_total{result=\"hit\"}")
             .await
-            >= 2.0
+            >= 1.0
     );
     assert!(
         edge.metric(&http, "floe_edge_invalidations_total{source=\"local\"}")
