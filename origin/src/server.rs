@@ -84,19 +84,31 @@ pub async fn serve(
 
 /// Runs the origin from configuration until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_until(config, shutdown_signal(), |_| {}).await
+}
+
+/// Runs the origin until `shutdown` completes; `on_ready` is called once the
+/// socket is bound and the database is ready.
+pub async fn run_until(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let state = prepare(&config).await?;
     let listener = TcpListener::bind(config.server.listen).await?;
+    let addr = listener.local_addr()?;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %addr,
         warehouse = %config.warehouse.name,
         database = %redact_url(&config.database.url),
         "floe origin serving the Iceberg REST catalog"
     );
+    on_ready(addr);
     serve(
         listener,
         state,
         Duration::from_secs(config.server.shutdown_grace_seconds),
-        shutdown_signal(),
+        shutdown,
     )
     .await
 }

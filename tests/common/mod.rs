@@ -96,8 +96,14 @@ impl Floe {
     pub async fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Floe {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
+        let origin_listen = format!("127.0.0.1:{}", free_port());
+        let metrics_listen = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(floe_bin());
-        cmd.current_dir(dir).args(["--listen", &listen]).args(args);
+        cmd.current_dir(dir)
+            .args(["--listen", &listen])
+            .args(["--origin-listen", &origin_listen])
+            .args(["--edge-metrics-listen", &metrics_listen])
+            .args(args);
         for (k, v) in envs {
             cmd.env(k, v);
         }

@@ -1,8 +1,9 @@
 """Fixtures that run a real Floe server for the PyIceberg end-to-end suite.
 
 The backend is chosen with ``FLOE_TEST_BACKEND`` (``sqlite``, the default, or
-``postgres``). The server binary comes from ``FLOE_ORIGIN_BIN`` (default
-``target/debug/floe-origin``, relative to the repository root). With the
+``postgres``). The server binary comes from ``FLOE_BIN`` (default
+``target/debug/floe``, relative to the repository root): the all-in-one
+binary, so every request goes through the edge to the origin. With the
 postgres backend, ``FLOE_TEST_PG_URL`` is an admin URL used to create and drop
 one fresh database per session.
 """
@@ -26,7 +27,7 @@ import requests
 from pyiceberg.catalog import Catalog, load_catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ORIGIN_BIN = "target/debug/floe-origin"
+DEFAULT_BIN = "target/debug/floe"
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres")
 READY_TIMEOUT_S = 60.0
@@ -74,7 +75,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def _origin_bin() -> Path:
     """Absolute path of the server binary under test."""
-    path = Path(os.environ.get("FLOE_ORIGIN_BIN", DEFAULT_ORIGIN_BIN))
+    path = Path(os.environ.get("FLOE_BIN", DEFAULT_BIN))
     return path if path.is_absolute() else REPO_ROOT / path
 
 
@@ -139,10 +140,10 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def floe_server(
     database_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[FloeServer]:
-    """Start ``floe-origin serve`` on a free port and wait until it is ready."""
+    """Start ``floe serve`` (edge in front of origin) on free ports and wait until it is ready."""
     binary = _origin_bin()
     if not binary.is_file():
-        pytest.fail(f"server binary {binary} not found: build it with `cargo build --workspace --bin floe-origin`")
+        pytest.fail(f"server binary {binary} not found: build it with `cargo build --workspace --bin floe`")
 
     state_dir = tmp_path_factory.mktemp("floe")
     warehouse = state_dir / "warehouse"
@@ -155,6 +156,10 @@ def floe_server(
         "serve",
         "--listen",
         f"127.0.0.1:{port}",
+        "--origin-listen",
+        f"127.0.0.1:{_free_port()}",
+        "--edge-metrics-listen",
+        f"127.0.0.1:{_free_port()}",
         "--database-url",
         database_url,
         "--warehouse",
