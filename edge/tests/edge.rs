@@ -352,8 +352,8 @@ async fn hits_304_and_local_invalidation() {
     origin.stop().await;
 }
 
-/// An upstream that answers table loads slowly and counts them, so that
-/// concurrent misses really overlap.
+/// An upstream that counts table loads as they arrive and answers them
+/// slowly, so that concurrent misses really overlap.
 async fn slow_upstream(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use axum::routing::get;
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -365,8 +365,8 @@ async fn slow_upstream(delay: Duration) -> (String, Arc<std::sync::atomic::Atomi
             get(move || {
                 let counter = counter.clone();
                 async move {
-                    tokio::time::sleep(delay).await;
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
                     (
                         [("etag", "\"stub-1\""), ("content-type", "application/json")],
                         r#"{"metadata-location":"m","metadata":{}}"#,
@@ -416,6 +416,101 @@ async fn concurrent_misses_make_one_origin_request() {
         .await
             >= 1.0
     );
+}
+
+/// HTTP/2 with prior knowledge (h2c) is served beside HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_and_http1_on_one_port() {
+    let (upstream, _) = slow_upstream(Duration::ZERO).await;
+    let edge = Edge::start(&[&upstream], |c| c.events.enabled = false).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/namespaces/h/tables/t", edge.url);
+    for expected in ["miss", "hit"] {
+        let r = h2.get(&url).send().await.unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-floe-cache"], expected);
+    }
+    let r = reqwest::Client::new().get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(r.headers()["x-floe-cache"], "hit");
+}
+
+/// Without events, an entry is trusted for `max_age_seconds` at most: a
+/// change made behind the edge's back is served after that bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_bounds_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |c| {
+        c.events.enabled = false;
+        c.cache.max_age_seconds = 1;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    seed(&http, &edge.url, "age", "t").await;
+    let url = format!("{}/v1/namespaces/age/tables/t", edge.url);
+    http.get(&url).send().await.unwrap();
+    // Commit directly on the origin: the edge hears nothing.
+    let r = http
+        .post(format!("http://{}/v1/namespaces/age/tables/t", origin.addr))
+        .json(&set_property("behind", "the edge"))
+        .send()
+        .await
+        .unwrap();
+    let committed_at = Instant::now();
+    let location = r.json::<Value>().await.unwrap()["metadata-location"].clone();
+    loop {
+        let r = http.get(&url).send().await.unwrap();
+        let fresh = r.json::<Value>().await.unwrap()["metadata-location"] == location;
+        if fresh {
+            break;
+        }
+        assert!(
+            committed_at.elapsed() < Duration::from_millis(1500),
+            "a stale load was served past the 1 s bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(edge);
+    origin.stop().await;
+}
+
+/// On SIGTERM-style shutdown, requests already in flight complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let (upstream, count) = slow_upstream(Duration::from_millis(400)).await;
+    let edge = Edge::start(&[&upstream], |c| {
+        c.events.enabled = false;
+        c.cache.enabled = false;
+        // In-flight requests are served for the grace period; then the
+        // runtime stops. It must cover the slowest request.
+        c.server.grace_period_seconds = 2;
+        c.server.graceful_shutdown_timeout_seconds = 5;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let in_flight: Vec<_> = (0..8)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!("{}/v1/namespaces/g/tables/t{i}", edge.url);
+            tokio::spawn(async move { http.get(&url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    wait_for(
+        "all requests in flight at the origin",
+        Duration::from_secs(5),
+        async || count.load(std::sync::atomic::Ordering::SeqCst) == 8,
+    )
+    .await;
+    let stop = std::thread::spawn(move || drop(edge));
+    for request in in_flight {
+        assert_eq!(request.await.unwrap().expect("no dropped request"), 200);
+    }
+    stop.join().unwrap();
 }
 
 /// Two edges, two origins, one PostgreSQL: a commit through edge A is seen
