@@ -5,8 +5,10 @@
 //!
 //! Pairs: table-metadata serialization (typical, 150 columns, 10,000
 //! snapshots), the table-load body built around a stored document (the
-//! origin's hot path), token issuance, and borrow/return under 2 and 64
-//! threads (also against a plain `Mutex<Vec<_>>` pool). Each pair ends with
+//! origin's hot path), token issuance, borrow/return under 2 and 64 threads
+//! (also against a plain `Mutex<Vec<_>>` pool), and the edge's cache-hit
+//! path against its miss path (a real edge on loopback, a raw keep-alive
+//! client that allocates nothing per request). Each pair ends with
 //! `alloc <name>: bytes -NN% allocs -NN% time +/-NN%`, measured in the same
 //! process with alternating batches, so the ratios hold on a noisy machine.
 
@@ -385,9 +387,150 @@ fn bench(c: &mut Criterion) {
     );
 }
 
+/// Sends `GET path` on a keep-alive connection and reads the response into
+/// `buf` without allocating; returns the body length.
+fn raw_get(stream: &mut std::net::TcpStream, request: &[u8], buf: &mut Vec<u8>) -> usize {
+    use std::io::{Read, Write};
+    stream.write_all(request).expect("write");
+    buf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).expect("head");
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).expect("read");
+                assert!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return length;
+        }
+    }
+}
+
+/// The edge's hit path against its miss path, one process, loopback.
+fn edge_hit_path() {
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let body =
+        serde_json::to_string(&json!({"metadata-location": "m", "metadata": metadata(12, 5)}))
+            .expect("json");
+    let upstream = rt.block_on(async move {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/ready", get(|| async { "ready" }))
+            .route(
+                "/v1/namespaces/{ns}/tables/{t}",
+                get(move || {
+                    let body = body.clone();
+                    async move {
+                        (
+                            [
+                                ("etag", "\"bench-1\""),
+                                ("content-type", "application/json"),
+                            ],
+                            body,
+                        )
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        addr
+    });
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port")
+    };
+    let mut ports = Vec::new();
+    let stops: Vec<Arc<tokio::sync::Notify>> = [true, false]
+        .into_iter()
+        .map(|cache| {
+            let port = free();
+            ports.push(port);
+            let mut config = floe_edge::config::EdgeConfig {
+                listen: vec![format!("127.0.0.1:{port}")],
+                metrics_listen: String::new(),
+                origins: vec![upstream.clone()],
+                ..Default::default()
+            };
+            config.server.threads = 1;
+            config.server.grace_period_seconds = 0;
+            config.events.enabled = false;
+            config.cache.enabled = cache;
+            let stop = Arc::new(tokio::sync::Notify::new());
+            let signal = stop.clone();
+            std::thread::spawn(move || {
+                struct Stop(Arc<tokio::sync::Notify>);
+                #[async_trait::async_trait]
+                impl pingora::server::ShutdownSignalWatch for Stop {
+                    async fn recv(&self) -> pingora::server::ShutdownSignal {
+                        self.0.notified().await;
+                        pingora::server::ShutdownSignal::FastShutdown
+                    }
+                }
+                let (server, _) = floe_edge::server::build(config, None).expect("edge");
+                server.run(pingora::server::RunArgs {
+                    shutdown_signal: Box::new(Stop(signal)),
+                });
+            });
+            stop
+        })
+        .collect();
+    let connect = |port: u16| loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.set_nodelay(true).expect("nodelay");
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut hit = connect(ports[0]);
+    let mut miss = connect(ports[1]);
+    let request = b"GET /v1/namespaces/bench/tables/t HTTP/1.1\r\nHost: edge\r\n\r\n".to_vec();
+    let mut buf_a = Vec::with_capacity(64 * 1024);
+    let mut buf_b = Vec::with_capacity(64 * 1024);
+    let length = raw_get(&mut hit, &request, &mut buf_a);
+    compare(
+        "edge-hit-vs-miss",
+        500,
+        || {
+            black_box(raw_get(&mut hit, &request, &mut buf_a));
+        },
+        || {
+            black_box(raw_get(&mut miss, &request, &mut buf_b));
+        },
+    );
+    println!("edge body per request: {length} B (the hit path shares the cached Bytes, no copy)");
+    for stop in stops {
+        stop.notify_one();
+    }
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     benches();
+    edge_hit_path();
     Criterion::default().configure_from_args().final_summary();
 }

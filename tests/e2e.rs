@@ -293,7 +293,7 @@ async fn s3_warehouse_round_trip() {
 /// (PostgreSQL LISTEN/NOTIFY between origin processes).
 #[tokio::test]
 async fn change_events_cross_origin_processes() {
-    let db = PgDb::new().await;
+    let db = PgDb::new("e2e").await;
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path().join("wh").display().to_string();
     let args = [

@@ -517,7 +517,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 /// through edge B once B hears the change event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_edge_invalidation_through_events() {
-    let db = support::PgDb::new().await;
+    let db = support::PgDb::new("edge").await;
     let dir = tempfile::tempdir().unwrap();
     let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
     let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
@@ -575,7 +575,7 @@ async fn cross_edge_invalidation_through_events() {
 /// fresh hits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_stream_loss_and_stale_if_error() {
-    let db = support::PgDb::new().await;
+    let db = support::PgDb::new("edge").await;
     let dir = tempfile::tempdir().unwrap();
     let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
     let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
@@ -650,60 +650,114 @@ async fn failover_stream_loss_and_stale_if_error() {
     back.stop().await;
 }
 
-mod support {
-    /// A fresh PostgreSQL database, dropped at the end.
-    pub struct PgDb {
-        pub url: String,
-        name: String,
-    }
+use floe_shared::testkit as support;
 
-    fn admin_url() -> String {
-        std::env::var("FLOE_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+/// Coalescing against a real origin, counted in the origin's own metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_first_loads_reach_the_origin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    seed(&http, &edge.url, "par", "t").await;
+    let before = origin.load_count(&http).await;
+    let url = format!("{}/v1/namespaces/par/tables/t", edge.url);
+    let loads: Vec<_> = (0..32)
+        .map(|_| {
+            let http = http.clone();
+            let url = url.clone();
+            tokio::spawn(async move { http.get(&url).send().await.unwrap().status() })
+        })
+        .collect();
+    for load in loads {
+        assert_eq!(load.await.unwrap(), 200);
     }
+    assert_eq!(origin.load_count(&http).await - before, 1);
+    drop(edge);
+    origin.stop().await;
+}
 
-    async fn admin(sql: &str) {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&admin_url())
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is required ({e}); run scripts/test"));
-        sqlx::query(sql)
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    impl PgDb {
-        pub async fn new() -> PgDb {
-            let name = format!("floe_edge_{}", uuid::Uuid::new_v4().simple());
-            admin(&format!("CREATE DATABASE {name}")).await;
-            let base = admin_url();
-            let base = base
-                .rsplit_once('/')
-                .map(|(b, _)| b.to_string())
-                .unwrap_or(base);
-            PgDb {
-                url: format!("{base}/{name}"),
-                name,
-            }
+/// Pingora's graceful upgrade: a new edge binary takes over the listening
+/// socket from the old one; clients see no refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_upgrade_hands_over_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let port = free_port();
+    let sock = dir.path().join("upgrade.sock");
+    let conf = dir.path().join("edge.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: [\"127.0.0.1:{port}\"]\nmetrics_listen: \"\"\norigins: [\"{}\"]\nserver:\n  threads: 1\n  upgrade_sock: {}\n  pid_file: {}\n  grace_period_seconds: 1\n  graceful_shutdown_timeout_seconds: 1\nevents:\n  enabled: false\n",
+            origin.addr,
+            sock.display(),
+            dir.path().join("edge.pid").display()
+        ),
+    )
+    .unwrap();
+    let spawn = |upgrade: bool, log: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_floe-edge"));
+        cmd.arg("--config").arg(&conf);
+        if upgrade {
+            cmd.arg("--upgrade");
         }
-    }
+        let out = std::fs::File::create(dir.path().join(log)).unwrap();
+        cmd.stdout(out.try_clone().unwrap()).stderr(out);
+        cmd.spawn().expect("floe-edge starts")
+    };
+    let mut old = spawn(false, "old.log");
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/config");
+    wait_for("old edge serving", Duration::from_secs(20), async || {
+        http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 
-    impl Drop for PgDb {
-        fn drop(&mut self) {
-            let name = self.name.clone();
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
+    // Clients keep loading through the whole hand-over.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut ok = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // A new connection each time: refused connections would show.
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
                     .build()
-                {
-                    rt.block_on(admin(&format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )));
-                }
-            })
-            .join();
-        }
+                    .unwrap();
+                let r = http.get(&url).send().await.expect("no refused connection");
+                assert_eq!(r.status(), 200);
+                ok += 1;
+            }
+            ok
+        })
+    };
+    let mut new = spawn(true, "new.log");
+    wait_for(
+        "new edge waiting for the sockets",
+        Duration::from_secs(10),
+        async || sock.exists(),
+    )
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-QUIT", &old.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while old.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "old edge did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The old process is gone; the new one answers on the same port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let served = client.await.unwrap();
+    assert!(served > 0);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = new.kill();
+    let _ = new.wait();
+    origin.stop().await;
 }

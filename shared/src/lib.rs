@@ -9,6 +9,8 @@ pub mod etag;
 pub mod events;
 pub mod json;
 pub mod pool;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod token;
 pub mod wire;
 

@@ -18,40 +18,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// Admin URL of the test PostgreSQL server.
-pub fn pg_admin_url() -> String {
-    std::env::var("FLOE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-fn pg_url_for(db: &str) -> String {
-    let admin = pg_admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{db}")
-}
-
-async fn pg_admin(sql: &str) {
-    sqlx::any::install_default_drivers();
-    use sqlx::Connection;
-    let mut conn = sqlx::AnyConnection::connect(&pg_admin_url())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at {} is required for these tests ({e}); run scripts/test",
-                pg_admin_url()
-            )
-        });
-    sqlx::query(sql)
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
 /// A database that lives as long as the test.
 pub struct TestDb {
     pub url: String,
     pub dir: tempfile::TempDir,
-    pg_name: Option<String>,
+    _pg: Option<floe_shared::testkit::PgDb>,
 }
 
 impl TestDb {
@@ -64,15 +35,14 @@ impl TestDb {
                     dir.path().join("catalog.db").display()
                 ),
                 dir,
-                pg_name: None,
+                _pg: None,
             },
             Backend::Postgres => {
-                let name = format!("floe_t_{}", uuid::Uuid::new_v4().simple());
-                pg_admin(&format!("CREATE DATABASE {name}")).await;
+                let pg = floe_shared::testkit::PgDb::new("t").await;
                 TestDb {
-                    url: pg_url_for(&name),
+                    url: pg.url.clone(),
                     dir,
-                    pg_name: Some(name),
+                    _pg: Some(pg),
                 }
             }
         }
@@ -81,25 +51,6 @@ impl TestDb {
     /// Local warehouse root inside the temp dir.
     pub fn warehouse_path(&self) -> std::path::PathBuf {
         self.dir.path().join("warehouse")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            // Drop the database from a thread of its own: Drop cannot await.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(pg_admin(&format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )));
-                }
-            })
-            .join();
-        }
     }
 }
 
