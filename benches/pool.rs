@@ -490,7 +490,7 @@ fn edge_hit_path() {
                         pingora::server::ShutdownSignal::FastShutdown
                     }
                 }
-                let (server, _) = floe_edge::server::build(config, None).expect("edge");
+                let (server, _parts) = floe_edge::server::build(config, None).expect("edge");
                 server.run(pingora::server::RunArgs {
                     shutdown_signal: Box::new(Stop(signal)),
                 });

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let origin_addr = ready_rx.recv()??;
     edge_config.origins = vec![origin_addr.to_string()];
     tracing::info!(listen = ?edge_config.listen, origin = %origin_addr, "floe edge serving clients");
-    let (server, _) = floe_edge::server::build(edge_config, None)?;
+    let (server, _parts) = floe_edge::server::build(edge_config, None)?;
     // Returns after SIGTERM (graceful) or SIGINT; then the origin drains.
     server.run(pingora::server::RunArgs::default());
     tracing::info!("edge stopped; draining the origin");

@@ -42,6 +42,6 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     tracing::info!(listen = ?config.listen, origins = ?config.origins, "floe edge starting");
-    let (server, _) = floe_edge::server::build(config, Some(opt))?;
+    let (server, _parts) = floe_edge::server::build(config, Some(opt))?;
     server.run_forever()
 }

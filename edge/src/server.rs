@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use floe_shared::pool::BufferPool;
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::ServeHttp;
 use pingora::lb::LoadBalancer;
@@ -27,6 +28,8 @@ pub struct EdgeParts {
     pub cache: Arc<TableCache>,
     /// The metrics.
     pub metrics: EdgeMetrics,
+    /// Byte buffers for token issuance (`floe_pool_*{pool="token"}`).
+    pub tokens: BufferPool,
 }
 
 struct MetricsApp {
@@ -95,6 +98,7 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
         Duration::from_secs(config.cache.stale_if_error_seconds),
     ));
     let metrics = EdgeMetrics::new()?;
+    let tokens = BufferPool::new("token", config.pools.tokens.clone(), &metrics.pools);
     let config = Arc::new(config);
 
     if config.events.enabled {
@@ -138,5 +142,12 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
         metrics_service.add_tcp(&config.metrics_listen);
         server.add_service(metrics_service);
     }
-    Ok((server, EdgeParts { cache, metrics }))
+    Ok((
+        server,
+        EdgeParts {
+            cache,
+            metrics,
+            tokens,
+        },
+    ))
 }

@@ -145,7 +145,7 @@ impl Edge {
         let stop = Arc::new(Notify::new());
         let signal = stop.clone();
         let thread = std::thread::spawn(move || {
-            let (server, _) = floe_edge::server::build(config, None).expect("edge builds");
+            let (server, _parts) = floe_edge::server::build(config, None).expect("edge builds");
             server.run(RunArgs {
                 shutdown_signal: Box::new(Stop(signal)),
             });
@@ -342,6 +342,19 @@ async fn hits_304_and_local_invalidation() {
         edge.metric(&http, "floe_edge_cache_requests_total{result=\"hit\"}")
             .await
             >= 1.0
+    );
+    // The token byte pool is there (issuance arrives with authentication).
+    let text = http
+        .get(&edge.metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("floe_pool_buffers_in_use{pool=\"token\"} 0"),
+        "{text}"
     );
     assert!(
         edge.metric(&http, "floe_edge_invalidations_total{source=\"local\"}")
