@@ -26,13 +26,21 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::store::{NAMESPACE_SEPARATOR, NamespaceRecord, Store, TableDocs, TableRecord};
 use crate::warehouse::{Warehouse, WarehouseCache};
-use crate::wire::{CommitTableRequest, CreateTableRequest};
+use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
 
 /// Documents above this size are parsed and serialized on the blocking pool.
 const BLOCKING_JSON_BYTES: usize = 256 * 1024;
 
 /// Property that makes a commit delete metadata files dropped from the log.
 const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// A new metadata version written to storage, not yet committed.
+struct Prepared {
+    location: String,
+    metadata: TableMetadata,
+    docs: TableDocs,
+    expired: Vec<iceberg::spec::MetadataLog>,
+}
 
 /// A serialized table result with what the HTTP layer needs for caching.
 #[derive(Debug, Clone)]
@@ -842,61 +850,28 @@ impl Catalog {
                     table_display(levels, name)
                 )));
             };
-            let base = parse_metadata(current.metadata.clone()).await?;
-            for requirement in &req.requirements {
-                requirement
-                    .check(Some(&base))
-                    .map_err(CatalogError::commit_failed)?;
-            }
-            if req.updates.is_empty() {
-                return self.table_response(
-                    warehouse,
-                    Some(&current.metadata_location),
-                    &current.metadata,
-                );
-            }
-            let mut builder = base
-                .clone()
-                .into_builder(Some(current.metadata_location.clone()));
-            for update in req.updates.iter().cloned() {
-                builder = update.apply(builder).map_err(|e| {
-                    // The requirements held, so on a retry a refusal means the
-                    // table moved under the client: a conflict, not bad input.
-                    if attempt == 0 {
-                        CatalogError::invalid_metadata(e)
-                    } else {
-                        CatalogError::commit_failed(e)
-                    }
-                })?;
-            }
-            let built = builder.build().map_err(|e| {
-                if attempt == 0 {
-                    CatalogError::invalid_metadata(e)
-                } else {
-                    CatalogError::commit_failed(e)
+            let Prepared {
+                location,
+                metadata,
+                docs,
+                expired,
+            } = match self.prepare(warehouse, &current, req, attempt).await? {
+                Some(prepared) => prepared,
+                None => {
+                    return self.table_response(
+                        warehouse,
+                        Some(&current.metadata_location),
+                        &current.metadata,
+                    );
                 }
-            })?;
-            if built.changes.is_empty() {
-                return self.table_response(
-                    warehouse,
-                    Some(&current.metadata_location),
-                    &current.metadata,
-                );
-            }
-            let metadata = built.metadata;
-            warehouse.check_location(metadata.location())?;
-            let file = next_metadata_location(&current.metadata_location, &metadata);
-            let location = file.to_string();
-            write_metadata_file(warehouse, &metadata, &file).await?;
-            let (metadata, docs) = build_documents(metadata, location.clone()).await?;
+            };
             match self
                 .store
                 .swap_table_metadata(&current.id, &current.metadata_location, &docs)
                 .await
             {
                 Ok(true) => {
-                    self.after_commit(warehouse, &metadata, &built.expired_metadata_logs)
-                        .await;
+                    self.after_commit(warehouse, &metadata, &expired).await;
                     return self.table_response(warehouse, Some(&location), &docs.metadata);
                 }
                 Ok(false) => {
@@ -915,6 +890,200 @@ impl Catalog {
         Err(CatalogError::CommitFailed(format!(
             "Commit to {} lost {attempts} races with concurrent commits; retry",
             table_display(levels, name)
+        )))
+    }
+
+    /// Checks the requirements against `current`, applies the updates and
+    /// writes the next metadata file. `None` when nothing changes.
+    async fn prepare(
+        &self,
+        warehouse: &Warehouse,
+        current: &TableRecord,
+        req: &CommitTableRequest,
+        attempt: u32,
+    ) -> Result<Option<Prepared>> {
+        let base = parse_metadata(current.metadata.clone()).await?;
+        for requirement in &req.requirements {
+            requirement
+                .check(Some(&base))
+                .map_err(CatalogError::commit_failed)?;
+        }
+        if req.updates.is_empty() {
+            return Ok(None);
+        }
+        // The requirements held, so on a retry a refusal means the table
+        // moved under the client: a conflict, not bad input.
+        let refused = |e: iceberg::Error| {
+            if attempt == 0 {
+                CatalogError::invalid_metadata(e)
+            } else {
+                CatalogError::commit_failed(e)
+            }
+        };
+        let mut builder = base.into_builder(Some(current.metadata_location.clone()));
+        for update in req.updates.iter().cloned() {
+            builder = update.apply(builder).map_err(refused)?;
+        }
+        let built = builder.build().map_err(refused)?;
+        if built.changes.is_empty() {
+            return Ok(None);
+        }
+        let metadata = built.metadata;
+        warehouse.check_location(metadata.location())?;
+        let file = next_metadata_location(&current.metadata_location, &metadata);
+        let location = file.to_string();
+        write_metadata_file(warehouse, &metadata, &file).await?;
+        let (metadata, docs) = build_documents(metadata, location.clone()).await?;
+        Ok(Some(Prepared {
+            location,
+            metadata,
+            docs,
+            expired: built.expired_metadata_logs,
+        }))
+    }
+
+    /// `POST /transactions/commit`: every table commits or none does. The
+    /// pointers move in one database transaction; a failed requirement on
+    /// any table is a 409 with nothing changed.
+    pub async fn commit_transaction(
+        &self,
+        prefix: &str,
+        req: CommitTransactionRequest,
+    ) -> Result<()> {
+        if req.table_changes.is_empty() {
+            return Err(CatalogError::BadRequest(
+                "table-changes must not be empty".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for change in &req.table_changes {
+            let Some(ident) = &change.identifier else {
+                return Err(CatalogError::BadRequest(
+                    "Every table change of a transaction needs an identifier".into(),
+                ));
+            };
+            validate_namespace(&ident.namespace)?;
+            validate_name("Table name", &ident.name)?;
+            if !seen.insert((ident.namespace.clone(), ident.name.clone())) {
+                return Err(CatalogError::BadRequest(format!(
+                    "Table {} appears twice in one transaction",
+                    table_display(&ident.namespace, &ident.name)
+                )));
+            }
+        }
+        let warehouse = self.warehouse(prefix).await?;
+        for change in &req.table_changes {
+            for update in &change.updates {
+                if let TableUpdate::SetLocation { location } = update {
+                    warehouse.check_location(location.trim_end_matches('/'))?;
+                }
+            }
+        }
+        let result = self.transaction_loop(&warehouse, &req).await;
+        match &result {
+            Ok(_) => self.metrics.commit("committed"),
+            Err(CatalogError::CommitFailed(_)) => self.metrics.commit("conflict"),
+            Err(CatalogError::BadRequest(_)) => self.metrics.commit("rejected"),
+            Err(_) => self.metrics.commit("error"),
+        }
+        let committed = result?;
+        for (ident, location) in committed {
+            self.events
+                .publish(
+                    prefix,
+                    &ident.namespace,
+                    &ident.name,
+                    "commit",
+                    Some(&location),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn transaction_loop(
+        &self,
+        warehouse: &Warehouse,
+        req: &CommitTransactionRequest,
+    ) -> Result<Vec<(TableIdentifier, String)>> {
+        let attempts = self.settings.commit_max_retries + 1;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                self.metrics.commit_retry();
+            }
+            let mut prepared: Vec<(TableIdentifier, TableRecord, Prepared)> = Vec::new();
+            let mut outcome = Ok(());
+            for change in &req.table_changes {
+                let Some(ident) = change.identifier.clone() else {
+                    continue;
+                };
+                let current = match self
+                    .store
+                    .table(&warehouse.record.id, &ident.namespace, &ident.name, false)
+                    .await
+                {
+                    Ok(Some(current)) => current,
+                    Ok(None) => {
+                        outcome = Err(CatalogError::NoSuchTable(format!(
+                            "Table does not exist: {}",
+                            table_display(&ident.namespace, &ident.name)
+                        )));
+                        break;
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                };
+                match self.prepare(warehouse, &current, change, attempt).await {
+                    Ok(Some(p)) => prepared.push((ident, current, p)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = outcome {
+                // Nothing was committed: remove the files written so far.
+                for (_, _, p) in &prepared {
+                    delete_quietly(warehouse, &p.location).await;
+                }
+                return Err(e);
+            }
+            let swaps: Vec<(&str, &str, &TableDocs)> = prepared
+                .iter()
+                .map(|(_, current, p)| {
+                    (
+                        current.id.as_str(),
+                        current.metadata_location.as_str(),
+                        &p.docs,
+                    )
+                })
+                .collect();
+            match self.store.swap_many(&swaps).await {
+                Ok(true) => {
+                    let mut committed = Vec::new();
+                    for (ident, _, p) in prepared {
+                        self.after_commit(warehouse, &p.metadata, &p.expired).await;
+                        committed.push((ident, p.location));
+                    }
+                    return Ok(committed);
+                }
+                Ok(false) => {
+                    for (_, _, p) in &prepared {
+                        delete_quietly(warehouse, &p.location).await;
+                    }
+                }
+                Err(err) => {
+                    return Err(CatalogError::CommitStateUnknown(format!(
+                        "Transaction has unknown outcome: {err}"
+                    )));
+                }
+            }
+        }
+        Err(CatalogError::CommitFailed(format!(
+            "Transaction lost {attempts} races with concurrent commits; retry"
         )))
     }
 

@@ -23,7 +23,7 @@ use crate::error::{CatalogError, Result};
 use crate::extract::{JsonBody, QueryParams, Target};
 use crate::management;
 use crate::metrics::Metrics;
-use crate::wire::{CommitTableRequest, CreateTableRequest};
+use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
 
 /// State shared by all handlers.
 #[derive(Clone)]
@@ -57,11 +57,11 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
     "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/transactions/commit",
 ];
 
 /// Spec operations not implemented yet: they answer 406 UnsupportedOperation.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("POST", "/transactions/commit"),
     ("POST", "/namespaces/{namespace}/tables/{table}/plan"),
     (
         "GET",
@@ -116,7 +116,8 @@ fn catalog_routes() -> Router<AppState> {
             "/namespaces/{namespace}/tables/{table}/metrics",
             post(report_metrics),
         )
-        .route("/tables/rename", post(rename_table));
+        .route("/tables/rename", post(rename_table))
+        .route("/transactions/commit", post(commit_transaction));
     for (method, path) in UNSUPPORTED {
         let filter = match *method {
             "GET" => axum::routing::MethodFilter::GET,
@@ -468,6 +469,18 @@ async fn report_metrics(
         .table_exists(&target.prefix, &target.namespace, &target.table)
         .await?;
     tracing::debug!(report_type = %report.report_type, table = %target.table, "metrics report received");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn commit_transaction(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<CommitTransactionRequest>,
+) -> Result<StatusCode> {
+    state
+        .catalog
+        .commit_transaction(&target.prefix, req)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -585,6 +585,35 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Compare-and-set of several pointers in one database transaction:
+    /// true when every table still pointed at its expected location and all
+    /// moved; false (and nothing changed) otherwise.
+    pub async fn swap_many(&self, swaps: &[(&str, &str, &TableDocs)]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for (id, expected, docs) in swaps {
+            // Writes only: SQLite takes its write lock at the first statement.
+            let done = sqlx::query(
+                "UPDATE tables SET metadata_location = $1, metadata = $2, metadata_refs = $3, \
+                 version = version + 1, updated_at = $4 WHERE id = $5 AND metadata_location = $6",
+            )
+            .bind(&docs.metadata_location)
+            .bind(&docs.metadata)
+            .bind(docs.metadata_refs.as_deref())
+            .bind(now)
+            .bind(*id)
+            .bind(*expected)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes a table row; false when it was already gone.
     pub async fn delete_table(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM tables WHERE id = $1")

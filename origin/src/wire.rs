@@ -43,3 +43,11 @@ pub struct CommitTableRequest {
     /// Changes to apply.
     pub updates: Vec<TableUpdate>,
 }
+
+/// `CommitTransactionRequest`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommitTransactionRequest {
+    /// One commit per table, each with its identifier.
+    #[serde(rename = "table-changes")]
+    pub table_changes: Vec<CommitTableRequest>,
+}

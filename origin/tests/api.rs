@@ -25,6 +25,7 @@ both_backends!(
     bad_input_changes_nothing,
     management_api_and_prefixes,
     health_ready_and_metrics,
+    multi_table_transactions,
 );
 
 async fn config_advertises_what_is_implemented(backend: Backend) {
@@ -84,10 +85,7 @@ async fn config_advertises_what_is_implemented(backend: Backend) {
     assert_eq!(r.error_type(), "NoSuchWarehouseException");
     // Spec routes not built yet answer the spec's 406, not a fake success.
     let r = app
-        .post(
-            "/v1/default/transactions/commit",
-            json!({"table-changes": []}),
-        )
+        .post("/v1/default/namespaces/cfg/views", json!({}))
         .await;
     assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
     assert_eq!(r.error_type(), "UnsupportedOperationException");
@@ -1251,4 +1249,129 @@ fn shipped_config_file_matches_the_defaults() {
     let loaded =
         floe_origin::config::Config::load(Some(&pg), &floe_origin::config::StaticEnv(&[])).unwrap();
     loaded.validate().unwrap();
+}
+
+/// All tables of a transaction commit, or none does.
+async fn multi_table_transactions(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.create_namespace(&["tx"]).await;
+    let a = app.create_table("tx", "a").await;
+    let b = app.create_table("tx", "b").await;
+    let change = |name: &str, requirements: Value, k: &str| {
+        json!({"identifier": {"namespace": ["tx"], "name": name}, "requirements": requirements,
+               "updates": [{"action": "set-properties", "updates": {k: "yes"}}]})
+    };
+    let r = app
+        .post(
+            "/v1/default/transactions/commit",
+            json!({"table-changes": [change("a", json!([]), "both"), change("b", json!([]), "both")]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    for t in ["a", "b"] {
+        let r = app
+            .get(&format!("/v1/default/namespaces/tx/tables/{t}"))
+            .await;
+        assert_eq!(r.body["metadata"]["properties"]["both"], "yes");
+    }
+    let a_now =
+        app.get("/v1/default/namespaces/tx/tables/a").await.body["metadata-location"].clone();
+    // One failing requirement: 409 and neither table changes, no file left behind.
+    let wrong =
+        json!([{"type": "assert-table-uuid", "uuid": "00000000-0000-0000-0000-000000000000"}]);
+    let r = app
+        .post(
+            "/v1/default/transactions/commit",
+            json!({"table-changes": [change("a", json!([]), "half"), change("b", wrong, "half")]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.error_type(), "CommitFailedException");
+    let r = app.get("/v1/default/namespaces/tx/tables/a").await;
+    assert_eq!(r.body["metadata-location"], a_now);
+    assert!(r.body["metadata"]["properties"].get("half").is_none());
+    let dir = std::path::Path::new(
+        a.body["metadata-location"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("file://")
+            .unwrap(),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf();
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "versions 0 and 1 only"
+    );
+    // Bad transactions.
+    let r = app
+        .post(
+            "/v1/default/transactions/commit",
+            json!({"table-changes": [change("missing", json!([]), "x")]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_type(), "NoSuchTableException");
+    let no_ident = json!({"table-changes": [{"requirements": [], "updates": []}]});
+    assert_eq!(
+        app.post("/v1/default/transactions/commit", no_ident)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let twice =
+        json!({"table-changes": [change("a", json!([]), "x"), change("a", json!([]), "y")]});
+    assert_eq!(
+        app.post("/v1/default/transactions/commit", twice)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let _ = b;
+    // Transactions racing single-table commits: nothing is lost.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let router = app.router.clone();
+        let body = if i % 2 == 0 {
+            json!({"table-changes": [change("a", json!([]), &format!("t{i}")), change("b", json!([]), &format!("t{i}"))]})
+        } else {
+            json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {format!("t{i}"): "yes"}}]})
+        };
+        let uri = if i % 2 == 0 {
+            "/v1/default/transactions/commit"
+        } else {
+            "/v1/default/namespaces/tx/tables/a"
+        };
+        tasks.push(tokio::spawn(async move {
+            let req = axum::http::Request::post(uri)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            tower::ServiceExt::oneshot(router, req)
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().is_success());
+    }
+    let a = app.get("/v1/default/namespaces/tx/tables/a").await;
+    let b = app.get("/v1/default/namespaces/tx/tables/b").await;
+    for i in 0..8 {
+        assert_eq!(
+            a.body["metadata"]["properties"][format!("t{i}")],
+            "yes",
+            "{i}"
+        );
+        if i % 2 == 0 {
+            assert_eq!(
+                b.body["metadata"]["properties"][format!("t{i}")],
+                "yes",
+                "{i}"
+            );
+        }
+    }
 }
