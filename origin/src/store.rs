@@ -18,6 +18,11 @@ use sqlx::{AnyPool, Row};
 use crate::config::DatabaseConfig;
 use crate::error::{CatalogError, Result};
 
+/// The compare-and-set of a table's metadata pointer ($5 = id, $6 = expected location).
+const SWAP_POINTER: &str = "UPDATE tables SET metadata_location = $1, metadata = $2, \
+     metadata_refs = $3, version = version + 1, updated_at = $4 \
+     WHERE id = $5 AND metadata_location = $6";
+
 /// Separator of namespace levels inside the stored name (and on the wire).
 pub const NAMESPACE_SEPARATOR: char = '\u{1f}';
 
@@ -570,18 +575,15 @@ impl Store {
         expected_location: &str,
         docs: &TableDocs,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE tables SET metadata_location = $1, metadata = $2, metadata_refs = $3, \
-             version = version + 1, updated_at = $4 WHERE id = $5 AND metadata_location = $6",
-        )
-        .bind(&docs.metadata_location)
-        .bind(&docs.metadata)
-        .bind(docs.metadata_refs.as_deref())
-        .bind(now_ms())
-        .bind(id)
-        .bind(expected_location)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query(SWAP_POINTER)
+            .bind(&docs.metadata_location)
+            .bind(&docs.metadata)
+            .bind(docs.metadata_refs.as_deref())
+            .bind(now_ms())
+            .bind(id)
+            .bind(expected_location)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -593,18 +595,15 @@ impl Store {
         let now = now_ms();
         for (id, expected, docs) in swaps {
             // Writes only: SQLite takes its write lock at the first statement.
-            let done = sqlx::query(
-                "UPDATE tables SET metadata_location = $1, metadata = $2, metadata_refs = $3, \
-                 version = version + 1, updated_at = $4 WHERE id = $5 AND metadata_location = $6",
-            )
-            .bind(&docs.metadata_location)
-            .bind(&docs.metadata)
-            .bind(docs.metadata_refs.as_deref())
-            .bind(now)
-            .bind(*id)
-            .bind(*expected)
-            .execute(&mut *tx)
-            .await?;
+            let done = sqlx::query(SWAP_POINTER)
+                .bind(&docs.metadata_location)
+                .bind(&docs.metadata)
+                .bind(docs.metadata_refs.as_deref())
+                .bind(now)
+                .bind(*id)
+                .bind(*expected)
+                .execute(&mut *tx)
+                .await?;
             if done.rows_affected() != 1 {
                 tx.rollback().await?;
                 return Ok(false);
