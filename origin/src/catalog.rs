@@ -671,7 +671,7 @@ impl Catalog {
         )
     }
 
-    /// The location of a table's current metadata (for HEAD and 304 checks).
+    /// 204 when the table exists, 404 otherwise (HEAD, and the metrics report check).
     pub async fn table_exists(&self, prefix: &str, levels: &[String], name: &str) -> Result<()> {
         let warehouse = self.warehouse(prefix).await?;
         self.table_record(&warehouse, levels, name, true)
