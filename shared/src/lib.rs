@@ -3,11 +3,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod etag;
 pub mod events;
 pub mod json;
+pub mod oidc;
 pub mod pool;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -83,6 +83,11 @@ impl std::fmt::Debug for TokenSigner {
 impl TokenSigner {
     /// A signer from a 32-byte Ed25519 seed and its key id.
     pub fn from_seed(seed: &[u8; 32], kid: &str) -> Self {
+        Self::from_key(SigningKey::from_bytes(seed), kid)
+    }
+
+    /// A signer from an Ed25519 key and its key id.
+    pub fn from_key(key: SigningKey, kid: &str) -> Self {
         let header = serde_json::to_vec(&Header {
             alg: "EdDSA",
             typ: "JWT",
@@ -90,7 +95,7 @@ impl TokenSigner {
         })
         .unwrap_or_default();
         Self {
-            key: SigningKey::from_bytes(seed),
+            key,
             kid: kid.to_string(),
             encoded_header: URL_SAFE_NO_PAD.encode(header),
         }
@@ -194,6 +199,11 @@ impl TokenVerifier {
     pub fn with_key(mut self, kid: &str, key: VerifyingKey) -> Self {
         self.keys.push((kid.to_string(), key));
         self
+    }
+
+    /// Whether no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// Checks the signature and expiry (`now` in seconds) and returns the claims.

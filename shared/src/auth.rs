@@ -1,0 +1,984 @@
+//! Who may do what. Both tiers authenticate and authorize with this module,
+//! so the edge (which answers table loads from its cache) and the origin
+//! (which checks again) can never disagree.
+//!
+//! - A **principal** is an OAuth2 client (id + argon2id-hashed secret), a
+//!   subject of an external OpenID Connect issuer, or both. It holds
+//!   **grants**: a role on a warehouse (`*` for all), optionally narrowed to
+//!   a namespace and everything below it.
+//! - **Roles** are ordered: `reader` < `writer` < `admin`; a grant of a role
+//!   also grants the roles below it.
+//! - [`required`] maps a request (method, path, query) to the [`Access`] it
+//!   needs; [`allows`] decides it against the principal's grants.
+
+use std::path::Path;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::token::{Claims, TokenError, TokenSigner, TokenVerifier};
+
+/// Scope of the tokens issued to clients.
+pub const CATALOG_SCOPE: &str = "catalog";
+/// Scope of the tokens an edge signs for itself to call the origin's internal API.
+pub const INTERNAL_SCOPE: &str = "floe:internal";
+/// Subject of those service tokens; no client may take this name.
+pub const EDGE_SUBJECT: &str = "floe-edge";
+/// Prefix of API keys: `floe_<key id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "floe_";
+/// The value of `WWW-Authenticate` on a 401.
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"floe\"";
+/// The value of `WWW-Authenticate` on a 401 for a presented but refused token.
+pub const WWW_AUTHENTICATE_INVALID: &str = "Bearer realm=\"floe\", error=\"invalid_token\"";
+/// The internal endpoint an edge reads principals from (`/{id}` appended).
+pub const PRINCIPALS_PATH: &str = "/internal/v1/principals";
+/// The internal endpoint an edge reads API keys from (`/{key id}` appended).
+pub const API_KEYS_PATH: &str = "/internal/v1/api-keys";
+
+/// A role, ordered by what it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read namespaces, tables and views; plan scans; report metrics.
+    Reader,
+    /// Also create, change and drop tables and views; create namespaces.
+    Writer,
+    /// Also drop namespaces and register or unregister tables; on `*`, manage
+    /// warehouses, clients and keys.
+    Admin,
+}
+
+impl Role {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reader" => Ok(Role::Reader),
+            "writer" => Ok(Role::Writer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?} (reader, writer or admin)"
+            )),
+        }
+    }
+}
+
+/// A role on a warehouse, or on a namespace of it and its children.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// Warehouse name, or `*` for every warehouse.
+    pub warehouse: String,
+    /// Namespace levels; empty for the whole warehouse.
+    #[serde(default)]
+    pub namespace: Vec<String>,
+    /// The role granted.
+    pub role: Role,
+}
+
+/// A principal as both tiers see it (the origin's internal API serves it to edges).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Client id (also the `sub` of its tokens).
+    pub id: String,
+    /// A disabled principal is refused everywhere.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Tokens issued before this instant (seconds) are revoked: set by
+    /// rotation, disabling and explicit revocation.
+    #[serde(default)]
+    pub not_before: u64,
+    /// What it may do.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// The argon2id PHC string of the client secret (internal API only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    /// Warehouse served by routes without a prefix (internal API only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_warehouse: String,
+}
+
+/// An API key as the origin's internal API serves it to edges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Key id (the public part of the key).
+    pub id: String,
+    /// The principal the key acts as.
+    pub principal: String,
+    /// argon2id PHC string of the secret part.
+    pub secret_hash: String,
+    /// A revoked key is refused.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Required {
+    /// Nobody needs to authenticate (health, readiness, metrics, the token endpoint).
+    Public,
+    /// Any authenticated principal (`/v1/config`, unknown routes).
+    Authenticated,
+    /// An edge's service token.
+    Internal,
+    /// A role on a warehouse (`None`: every warehouse, i.e. management) and namespace.
+    Access(Access),
+}
+
+/// A role needed on a place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Warehouse name; `None` for deployment-wide management.
+    pub warehouse: Option<String>,
+    /// Namespace levels; empty for the whole warehouse.
+    pub namespace: Vec<String>,
+    /// The least role that may.
+    pub role: Role,
+}
+
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn levels(encoded: &str) -> Vec<String> {
+    decode(encoded)
+        .split('\u{1f}')
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `method path?query` needs; unprefixed routes are on `default_warehouse`.
+///
+/// Operations whose namespaces come from the body (creating a namespace,
+/// renaming, multi-table transactions) need the role on the whole warehouse.
+pub fn required(method: &str, path: &str, query: Option<&str>, default_warehouse: &str) -> Required {
+    match path {
+        "/health" | "/ready" | "/metrics" | "/v1/oauth/tokens" => return Required::Public,
+        "/v1/config" => return Required::Authenticated,
+        _ => {}
+    }
+    if path.starts_with("/internal/") {
+        return Required::Internal;
+    }
+    if path == "/management" || path.starts_with("/management/") {
+        return Required::Access(Access {
+            warehouse: None,
+            namespace: Vec::new(),
+            role: Role::Admin,
+        });
+    }
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return Required::Authenticated;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (warehouse, rest): (String, &[&str]) = match segments.first() {
+        Some(&"namespaces") | Some(&"tables") | Some(&"views") | Some(&"transactions") => {
+            (default_warehouse.to_string(), &segments[..])
+        }
+        Some(prefix) if segments.len() > 1 => (decode(prefix), &segments[1..]),
+        _ => return Required::Authenticated,
+    };
+    let read = matches!(method, "GET" | "HEAD");
+    let (namespace, role) = match rest {
+        ["namespaces"] => {
+            let parent = query
+                .into_iter()
+                .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+                .find(|(k, _)| k == "parent")
+                .map(|(_, v)| {
+                    v.split('\u{1f}')
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if read {
+                (parent, Role::Reader)
+            } else {
+                (Vec::new(), Role::Writer)
+            }
+        }
+        ["namespaces", ns] => (
+            levels(ns),
+            match method {
+                "GET" | "HEAD" => Role::Reader,
+                "DELETE" => Role::Admin,
+                _ => Role::Writer,
+            },
+        ),
+        ["namespaces", ns, "register" | "register-view"] => (levels(ns), Role::Admin),
+        ["namespaces", ns, "tables", _, "unregister"] => (levels(ns), Role::Admin),
+        // Scan planning and metrics reports are part of reading a table.
+        ["namespaces", ns, "tables", _, "metrics" | "plan" | "tasks"]
+        | ["namespaces", ns, "tables", _, "plan", _] => (levels(ns), Role::Reader),
+        ["namespaces", ns, ..] => (
+            levels(ns),
+            if read { Role::Reader } else { Role::Writer },
+        ),
+        _ => (
+            Vec::new(),
+            if read { Role::Reader } else { Role::Writer },
+        ),
+    };
+    Required::Access(Access {
+        warehouse: Some(warehouse),
+        namespace,
+        role,
+    })
+}
+
+/// Whether `grants` give `access`.
+pub fn allows(grants: &[Grant], access: &Access) -> bool {
+    grants.iter().any(|g| {
+        g.role >= access.role
+            && match &access.warehouse {
+                None => g.warehouse == "*" && g.namespace.is_empty(),
+                Some(w) => {
+                    (g.warehouse == "*" || g.warehouse == *w)
+                        && access.namespace.starts_with(&g.namespace)
+                }
+            }
+    })
+}
+
+/// A fresh random secret: 32 bytes, base64url.
+pub fn new_secret() -> Result<String, TokenError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|_| TokenError::Randomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A fresh key id: 8 random bytes, hex.
+pub fn new_key_id() -> Result<String, TokenError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|_| TokenError::Randomness)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The argon2id PHC string of `secret` (default parameters, random salt).
+/// Slow on purpose (tens of milliseconds): call it off the async runtime.
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `secret` matches the PHC string `hash`. Slow on purpose: call it
+/// off the async runtime.
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(secret.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Splits an API key `floe_<id>_<secret>` into id and secret.
+pub fn parse_api_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(API_KEY_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some((id, secret))
+}
+
+/// The token of an `Authorization: Bearer …` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A key named by id, read from a PEM file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyFile {
+    /// Key id (`kid` in token headers).
+    pub kid: String,
+    /// PEM file: an Ed25519 PKCS#8 private key, or (verification only) its
+    /// SubjectPublicKeyInfo public key.
+    pub path: String,
+}
+
+/// An external OpenID Connect issuer whose tokens are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OidcConfig {
+    /// Expected `iss`; empty disables OpenID Connect.
+    pub issuer: String,
+    /// Expected `aud`; empty accepts any.
+    pub audience: String,
+    /// JWKS file with the issuer's keys.
+    pub jwks_file: String,
+    /// JWKS URL (read at start-up and every `jwks_refresh_seconds`).
+    pub jwks_url: String,
+    /// Seconds between JWKS refreshes from the URL.
+    pub jwks_refresh_seconds: u64,
+}
+
+/// Limits on the token endpoint: after this many failed attempts within a
+/// minute, further requests for that client id (or from that address) get 429.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Failed attempts per client id per minute.
+    pub failures_per_client_per_minute: u32,
+    /// Failed attempts per source address per minute.
+    pub failures_per_address_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            failures_per_client_per_minute: 10,
+            failures_per_address_per_minute: 30,
+        }
+    }
+}
+
+/// The `auth` section both tiers read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Require authentication. Off only for local use: start-up then warns.
+    pub enabled: bool,
+    /// `iss` of issued tokens (and required of verified ones).
+    pub issuer: String,
+    /// Lifetime of issued tokens.
+    pub token_ttl_seconds: u64,
+    /// The key tokens are signed with (edge); its public half also verifies.
+    pub signing_key: KeyFile,
+    /// More verification keys (the previous key during a rotation).
+    pub verification_keys: Vec<KeyFile>,
+    /// How long a principal record is cached (edge and origin). Change
+    /// events drop it sooner; this bounds staleness when they are lost.
+    pub principal_cache_seconds: u64,
+    /// How long a verified client secret or API key is remembered, so
+    /// repeated issuance skips argon2. Dropped on the principal's change event.
+    pub credential_cache_seconds: u64,
+    /// Token endpoint limits.
+    pub rate_limit: RateLimitConfig,
+    /// External OpenID Connect issuer.
+    pub oidc: OidcConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            issuer: "floe".into(),
+            token_ttl_seconds: 3600,
+            signing_key: KeyFile::default(),
+            verification_keys: Vec::new(),
+            principal_cache_seconds: 30,
+            credential_cache_seconds: 300,
+            rate_limit: RateLimitConfig::default(),
+            oidc: OidcConfig::default(),
+        }
+    }
+}
+
+fn read_pem(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(Path::new(path)).map_err(|e| format!("cannot read key file {path}: {e}"))
+}
+
+/// Reads an Ed25519 PKCS#8 PEM private key.
+pub fn load_signing_key(path: &str) -> Result<SigningKey, String> {
+    SigningKey::from_pkcs8_pem(&read_pem(path)?)
+        .map_err(|e| format!("{path}: not an Ed25519 PKCS#8 private key: {e}"))
+}
+
+/// Reads an Ed25519 public key (SPKI PEM), or the public half of a private key.
+pub fn load_verifying_key(path: &str) -> Result<VerifyingKey, String> {
+    let pem = read_pem(path)?;
+    VerifyingKey::from_public_key_pem(&pem)
+        .or_else(|_| SigningKey::from_pkcs8_pem(&pem).map(|k| k.verifying_key()))
+        .map_err(|e| format!("{path}: not an Ed25519 public or private key: {e}"))
+}
+
+impl AuthConfig {
+    /// Checks the section and loads its keys; `signing` when this tier issues tokens.
+    pub fn validate(&self, signing: bool) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.token_ttl_seconds == 0 {
+            return Err("auth.token_ttl_seconds must be positive".into());
+        }
+        if signing && self.signing_key.path.is_empty() {
+            return Err("auth.signing_key.path is required when auth is enabled".into());
+        }
+        self.verifier().map(|_| ())
+    }
+
+    /// The signer of the configured signing key.
+    pub fn signer(&self) -> Result<TokenSigner, String> {
+        let key = load_signing_key(&self.signing_key.path)?;
+        Ok(TokenSigner::from_key(key, &self.kid(&self.signing_key)))
+    }
+
+    fn kid(&self, key: &KeyFile) -> String {
+        if key.kid.is_empty() {
+            "default".into()
+        } else {
+            key.kid.clone()
+        }
+    }
+
+    /// A verifier of every configured key (signing key first).
+    pub fn verifier(&self) -> Result<TokenVerifier, String> {
+        let mut verifier = TokenVerifier::default();
+        for key in std::iter::once(&self.signing_key).chain(&self.verification_keys) {
+            if key.path.is_empty() {
+                continue;
+            }
+            verifier = verifier.with_key(&self.kid(key), load_verifying_key(&key.path)?);
+        }
+        if verifier.is_empty() && self.oidc.issuer.is_empty() {
+            return Err("auth is enabled but no key (auth.signing_key, auth.verification_keys) or OpenID Connect issuer is configured".into());
+        }
+        Ok(verifier)
+    }
+}
+
+/// Who a bearer credential says it is (before the principal is looked up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A Floe token.
+    Token(Claims),
+    /// A token of the external OpenID Connect issuer; the principal is the subject.
+    External {
+        /// `sub`.
+        subject: String,
+    },
+    /// An API key.
+    ApiKey {
+        /// Key id.
+        id: String,
+        /// Secret part.
+        secret: String,
+    },
+}
+
+/// Why a credential was refused (a 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("Authentication required: send an Authorization: Bearer token")]
+    Missing,
+    /// The token was refused.
+    #[error("Invalid bearer token: {0}")]
+    Invalid(String),
+    /// The principal is unknown, disabled or the token revoked.
+    #[error("Credentials revoked or unknown")]
+    Revoked,
+}
+
+/// Verifies bearer credentials: Floe's tokens, the external issuer's, API keys.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    issuer: String,
+    tokens: TokenVerifier,
+    oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// From configuration (keys read now; the JWKS handle is filled by the caller).
+    pub fn new(
+        config: &AuthConfig,
+        oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            issuer: config.issuer.clone(),
+            tokens: config.verifier()?,
+            oidc,
+        })
+    }
+
+    /// What the `Authorization` header value says, checked cryptographically
+    /// (the principal's state is checked by the caller).
+    pub fn identify(&self, header: Option<&str>, now: u64) -> Result<Identity, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let credential = bearer(header)
+            .ok_or_else(|| AuthError::Invalid("expected the Bearer scheme".into()))?;
+        if let Some((id, secret)) = parse_api_key(credential) {
+            return Ok(Identity::ApiKey {
+                id: id.to_string(),
+                secret: secret.to_string(),
+            });
+        }
+        match self.tokens.verify(credential, now) {
+            Ok(claims) if claims.iss == self.issuer => Ok(Identity::Token(claims)),
+            Ok(_) => Err(AuthError::Invalid("wrong issuer".into())),
+            Err(TokenError::UnsupportedHeader) if self.oidc.is_some() => {
+                let oidc = self.oidc.as_ref().ok_or(AuthError::Missing)?;
+                oidc.verify(credential)
+                    .map(|subject| Identity::External { subject })
+                    .map_err(AuthError::Invalid)
+            }
+            Err(e) => Err(AuthError::Invalid(e.to_string())),
+        }
+    }
+
+    /// Checks a Floe token of `principal` against its state.
+    pub fn check_principal(principal: &Principal, iat: u64) -> Result<(), AuthError> {
+        if principal.disabled || iat < principal.not_before {
+            Err(AuthError::Revoked)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The edge's service token for the origin's internal API.
+pub fn service_claims(issuer: &str, now: u64, ttl: u64) -> Claims {
+    Claims {
+        iss: issuer.to_string(),
+        sub: EDGE_SUBJECT.to_string(),
+        iat: now,
+        exp: now + ttl,
+        jti: String::new(),
+        scope: INTERNAL_SCOPE.to_string(),
+    }
+}
+
+/// Validates a client (principal) name: it is the OAuth2 client id.
+pub fn validate_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err("client name must be 1 to 128 characters".into());
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+    {
+        return Err("client name may hold only letters, digits, '-', '_', '.' and '@'".into());
+    }
+    if id.starts_with("floe-") || id.starts_with(API_KEY_PREFIX) {
+        return Err("client names starting with 'floe-' or 'floe_' are reserved".into());
+    }
+    Ok(())
+}
+
+/// An OAuth2 token request (`application/x-www-form-urlencoded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// `client_credentials`.
+    ClientCredentials {
+        /// Client id.
+        client_id: String,
+        /// Client secret.
+        client_secret: String,
+        /// Requested scope.
+        scope: String,
+    },
+    /// RFC 8693 token exchange of a Floe access token (refresh).
+    Exchange {
+        /// The token being exchanged.
+        subject_token: String,
+        /// Requested scope.
+        scope: String,
+    },
+}
+
+/// An OAuth2 error answer (RFC 6749 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OAuthError {
+    /// HTTP status.
+    #[serde(skip)]
+    pub status: u16,
+    /// `invalid_request`, `invalid_client`, `invalid_grant`,
+    /// `unsupported_grant_type`, `invalid_scope`.
+    pub error: &'static str,
+    /// What went wrong.
+    pub error_description: String,
+}
+
+impl OAuthError {
+    /// 400 `invalid_request`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            error: "invalid_request",
+            error_description: description.into(),
+        }
+    }
+    /// 401 `invalid_client`.
+    pub fn invalid_client() -> Self {
+        Self {
+            status: 401,
+            error: "invalid_client",
+            error_description: "Client authentication failed".into(),
+        }
+    }
+    /// 400 `invalid_grant`.
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            error: "invalid_grant",
+            error_description: description.into(),
+        }
+    }
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// The token-type URN of access tokens (RFC 8693).
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+fn basic_credentials(header: &str) -> Result<(String, String), OAuthError> {
+    let (scheme, value) = header
+        .trim()
+        .split_once(' ')
+        .ok_or_else(OAuthError::invalid_client)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::invalid_client());
+    }
+    let decoded = STANDARD
+        .decode(value.trim())
+        .map_err(|_| OAuthError::invalid_client())?;
+    let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
+    let (id, secret) = text.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before encoding.
+    let unescape = |s: &str| -> String {
+        form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok((unescape(id), unescape(secret)))
+}
+
+impl TokenRequest {
+    /// Parses a form body and the optional `Authorization` header.
+    pub fn parse(body: &[u8], authorization: Option<&str>) -> Result<Self, OAuthError> {
+        let mut grant_type = None;
+        let mut client_id = None;
+        let mut client_secret = None;
+        let mut subject_token = None;
+        let mut subject_token_type = None;
+        let mut scope = None;
+        for (key, value) in form_urlencoded::parse(body) {
+            let slot = match key.as_ref() {
+                "grant_type" => &mut grant_type,
+                "client_id" => &mut client_id,
+                "client_secret" => &mut client_secret,
+                "subject_token" => &mut subject_token,
+                "subject_token_type" => &mut subject_token_type,
+                "scope" => &mut scope,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {key} is repeated"
+                )));
+            }
+            *slot = Some(value.into_owned());
+        }
+        let scope = scope.unwrap_or_else(|| CATALOG_SCOPE.to_string());
+        if scope
+            .split(' ')
+            .any(|s| !s.is_empty() && s != CATALOG_SCOPE)
+        {
+            return Err(OAuthError {
+                status: 400,
+                error: "invalid_scope",
+                error_description: format!("only the scope {CATALOG_SCOPE:?} is issued"),
+            });
+        }
+        match grant_type.as_deref() {
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+            Some("client_credentials") => {
+                let (client_id, client_secret) = match (authorization, client_id, client_secret) {
+                    (Some(header), None, None) => basic_credentials(header)?,
+                    (None, Some(id), Some(secret)) => (id, secret),
+                    (Some(_), _, _) => {
+                        return Err(OAuthError::invalid_request(
+                            "send client credentials either in the body or with HTTP Basic, not both",
+                        ));
+                    }
+                    _ => {
+                        return Err(OAuthError::invalid_request(
+                            "client_id and client_secret are required",
+                        ));
+                    }
+                };
+                if client_id.is_empty() || client_secret.is_empty() {
+                    return Err(OAuthError::invalid_client());
+                }
+                Ok(TokenRequest::ClientCredentials {
+                    client_id,
+                    client_secret,
+                    scope,
+                })
+            }
+            Some(EXCHANGE_GRANT) => {
+                let subject_token = subject_token
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
+                match subject_token_type.as_deref() {
+                    Some(ACCESS_TOKEN_TYPE) | Some(JWT_TOKEN_TYPE) => {}
+                    _ => {
+                        return Err(OAuthError::invalid_request(
+                            "subject_token_type must be an access token or JWT",
+                        ));
+                    }
+                }
+                Ok(TokenRequest::Exchange {
+                    subject_token,
+                    scope,
+                })
+            }
+            Some(other) => Err(OAuthError {
+                status: 400,
+                error: "unsupported_grant_type",
+                error_description: format!("grant_type {other:?} is not supported"),
+            }),
+        }
+    }
+}
+
+/// A successful token answer, written into `out` (a pooled buffer).
+pub fn write_token_response(out: &mut Vec<u8>, token: &[u8], expires_in: u64) {
+    out.extend_from_slice(b"{\"access_token\":\"");
+    // Tokens are base64url parts joined by dots: nothing to escape.
+    out.extend_from_slice(token);
+    out.extend_from_slice(b"\",\"token_type\":\"bearer\",\"expires_in\":");
+    out.extend_from_slice(expires_in.to_string().as_bytes());
+    out.extend_from_slice(b",\"issued_token_type\":\"");
+    out.extend_from_slice(ACCESS_TOKEN_TYPE.as_bytes());
+    out.extend_from_slice(b"\",\"scope\":\"catalog\"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(w: &str, ns: &[&str], role: Role) -> Grant {
+        Grant {
+            warehouse: w.into(),
+            namespace: ns.iter().map(|s| s.to_string()).collect(),
+            role,
+        }
+    }
+
+    fn access(r: Required) -> Access {
+        match r {
+            Required::Access(a) => a,
+            other => panic!("expected access, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_need_the_right_role_on_the_right_place() {
+        let a = access(required("GET", "/v1/wh/namespaces/a%1Fb/tables/t", None, "d"));
+        assert_eq!(a.warehouse.as_deref(), Some("wh"));
+        assert_eq!(a.namespace, vec!["a", "b"]);
+        assert_eq!(a.role, Role::Reader);
+        let a = access(required("POST", "/v1/namespaces/a/tables/t", None, "d"));
+        assert_eq!((a.warehouse.as_deref(), a.role), (Some("d"), Role::Writer));
+        let a = access(required("DELETE", "/v1/wh/namespaces/a", None, "d"));
+        assert_eq!(a.role, Role::Admin);
+        let a = access(required("POST", "/v1/wh/namespaces/a/tables/t/metrics", None, "d"));
+        assert_eq!(a.role, Role::Reader);
+        let a = access(required("GET", "/v1/wh/namespaces", Some("parent=a%1Fb"), "d"));
+        assert_eq!((a.namespace.len(), a.role), (2, Role::Reader));
+        let a = access(required("POST", "/v1/wh/namespaces", None, "d"));
+        assert_eq!((a.namespace.len(), a.role), (0, Role::Writer));
+        let a = access(required("POST", "/v1/wh/tables/rename", None, "d"));
+        assert_eq!((a.namespace.len(), a.role), (0, Role::Writer));
+        let a = access(required("POST", "/v1/wh/namespaces/a/register", None, "d"));
+        assert_eq!(a.role, Role::Admin);
+        let a = access(required("GET", "/management/v1/warehouses", None, "d"));
+        assert_eq!((a.warehouse, a.role), (None, Role::Admin));
+        assert_eq!(required("GET", "/v1/config", None, "d"), Required::Authenticated);
+        assert_eq!(required("POST", "/v1/oauth/tokens", None, "d"), Required::Public);
+        assert_eq!(required("GET", "/internal/v1/events", None, "d"), Required::Internal);
+        assert_eq!(required("GET", "/metrics", None, "d"), Required::Public);
+        assert_eq!(required("GET", "/nope", None, "d"), Required::Authenticated);
+    }
+
+    #[test]
+    fn grants_cover_children_and_lower_roles_only() {
+        let grants = vec![grant("wh", &["a"], Role::Writer), grant("*", &[], Role::Reader)];
+        let on = |w: &str, ns: &[&str], role| Access {
+            warehouse: Some(w.into()),
+            namespace: ns.iter().map(|s| s.to_string()).collect(),
+            role,
+        };
+        assert!(allows(&grants, &on("wh", &["a"], Role::Writer)));
+        assert!(allows(&grants, &on("wh", &["a", "b"], Role::Writer)));
+        assert!(!allows(&grants, &on("wh", &["ab"], Role::Writer)));
+        assert!(!allows(&grants, &on("wh", &[], Role::Writer)));
+        assert!(allows(&grants, &on("other", &["x"], Role::Reader)));
+        assert!(!allows(&grants, &on("wh", &["a"], Role::Admin)));
+        let management = Access {
+            warehouse: None,
+            namespace: Vec::new(),
+            role: Role::Admin,
+        };
+        assert!(!allows(&grants, &management));
+        assert!(!allows(&[grant("wh", &[], Role::Admin)], &management));
+        assert!(allows(&[grant("*", &[], Role::Admin)], &management));
+        assert!(!allows(&[], &on("wh", &[], Role::Reader)));
+    }
+
+    #[test]
+    fn secrets_hash_and_verify() {
+        let secret = new_secret().unwrap();
+        assert_eq!(secret.len(), 43);
+        let hash = hash_secret(&secret).unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(!hash.contains(&secret));
+        assert!(verify_secret(&secret, &hash));
+        assert!(!verify_secret("wrong", &hash));
+        assert!(!verify_secret(&secret, "not a hash"));
+    }
+
+    #[test]
+    fn api_keys_and_bearer_headers_parse() {
+        let id = new_key_id().unwrap();
+        let key = format!("floe_{id}_abc_def");
+        assert_eq!(parse_api_key(&key), Some((id.as_str(), "abc_def")));
+        assert_eq!(parse_api_key("floe_short_x"), None);
+        assert_eq!(parse_api_key("eyJ.x.y"), None);
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn token_requests_parse_as_the_spec_says() {
+        let r = TokenRequest::parse(
+            b"grant_type=client_credentials&client_id=etl&client_secret=s%3Dx&scope=catalog",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            TokenRequest::ClientCredentials {
+                client_id: "etl".into(),
+                client_secret: "s=x".into(),
+                scope: "catalog".into()
+            }
+        );
+        let basic = format!("Basic {}", STANDARD.encode("etl:se%3Acret"));
+        let r = TokenRequest::parse(b"grant_type=client_credentials", Some(&basic)).unwrap();
+        assert!(matches!(r, TokenRequest::ClientCredentials { client_secret, .. } if client_secret == "se:cret"));
+        let r = TokenRequest::parse(
+            b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=t&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token",
+            None,
+        )
+        .unwrap();
+        assert!(matches!(r, TokenRequest::Exchange { .. }));
+        let err = |body: &[u8], auth: Option<&str>| TokenRequest::parse(body, auth).unwrap_err();
+        assert_eq!(err(b"", None).error, "invalid_request");
+        assert_eq!(err(b"grant_type=password", None).error, "unsupported_grant_type");
+        assert_eq!(err(b"grant_type=client_credentials&client_id=a", None).error, "invalid_request");
+        assert_eq!(
+            err(b"grant_type=client_credentials&client_id=a&client_id=b&client_secret=c", None).error,
+            "invalid_request"
+        );
+        assert_eq!(
+            err(b"grant_type=client_credentials&client_id=a&client_secret=b&scope=admin", None).error,
+            "invalid_scope"
+        );
+        let e = err(b"grant_type=client_credentials", Some("Basic !!!"));
+        assert_eq!((e.status, e.error), (401, "invalid_client"));
+        assert_eq!(err(b"grant_type=client_credentials", Some(&basic.replace("Basic", "Bearer"))).error, "invalid_client");
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64*).
+    struct Noise(u64);
+    impl Noise {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn bytes(&mut self, alphabet: &[u8], max: usize) -> Vec<u8> {
+            let len = (self.next() as usize) % (max + 1);
+            (0..len)
+                .map(|_| alphabet[(self.next() as usize) % alphabet.len()])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn malformed_forms_and_tokens_are_refused_without_panicking() {
+        let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+        let form_alphabet = b"=&%+grant_type=client_credentialsurn:ietf:%ZZ%FF\xff\x00 ";
+        for _ in 0..20_000 {
+            let body = noise.bytes(form_alphabet, 120);
+            let auth_raw = noise.bytes(b"Basic Bearer YWJj:=+/\xff ", 24);
+            let auth = String::from_utf8_lossy(&auth_raw).into_owned();
+            if let Err(e) = TokenRequest::parse(&body, Some(auth.as_str()).filter(|a| !a.is_empty())) {
+                assert!(matches!(e.status, 400 | 401), "{e:?}");
+            }
+        }
+        let signer = TokenSigner::from_seed(&[3u8; 32], "k");
+        let authenticator = Authenticator {
+            issuer: "floe".into(),
+            tokens: signer.verifier(),
+            oidc: None,
+        };
+        let good = String::from_utf8(
+            signer
+                .issue(&service_claims("floe", 100, 1000))
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(authenticator.identify(Some(&format!("Bearer {good}")), 200).is_ok());
+        let token_alphabet = b"eyJhbGciOiJFZERTQSJ9.-_ABCxyz012=+/\xc3\xa9";
+        for i in 0..20_000 {
+            let mut candidate = noise.bytes(token_alphabet, 200);
+            if i % 2 == 0 {
+                // Flip one byte of a valid token.
+                candidate = good.clone().into_bytes();
+                let at = (noise.next() as usize) % candidate.len();
+                candidate[at] = token_alphabet[(noise.next() as usize) % token_alphabet.len()];
+                if candidate == good.as_bytes() {
+                    continue;
+                }
+            }
+            let header = format!("Bearer {}", String::from_utf8_lossy(&candidate));
+            assert!(
+                authenticator.identify(Some(&header), 200).is_err(),
+                "accepted {header}"
+            );
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Tokens of an external OpenID Connect issuer, verified against its JWKS
+//! (from a file, or from a URL re-read periodically). RSA, ECDSA and EdDSA
+//! keys are accepted; symmetric algorithms and `none` never are.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+
+use crate::auth::OidcConfig;
+
+/// Verifies the external issuer's tokens.
+#[derive(Debug)]
+pub struct OidcVerifier {
+    issuer: String,
+    audience: String,
+    keys: RwLock<JwkSet>,
+}
+
+const ACCEPTED: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl OidcVerifier {
+    /// A verifier with the keys of `jwks` (JSON).
+    pub fn new(issuer: &str, audience: &str, jwks: &str) -> Result<Self, String> {
+        Ok(Self {
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            keys: RwLock::new(parse(jwks)?),
+        })
+    }
+
+    /// Replaces the keys (a JWKS refresh).
+    pub fn replace_keys(&self, jwks: &str) -> Result<(), String> {
+        let set = parse(jwks)?;
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = set;
+        }
+        Ok(())
+    }
+
+    /// Verifies signature, issuer, audience and expiry; returns `sub`.
+    pub fn verify(&self, token: &str) -> Result<String, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        if !ACCEPTED.contains(&header.alg) {
+            return Err(format!("algorithm {:?} is not accepted", header.alg));
+        }
+        let kid = header.kid.ok_or("token has no key id")?;
+        let key = {
+            let keys = self.keys.read().map_err(|_| "key set unavailable")?;
+            let jwk = keys.find(&kid).ok_or("unknown key id")?;
+            DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key {kid}: {e}"))?
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        if self.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&self.audience]);
+        }
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let data = decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|e| format!("token refused: {e}"))?;
+        data.claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| "token has no subject".to_string())
+    }
+}
+
+fn parse(jwks: &str) -> Result<JwkSet, String> {
+    serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    response.text().await.map_err(|e| e.to_string())
+}
+
+/// Builds the verifier of `config` (none when no issuer is configured):
+/// reads the JWKS file, or fetches the URL now and then every
+/// `jwks_refresh_seconds` on the current runtime.
+pub async fn start(config: &OidcConfig) -> Result<Option<Arc<OidcVerifier>>, String> {
+    if config.issuer.is_empty() {
+        return Ok(None);
+    }
+    if !config.jwks_file.is_empty() {
+        let jwks = std::fs::read_to_string(&config.jwks_file)
+            .map_err(|e| format!("cannot read {}: {e}", config.jwks_file))?;
+        return OidcVerifier::new(&config.issuer, &config.audience, &jwks).map(|v| Some(Arc::new(v)));
+    }
+    if config.jwks_url.is_empty() {
+        return Err("auth.oidc needs jwks_file or jwks_url".into());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let jwks = fetch(&client, &config.jwks_url).await?;
+    let verifier = Arc::new(OidcVerifier::new(&config.issuer, &config.audience, &jwks)?);
+    let refresh = Duration::from_secs(config.jwks_refresh_seconds.max(1));
+    let weak = Arc::downgrade(&verifier);
+    let url = config.jwks_url.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(refresh).await;
+            let Some(verifier) = weak.upgrade() else {
+                return;
+            };
+            match fetch(&client, &url).await.and_then(|j| verifier.replace_keys(&j)) {
+                Ok(()) => tracing::debug!(%url, "JWKS refreshed"),
+                Err(e) => tracing::warn!(%url, error = %e, "JWKS refresh failed; keeping the previous keys"),
+            }
+        }
+    });
+    Ok(Some(verifier))
+}
