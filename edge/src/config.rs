@@ -37,6 +37,46 @@ pub struct EdgeConfig {
     pub pools: EdgePools,
     /// Logging.
     pub log: LogSettings,
+    /// Authentication: token issuance and verification (off by default: local use only).
+    pub auth: floe_shared::auth::AuthConfig,
+    /// TLS listeners.
+    pub tls: TlsSettings,
+    /// Request size limits.
+    pub limits: LimitSettings,
+}
+
+/// TLS termination.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// Addresses served over TLS (HTTP/2 and HTTP/1.1 by ALPN).
+    pub listen: Vec<String>,
+    /// PEM certificate chain.
+    pub cert_path: String,
+    /// PEM private key.
+    pub key_path: String,
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LimitSettings {
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Largest token request body; larger gets 413.
+    pub max_token_request_bytes: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_token_request_bytes: 16 * 1024,
+        }
+    }
 }
 
 impl Default for EdgeConfig {
@@ -53,6 +93,9 @@ impl Default for EdgeConfig {
             events: EventSettings::default(),
             pools: EdgePools::default(),
             log: LogSettings::default(),
+            auth: floe_shared::auth::AuthConfig::default(),
+            tls: TlsSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -230,7 +273,7 @@ impl EdgeConfig {
         if self.origins.is_empty() {
             anyhow::bail!("origins needs at least one address");
         }
-        for addr in self.listen.iter().chain(&self.origins) {
+        for addr in self.listen.iter().chain(&self.origins).chain(&self.tls.listen) {
             addr.parse::<std::net::SocketAddr>()
                 .map_err(|e| anyhow::anyhow!("{addr}: {e} (use ip:port)"))?;
         }
@@ -249,6 +292,17 @@ impl EdgeConfig {
             .tokens
             .validate()
             .map_err(|e| anyhow::anyhow!("pools.tokens: {e}"))?;
+        if !self.tls.listen.is_empty() {
+            for (key, path) in [("tls.cert_path", &self.tls.cert_path), ("tls.key_path", &self.tls.key_path)] {
+                if !Path::new(path).is_file() {
+                    anyhow::bail!("{key}: {path:?} is not a readable file");
+                }
+            }
+        }
+        if self.limits.max_header_bytes < 1024 || self.limits.max_body_bytes < 1024 {
+            anyhow::bail!("limits.max_header_bytes and limits.max_body_bytes must be at least 1024");
+        }
+        self.auth.validate(true).map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

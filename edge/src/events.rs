@@ -15,6 +15,7 @@ use pingora::lb::selection::RoundRobin;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::auth::EdgeAuth;
 use crate::cache::{TableCache, TableRef};
 use crate::metrics::EdgeMetrics;
 
@@ -24,6 +25,7 @@ pub struct Subscriber {
     cache: Arc<TableCache>,
     metrics: EdgeMetrics,
     reconnect: Duration,
+    auth: Option<Arc<EdgeAuth>>,
 }
 
 impl Subscriber {
@@ -33,12 +35,14 @@ impl Subscriber {
         cache: Arc<TableCache>,
         metrics: EdgeMetrics,
         reconnect: Duration,
+        auth: Option<Arc<EdgeAuth>>,
     ) -> Self {
         Self {
             lb,
             cache,
             metrics,
             reconnect,
+            auth,
         }
     }
 
@@ -46,7 +50,12 @@ impl Subscriber {
     async fn session(&self, client: &reqwest::Client) -> Result<(), String> {
         let backend = self.lb.select(b"", 256).ok_or("no origin")?;
         let url = format!("http://{}{EVENTS_PATH}", backend.addr);
-        let mut response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        let mut request = client.get(&url);
+        if let Some(auth) = &self.auth {
+            let token = auth.service_token().ok_or("cannot sign a service token")?;
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("{url}: {}", response.status()));
         }
@@ -65,6 +74,9 @@ impl Subscriber {
                 match Frame::parse(&line[..line.len() - 1]) {
                     Ok(Frame::Hello { origin }) => {
                         self.cache.flush();
+                        if let Some(auth) = &self.auth {
+                            auth.forget_all();
+                        }
                         self.cache.set_enabled(true);
                         self.metrics.stream(true);
                         tracing::info!(%origin, "subscribed to change events");
@@ -76,6 +88,11 @@ impl Subscriber {
                             table: event.table,
                         });
                         self.metrics.invalidation("event");
+                    }
+                    Ok(Frame::Auth(event)) => {
+                        if let Some(auth) = &self.auth {
+                            auth.forget(&event.principal, event.api_key.as_deref());
+                        }
                     }
                     Ok(Frame::Ping) => {}
                     Err(e) => return Err(format!("bad frame: {e}")),

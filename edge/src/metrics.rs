@@ -25,6 +25,7 @@ pub struct EdgeMetrics {
     stream_up: IntGauge,
     reconnects: IntCounter,
     origin_healthy: IntGaugeVec,
+    auth: IntCounterVec,
     /// Buffer pool metric families (token pool).
     pub pools: floe_shared::pool::PoolMetrics,
 }
@@ -34,6 +35,11 @@ const BUCKETS: &[f64] = &[
 ];
 
 impl EdgeMetrics {
+    /// Counts an authentication outcome.
+    pub fn auth(&self, stage: &str, result: &str) {
+        self.auth.with_label_values(&[stage, result]).inc();
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
@@ -71,6 +77,11 @@ impl EdgeMetrics {
         )?;
         registry.register(Box::new(origin_healthy.clone()))?;
         Ok(Self {
+            auth: counter_vec(
+                "floe_edge_auth_total",
+                "Authentication outcomes: stage request (verification) or token (issuance)",
+                &["stage", "result"],
+            )?,
             requests: counter_vec(
                 "floe_edge_http_requests_total",
                 "Requests by route and status",

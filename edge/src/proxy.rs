@@ -32,6 +32,7 @@ use pingora::protocols::l4::socket::SocketAddr;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::auth::{EdgeAuth, Refusal};
 use crate::cache::{Entry, Flight, FlightGuard, Lookup, TableCache, TableRef};
 use crate::config::EdgeConfig;
 use crate::metrics::EdgeMetrics;
@@ -153,6 +154,7 @@ pub struct Ctx {
     flight: Option<FlightGuard>,
     fill: Option<Fill>,
     stale: Option<Arc<Entry>>,
+    body_bytes: usize,
 }
 
 /// The edge proxy.
@@ -161,21 +163,163 @@ pub struct EdgeProxy {
     cache: Arc<TableCache>,
     metrics: EdgeMetrics,
     config: Arc<EdgeConfig>,
+    auth: Option<Arc<EdgeAuth>>,
 }
 
 impl EdgeProxy {
-    /// A proxy over `lb`, caching in `cache`.
+    /// A proxy over `lb`, caching in `cache`; `auth` when authentication is on.
     pub fn new(
         lb: Arc<LoadBalancer<RoundRobin>>,
         cache: Arc<TableCache>,
         metrics: EdgeMetrics,
         config: Arc<EdgeConfig>,
+        auth: Option<Arc<EdgeAuth>>,
     ) -> Self {
         Self {
             lb,
             cache,
             metrics,
             config,
+            auth,
+        }
+    }
+
+    /// Answers `POST /v1/oauth/tokens` at the edge.
+    async fn serve_token(&self, session: &mut Session) -> Result<()> {
+        let limit = self.config.limits.max_token_request_bytes;
+        let mut body = BytesMut::new();
+        let mut too_large = false;
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                too_large = true;
+                continue;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let (status, payload, retry_after) = if too_large {
+            let e = floe_shared::auth::OAuthError {
+                status: 413,
+                error: "invalid_request",
+                error_description: format!("token requests are limited to {limit} bytes"),
+            };
+            (413, Bytes::from(e.body()), None)
+        } else if let Some(auth) = &self.auth {
+            let req = session.req_header();
+            let authorization = req
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let address = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let answer = auth.token(&body, authorization.as_deref(), &address).await;
+            (answer.status, answer.body, answer.retry_after)
+        } else {
+            let e = floe_shared::auth::OAuthError::invalid_request(
+                "Authentication is disabled on this catalog: connect without credentials",
+            );
+            (400, Bytes::from(e.body()), None)
+        };
+        let mut head = ResponseHeader::build(status, Some(5))?;
+        head.insert_header(header::CONTENT_TYPE, "application/json")?;
+        head.insert_header(header::CACHE_CONTROL, "no-store")?;
+        if let Some(seconds) = retry_after {
+            head.insert_header(header::RETRY_AFTER, seconds.to_string())?;
+        }
+        head.set_content_length(payload.len())?;
+        session.write_response_header(Box::new(head), false).await?;
+        session.write_response_body(Some(payload), true).await
+    }
+
+    /// 431/413 before anything else reads the request.
+    async fn enforce_limits(&self, session: &mut Session) -> Result<bool> {
+        let req = session.req_header();
+        let limits = &self.config.limits;
+        let head_bytes: usize = req.uri.to_string().len()
+            + req
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if head_bytes > limits.max_header_bytes {
+            self.write_error(
+                session,
+                431,
+                "RequestHeaderFieldsTooLargeException",
+                &format!("Request headers are limited to {} bytes", limits.max_header_bytes),
+                None,
+            )
+            .await?;
+            return Ok(true);
+        }
+        let length = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if length.is_some_and(|l| l > limits.max_body_bytes) {
+            self.write_error(
+                session,
+                413,
+                types::PAYLOAD_TOO_LARGE,
+                &format!("Request bodies are limited to {} bytes", limits.max_body_bytes),
+                None,
+            )
+            .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Verifies and authorizes; writes the 401/403/503 and returns true when refused.
+    async fn authenticate(&self, session: &mut Session) -> Result<bool> {
+        let Some(auth) = &self.auth else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        let authorization = req
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let refusal = auth
+            .check(
+                req.method.as_str(),
+                req.uri.path(),
+                req.uri.query(),
+                authorization,
+            )
+            .await;
+        match refusal {
+            Ok(()) => Ok(false),
+            Err(Refusal::Unauthorized(message, presented)) => {
+                let challenge = if presented {
+                    floe_shared::auth::WWW_AUTHENTICATE_INVALID
+                } else {
+                    floe_shared::auth::WWW_AUTHENTICATE
+                };
+                self.write_error(
+                    session,
+                    401,
+                    types::NOT_AUTHORIZED,
+                    &message,
+                    Some(challenge),
+                )
+                .await?;
+                Ok(true)
+            }
+            Err(Refusal::Forbidden(message)) => {
+                self.write_error(session, 403, types::FORBIDDEN, &message, None)
+                    .await?;
+                Ok(true)
+            }
+            Err(Refusal::Unavailable(message)) => {
+                self.write_error(session, 503, types::SERVICE_UNAVAILABLE, &message, None)
+                    .await?;
+                Ok(true)
+            }
         }
     }
 
@@ -221,6 +365,7 @@ impl EdgeProxy {
         status: u16,
         r#type: &str,
         message: &str,
+        challenge: Option<&'static str>,
     ) -> Result<()> {
         let body = floe_shared::json::to_json_bytes(
             &ErrorModel::new(status, r#type, message).into_response_body(),
@@ -228,6 +373,9 @@ impl EdgeProxy {
         .unwrap_or_default();
         let mut head = ResponseHeader::build(status, Some(4))?;
         head.insert_header(header::CONTENT_TYPE, "application/json")?;
+        if let Some(challenge) = challenge {
+            head.insert_header(header::WWW_AUTHENTICATE, challenge)?;
+        }
         head.set_content_length(body.len())?;
         session.write_response_header(Box::new(head), false).await?;
         session.write_response_body(Some(body), true).await
@@ -258,10 +406,32 @@ impl ProxyHttp for EdgeProxy {
             flight: None,
             fill: None,
             stale: None,
+            body_bytes: 0,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let path = session.req_header().uri.path();
+        if path == "/v1/oauth/tokens" && session.req_header().method == Method::POST {
+            ctx.route = "/v1/oauth/tokens";
+            self.serve_token(session).await?;
+            return Ok(true);
+        }
+        if path.starts_with("/internal/") {
+            ctx.route = "/internal";
+            self.write_error(
+                session,
+                404,
+                types::NOT_FOUND,
+                "Internal endpoints are not served to clients",
+                None,
+            )
+            .await?;
+            return Ok(true);
+        }
+        if self.enforce_limits(session).await? || self.authenticate(session).await? {
+            return Ok(true);
+        }
         let req = session.req_header();
         let (kind, route) = classify(&req.method, req.uri.path());
         ctx.route = route;
@@ -319,6 +489,26 @@ impl ProxyHttp for EdgeProxy {
             capture: None,
         });
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Bodies without a Content-Length are counted as they stream.
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len();
+            if ctx.body_bytes > self.config.limits.max_body_bytes {
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the limit",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -456,7 +646,22 @@ impl ProxyHttp for EdgeProxy {
         // Pingora closes the client connection after a failed proxy attempt;
         // with keep-alive off the response says so (`Connection: close`).
         session.set_keepalive(None);
-        let written = if let Some(entry) = ctx.stale.take()
+        let written = if let ErrorType::HTTPStatus(413) = e.etype()
+            && session.response_written().is_none()
+        {
+            self.write_error(
+                session,
+                413,
+                types::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "Request bodies are limited to {} bytes",
+                    self.config.limits.max_body_bytes
+                ),
+                None,
+            )
+            .await
+            .map(|_| 413)
+        } else if let Some(entry) = ctx.stale.take()
             && session.response_written().is_none()
         {
             self.serve_entry(session, &entry, "stale")
@@ -479,6 +684,7 @@ impl ProxyHttp for EdgeProxy {
                     503,
                     types::SERVICE_UNAVAILABLE,
                     "No catalog origin is reachable; nothing was changed",
+                    None,
                 )
                 .await
                 .map(|_| 503)
@@ -493,6 +699,7 @@ impl ProxyHttp for EdgeProxy {
                     502,
                     kind,
                     "The catalog origin failed while answering",
+                    None,
                 )
                 .await
                 .map(|_| 502)

@@ -16,6 +16,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::auth::EdgeAuth;
 use crate::cache::TableCache;
 use crate::config::EdgeConfig;
 use crate::events::Subscriber;
@@ -30,6 +31,24 @@ pub struct EdgeParts {
     pub metrics: EdgeMetrics,
     /// Byte buffers for token issuance (`floe_pool_*{pool="token"}`).
     pub tokens: BufferPool,
+    /// Authentication, when enabled.
+    pub auth: Option<Arc<EdgeAuth>>,
+}
+
+/// Re-reads the external issuer's JWKS in the background.
+struct JwksRefresh {
+    verifier: Arc<floe_shared::oidc::OidcVerifier>,
+    config: floe_shared::auth::OidcConfig,
+}
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for JwksRefresh {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            _ = floe_shared::oidc::refresh_loop(self.verifier.clone(), self.config.clone()) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 struct MetricsApp {
@@ -101,6 +120,41 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
     let tokens = BufferPool::new("token", config.pools.tokens.clone(), &metrics.pools);
     let config = Arc::new(config);
 
+    let auth = if config.auth.enabled {
+        let oidc = if config.auth.oidc.issuer.is_empty() {
+            None
+        } else {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(floe_shared::oidc::load(&config.auth.oidc))
+                .map_err(anyhow::Error::msg)?
+        };
+        if let Some(verifier) = &oidc {
+            server.add_service(background_service(
+                "JWKS refresh",
+                JwksRefresh {
+                    verifier: verifier.clone(),
+                    config: config.auth.oidc.clone(),
+                },
+            ));
+        }
+        Some(Arc::new(EdgeAuth::new(
+            &config.auth,
+            oidc,
+            lb.clone(),
+            tokens.clone(),
+            metrics.clone(),
+        )?))
+    } else {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED: anyone who reaches this edge can read and change every table. \
+             Set auth.enabled: true (see conf/production/) before exposing it to a network."
+        );
+        None
+    };
+
     if config.events.enabled {
         // Nothing is known until the first subscription says hello.
         cache.set_enabled(false);
@@ -111,11 +165,18 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
                 cache.clone(),
                 metrics.clone(),
                 Duration::from_millis(config.events.reconnect_ms),
+                auth.clone(),
             ),
         ));
     }
 
-    let proxy = EdgeProxy::new(lb.clone(), cache.clone(), metrics.clone(), config.clone());
+    let proxy = EdgeProxy::new(
+        lb.clone(),
+        cache.clone(),
+        metrics.clone(),
+        config.clone(),
+        auth.clone(),
+    );
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "floe edge");
     if config.h2c
@@ -127,6 +188,15 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
     }
     for addr in &config.listen {
         service.add_tcp(addr);
+    }
+    for addr in &config.tls.listen {
+        let mut tls = pingora::listeners::tls::TlsSettings::intermediate(
+            &config.tls.cert_path,
+            &config.tls.key_path,
+        )
+        .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+        tls.enable_h2();
+        service.add_tls_with_settings(addr, None, tls);
     }
     server.add_service(service);
 
@@ -148,6 +218,7 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
             cache,
             metrics,
             tokens,
+            auth,
         },
     ))
 }

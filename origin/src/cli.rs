@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides, ProcessEnv, S3Config};
+use crate::events::EventBus;
 use crate::management::{self, CreateWarehouseRequest};
+use crate::principals;
 use crate::store::Store;
 
 /// Floe origin: the Iceberg REST catalog.
@@ -40,6 +42,126 @@ pub enum Command {
     /// Manage warehouses.
     #[command(subcommand)]
     Warehouse(WarehouseCommand),
+    /// Manage OAuth2 clients (principals) and their roles.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+/// Where a role applies.
+#[derive(Debug, clap::Args)]
+pub struct Place {
+    /// Warehouse name, or * for every warehouse.
+    #[arg(long, default_value = "*")]
+    pub warehouse: String,
+    /// Namespace (levels separated by '.'); the whole warehouse when omitted.
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+impl Place {
+    fn grant(self, role: floe_shared::auth::Role) -> floe_shared::auth::Grant {
+        floe_shared::auth::Grant {
+            warehouse: self.warehouse,
+            namespace: self
+                .namespace
+                .map(|n| n.split('.').map(str::to_string).collect())
+                .unwrap_or_default(),
+            role,
+        }
+    }
+}
+
+/// `floe-origin client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client and print its secret (shown only this once).
+    Create {
+        /// Client id.
+        #[arg(long)]
+        name: String,
+        /// Role granted: reader, writer or admin.
+        #[arg(long)]
+        role: floe_shared::auth::Role,
+        /// Where the role applies.
+        #[command(flatten)]
+        place: Place,
+        /// Map this subject of the OpenID Connect issuer to the client.
+        #[arg(long)]
+        oidc_subject: Option<String>,
+        /// No client secret (an OpenID Connect-only principal).
+        #[arg(long)]
+        no_secret: bool,
+    },
+    /// List clients and their roles.
+    List,
+    /// Refuse the client and every token it holds.
+    Disable {
+        /// Client id.
+        id: String,
+    },
+    /// Accept the client again (its old tokens stay revoked).
+    Enable {
+        /// Client id.
+        id: String,
+    },
+    /// Print a new secret; the old secret and its tokens stop working.
+    Rotate {
+        /// Client id.
+        id: String,
+    },
+    /// Revoke every token issued to the client so far.
+    RevokeTokens {
+        /// Client id.
+        id: String,
+    },
+    /// Grant a role (replaces the role on the same place).
+    Grant {
+        /// Client id.
+        id: String,
+        /// reader, writer or admin.
+        #[arg(long)]
+        role: floe_shared::auth::Role,
+        /// Where.
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Remove the role on a place.
+    RevokeGrant {
+        /// Client id.
+        id: String,
+        /// Where.
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// `floe-origin api-key …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key acting as a client; the key is printed only this once.
+    Create {
+        /// Client id the key acts as.
+        #[arg(long)]
+        client: String,
+        /// A label.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys.
+    List,
+    /// Print a new key for the same id; the old key stops working.
+    Rotate {
+        /// Key id.
+        id: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
 }
 
 /// `floe-origin warehouse …`
@@ -119,6 +241,18 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await?;
             warehouse_command(&store, cmd).await
         }
+        Command::Client(cmd) => {
+            let store = Store::connect(&config.database).await?;
+            store.migrate().await?;
+            let events = EventBus::start(store.clone(), &config.database.url);
+            client_command(&store, &events, cmd).await
+        }
+        Command::ApiKey(cmd) => {
+            let store = Store::connect(&config.database).await?;
+            store.migrate().await?;
+            let events = EventBus::start(store.clone(), &config.database.url);
+            api_key_command(&store, &events, cmd).await
+        }
     }
 }
 
@@ -158,6 +292,111 @@ async fn warehouse_command(store: &Store, cmd: WarehouseCommand) -> anyhow::Resu
         WarehouseCommand::Delete { name } => {
             management::delete_warehouse(store, &name).await?;
             println!("deleted warehouse {name}");
+        }
+    }
+    Ok(())
+}
+
+fn print_client(client: &principals::ClientView) {
+    let grants: Vec<String> = client
+        .grants
+        .iter()
+        .map(|g| {
+            let place = if g.namespace.is_empty() {
+                g.warehouse.clone()
+            } else {
+                format!("{}/{}", g.warehouse, g.namespace.join("."))
+            };
+            format!("{}@{place}", g.role.as_str())
+        })
+        .collect();
+    println!(
+        "{}\t{}\t{}",
+        client.client_id,
+        if client.disabled { "disabled" } else { "enabled" },
+        grants.join(",")
+    );
+}
+
+fn print_secret(secret: &principals::ClientSecret) {
+    println!("client_id: {}", secret.client_id);
+    if let Some(s) = &secret.client_secret {
+        println!("client_secret: {s}");
+        println!("(the secret is shown only now; PyIceberg: credential={}:<secret>)", secret.client_id);
+    }
+}
+
+async fn client_command(store: &Store, events: &EventBus, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Create {
+            name,
+            role,
+            place,
+            oidc_subject,
+            no_secret,
+        } => {
+            let created = principals::create_client(
+                store,
+                events,
+                principals::CreateClientRequest {
+                    name,
+                    grants: vec![place.grant(role)],
+                    oidc_subject,
+                    with_secret: !no_secret,
+                },
+            )
+            .await?;
+            print_secret(&created);
+        }
+        ClientCommand::List => {
+            for client in principals::list_clients(store).await?.clients {
+                print_client(&client);
+            }
+        }
+        ClientCommand::Disable { id } => print_client(&principals::set_disabled(store, events, &id, true).await?),
+        ClientCommand::Enable { id } => print_client(&principals::set_disabled(store, events, &id, false).await?),
+        ClientCommand::Rotate { id } => print_secret(&principals::rotate_secret(store, events, &id).await?),
+        ClientCommand::RevokeTokens { id } => print_client(&principals::revoke_tokens(store, events, &id).await?),
+        ClientCommand::Grant { id, role, place } => {
+            print_client(&principals::grant(store, events, &id, place.grant(role)).await?)
+        }
+        ClientCommand::RevokeGrant { id, place } => print_client(
+            &principals::revoke_grant(store, events, &id, place.grant(floe_shared::auth::Role::Reader)).await?,
+        ),
+    }
+    Ok(())
+}
+
+async fn api_key_command(store: &Store, events: &EventBus, cmd: ApiKeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        ApiKeyCommand::Create { client, name } => {
+            let key = principals::create_api_key(
+                store,
+                events,
+                &client,
+                principals::CreateApiKeyRequest { name },
+            )
+            .await?;
+            println!("key_id: {}\napi_key: {}\n(the key is shown only now)", key.key_id, key.api_key);
+        }
+        ApiKeyCommand::List => {
+            for key in principals::list_api_keys(store).await?.api_keys {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    key.key_id,
+                    key.client_id,
+                    if key.revoked { "revoked" } else { "active" },
+                    key.name
+                );
+            }
+        }
+        ApiKeyCommand::Rotate { id } => {
+            let key = principals::rotate_api_key(store, events, &id).await?;
+            println!("key_id: {}\napi_key: {}\n(the key is shown only now)", key.key_id, key.api_key);
+        }
+        ApiKeyCommand::Revoke { id } => {
+            principals::revoke_api_key(store, events, &id).await?;
+            println!("revoked API key {id}");
         }
     }
     Ok(())

@@ -34,6 +34,8 @@ pub struct Config {
     pub pools: PoolsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Authentication and authorization (off by default: local use only).
+    pub auth: floe_shared::auth::AuthConfig,
 }
 
 /// Buffer pools of the origin.
@@ -233,6 +235,7 @@ impl Config {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             anyhow::bail!("log.format must be text or json");
         }
+        self.auth.validate(false).map_err(anyhow::Error::msg)?;
         Ok(())
     }
 

@@ -11,6 +11,12 @@ pub enum CatalogError {
     /// 400: the request is malformed or asks for something invalid.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no usable credentials (`true`: a credential was presented and refused).
+    #[error("{0}")]
+    Unauthorized(String, bool),
+    /// 403: the principal may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: namespace.
     #[error("{0}")]
     NoSuchNamespace(String),
@@ -64,6 +70,8 @@ impl CatalogError {
         use CatalogError::*;
         match self {
             BadRequest(_) => (StatusCode::BAD_REQUEST, types::BAD_REQUEST),
+            Unauthorized(..) => (StatusCode::UNAUTHORIZED, types::NOT_AUTHORIZED),
+            Forbidden(_) => (StatusCode::FORBIDDEN, types::FORBIDDEN),
             NoSuchNamespace(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_NAMESPACE),
             NoSuchTable(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_TABLE),
             NoSuchWarehouse(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_WAREHOUSE),
@@ -137,12 +145,24 @@ impl IntoResponse for CatalogError {
             model.stack = vec![format!("error-id: {id}")];
         }
         let body = json::to_json_bytes(&model.into_response_body()).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let CatalogError::Unauthorized(_, presented) = self {
+            let challenge = if presented {
+                floe_shared::auth::WWW_AUTHENTICATE_INVALID
+            } else {
+                floe_shared::auth::WWW_AUTHENTICATE
+            };
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 
@@ -189,6 +209,16 @@ mod tests {
                 CatalogError::CommitFailed("x".into()),
                 409,
                 "CommitFailedException",
+            ),
+            (
+                CatalogError::Unauthorized("x".into(), true),
+                401,
+                "NotAuthorizedException",
+            ),
+            (
+                CatalogError::Forbidden("x".into()),
+                403,
+                "ForbiddenException",
             ),
             (
                 CatalogError::Unprocessable("x".into()),

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use floe_shared::events::{ChangeEvent, Frame, PING_INTERVAL_SECS};
+use floe_shared::events::{AuthEvent, ChangeEvent, Frame, PING_INTERVAL_SECS};
 use futures::Stream;
 use tokio::sync::broadcast;
 
@@ -19,8 +19,11 @@ const CHANNEL: &str = "floe_events";
 
 /// What the broadcast channel carries.
 #[derive(Debug, Clone)]
-enum Signal {
+pub enum Signal {
+    /// A committed change.
     Change(ChangeEvent),
+    /// A principal or API key changed.
+    Auth(AuthEvent),
     /// Changes may have been lost: close every stream.
     Reset,
 }
@@ -80,6 +83,27 @@ impl EventBus {
         let _ = self.tx.send(Signal::Change(event));
     }
 
+    /// Publishes a change to a principal (and one of its API keys).
+    pub async fn publish_auth(&self, principal: &str, api_key: Option<&str>) {
+        let event = AuthEvent {
+            principal: principal.to_string(),
+            api_key: api_key.map(str::to_string),
+            origin: self.origin.clone(),
+        };
+        if self.store.backend() == Backend::Postgres {
+            let payload = serde_json::to_string(&Frame::Auth(event.clone())).unwrap_or_default();
+            if let Err(err) = self.store.notify(CHANNEL, &payload).await {
+                tracing::warn!(error = %err, "could not relay a principal change to other origins");
+            }
+        }
+        let _ = self.tx.send(Signal::Auth(event));
+    }
+
+    /// Every signal of this process (local and relayed), for in-process caches.
+    pub fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.tx.subscribe()
+    }
+
     /// Ends every open subscription (at shutdown, so draining can finish).
     pub fn close(&self) {
         let _ = self.tx.send(Signal::Reset);
@@ -105,6 +129,7 @@ impl EventBus {
                 let frame = tokio::select! {
                     signal = rx.recv() => match signal {
                         Ok(Signal::Change(event)) => Frame::Change(event),
+                        Ok(Signal::Auth(event)) => Frame::Auth(event),
                         // A lagging subscriber has missed changes; a reset means
                         // the relay did. Either way: end the stream.
                         Ok(Signal::Reset) | Err(_) => return None,
@@ -127,10 +152,14 @@ async fn listen(bus: EventBus, url: String) {
                 } else {
                     // try_recv answers None when the connection dropped.
                     while let Ok(Some(note)) = listener.try_recv().await {
-                        if let Ok(event) = serde_json::from_str::<ChangeEvent>(note.payload())
+                        if let Ok(event) = serde_json::from_str::<ChangeEvent>(note.payload()) {
+                            if event.origin != bus.origin {
+                                let _ = bus.tx.send(Signal::Change(event));
+                            }
+                        } else if let Ok(Frame::Auth(event)) = Frame::parse(note.payload().as_bytes())
                             && event.origin != bus.origin
                         {
-                            let _ = bus.tx.send(Signal::Change(event));
+                            let _ = bus.tx.send(Signal::Auth(event));
                         }
                     }
                 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod extract;
 pub mod management;
 pub mod metrics;
+pub mod principals;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Catalog, TableResponse, page_request};
 use crate::error::{CatalogError, Result};
 use crate::extract::{JsonBody, QueryParams, Target};
-use crate::management;
+use crate::{management, principals};
 use crate::metrics::Metrics;
 use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
 
@@ -38,6 +38,8 @@ pub struct AppState {
     pub default_warehouse: String,
     /// Largest body accepted.
     pub body_limit: usize,
+    /// Authentication and authorization.
+    pub auth: crate::auth::OriginAuth,
 }
 
 /// Every operation this server implements, as advertised in `/v1/config`.
@@ -147,13 +149,42 @@ pub fn app(state: AppState) -> Router {
             "/management/v1/warehouses/{name}",
             axum::routing::delete(delete_warehouse),
         )
+        .route("/management/v1/clients", get(list_clients).post(create_client))
+        .route("/management/v1/clients/{id}", get(get_client))
+        .route("/management/v1/clients/{id}/{action}", post(client_action))
+        .route(
+            "/management/v1/clients/{id}/api-keys",
+            post(create_api_key),
+        )
+        .route("/management/v1/api-keys", get(list_api_keys))
+        .route(
+            "/management/v1/api-keys/{id}",
+            axum::routing::delete(revoke_api_key),
+        )
+        .route("/management/v1/api-keys/{id}/rotate", post(rotate_api_key))
         .route(floe_shared::events::EVENTS_PATH, get(events))
+        .route(
+            "/internal/v1/principals/{id}",
+            get(crate::auth::internal_principal_by_id),
+        )
+        .route(
+            "/internal/v1/subjects/{subject}",
+            get(crate::auth::internal_principal_by_subject),
+        )
+        .route(
+            "/internal/v1/api-keys/{id}",
+            get(crate::auth::internal_api_key),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::guard,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -515,6 +546,105 @@ async fn delete_warehouse(
 ) -> Result<StatusCode> {
     management::delete_warehouse(state.catalog.store(), &name).await?;
     state.catalog.invalidate_warehouse(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_clients(State(state): State<AppState>) -> Result<Response> {
+    let list = principals::list_clients(state.catalog.store()).await?;
+    to_json(&state, StatusCode::OK, &list)
+}
+
+async fn create_client(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<principals::CreateClientRequest>,
+) -> Result<Response> {
+    let created =
+        principals::create_client(state.catalog.store(), state.catalog.events(), req).await?;
+    to_json(&state, StatusCode::CREATED, &created)
+}
+
+async fn get_client(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response> {
+    let client = principals::get_client(state.catalog.store(), &id).await?;
+    to_json(&state, StatusCode::OK, &client)
+}
+
+/// `POST /management/v1/clients/{id}/{disable|enable|rotate|revoke-tokens|grant|revoke-grant}`.
+async fn client_action(
+    State(state): State<AppState>,
+    axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response> {
+    let (store, events) = (state.catalog.store(), state.catalog.events());
+    let grant_body = || -> Result<floe_shared::auth::Grant> {
+        serde_json::from_slice(&body)
+            .map_err(|e| CatalogError::BadRequest(format!("Invalid grant: {e}")))
+    };
+    match action.as_str() {
+        "disable" | "enable" => {
+            let client = principals::set_disabled(store, events, &id, action == "disable").await?;
+            to_json(&state, StatusCode::OK, &client)
+        }
+        "rotate" => {
+            let secret = principals::rotate_secret(store, events, &id).await?;
+            to_json(&state, StatusCode::OK, &secret)
+        }
+        "revoke-tokens" => {
+            let client = principals::revoke_tokens(store, events, &id).await?;
+            to_json(&state, StatusCode::OK, &client)
+        }
+        "grant" => {
+            let client = principals::grant(store, events, &id, grant_body()?).await?;
+            to_json(&state, StatusCode::OK, &client)
+        }
+        "revoke-grant" => {
+            let client = principals::revoke_grant(store, events, &id, grant_body()?).await?;
+            to_json(&state, StatusCode::OK, &client)
+        }
+        other => Err(CatalogError::NotFound(format!(
+            "Unknown client action: {other}"
+        ))),
+    }
+}
+
+async fn create_api_key(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let req = if body.is_empty() {
+        principals::CreateApiKeyRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| CatalogError::BadRequest(format!("Invalid API key request: {e}")))?
+    };
+    let key =
+        principals::create_api_key(state.catalog.store(), state.catalog.events(), &id, req)
+            .await?;
+    to_json(&state, StatusCode::CREATED, &key)
+}
+
+async fn list_api_keys(State(state): State<AppState>) -> Result<Response> {
+    let list = principals::list_api_keys(state.catalog.store()).await?;
+    to_json(&state, StatusCode::OK, &list)
+}
+
+async fn rotate_api_key(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response> {
+    let key =
+        principals::rotate_api_key(state.catalog.store(), state.catalog.events(), &id).await?;
+    to_json(&state, StatusCode::OK, &key)
+}
+
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<StatusCode> {
+    principals::revoke_api_key(state.catalog.store(), state.catalog.events(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

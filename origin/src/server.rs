@@ -7,6 +7,7 @@ use floe_shared::json::JsonBodies;
 use floe_shared::pool::BufferPool;
 use tokio::net::TcpListener;
 
+use crate::auth::OriginAuth;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::events::EventBus;
@@ -38,13 +39,22 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
         config.pools.json.clone(),
         metrics.buffer_pools(),
     ));
+    let events = EventBus::start(store.clone(), &config.database.url);
+    let auth = OriginAuth::start(&config.auth, store.clone(), &events, &config.warehouse.name).await?;
+    if !auth.enabled() {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED: anyone who reaches this origin can read and change every table. \
+             Set auth.enabled: true (see conf/production/) before exposing it to a network."
+        );
+    }
     Ok(AppState {
+        auth,
         catalog: Catalog::new(
-            store.clone(),
+            store,
             config.catalog.clone(),
             metrics.clone(),
             bodies.clone(),
-            EventBus::start(store, &config.database.url),
+            events,
         ),
         bodies,
         metrics,

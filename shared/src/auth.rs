@@ -392,7 +392,10 @@ impl Default for AuthConfig {
             principal_cache_seconds: 30,
             credential_cache_seconds: 300,
             rate_limit: RateLimitConfig::default(),
-            oidc: OidcConfig::default(),
+            oidc: OidcConfig {
+                jwks_refresh_seconds: 300,
+                ..OidcConfig::default()
+            },
         }
     }
 }
@@ -778,6 +781,76 @@ pub fn write_token_response(out: &mut Vec<u8>, token: &[u8], expires_in: u64) {
     out.extend_from_slice(b",\"issued_token_type\":\"");
     out.extend_from_slice(ACCESS_TOKEN_TYPE.as_bytes());
     out.extend_from_slice(b"\",\"scope\":\"catalog\"}");
+}
+
+/// A small map whose entries expire: the principal, API-key and
+/// verified-credential caches of both tiers. Bounded: when full, it starts over.
+#[derive(Debug)]
+pub struct ExpiringMap<V> {
+    ttl: std::time::Duration,
+    capacity: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, V)>>,
+}
+
+impl<V: Clone> ExpiringMap<V> {
+    /// Entries live `ttl`; at most `capacity` are kept.
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Stores `value` under `key`.
+    pub fn insert(&self, key: &str, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity && !entries.contains_key(key) {
+                entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+                if entries.len() >= self.capacity {
+                    entries.clear();
+                }
+            }
+            entries.insert(key.to_string(), (std::time::Instant::now(), value));
+        }
+    }
+
+    /// Drops `key`.
+    pub fn remove(&self, key: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
+    /// Drops every entry whose value matches.
+    pub fn remove_where(&self, f: impl Fn(&V) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (_, v)| !f(v));
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+/// SHA-256 of a presented secret: what the verified-credential caches keep
+/// (never the secret itself).
+pub fn secret_digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -37,6 +37,19 @@ pub struct ChangeEvent {
     pub origin: String,
 }
 
+/// A change to a principal, its grants or one of its API keys: caches of
+/// principals, verified credentials and API keys drop what it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEvent {
+    /// The principal (client id).
+    pub principal: String,
+    /// The API key, when one changed.
+    #[serde(default, rename = "api-key", skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Id of the origin process that made the change.
+    pub origin: String,
+}
+
 /// A frame of the stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -50,6 +63,8 @@ pub enum Frame {
     Ping,
     /// A change.
     Change(ChangeEvent),
+    /// A principal or API key changed.
+    Auth(AuthEvent),
 }
 
 impl Frame {
@@ -86,6 +101,11 @@ mod tests {
             },
             Frame::Ping,
             change,
+            Frame::Auth(AuthEvent {
+                principal: "etl".into(),
+                api_key: Some("00ff".into()),
+                origin: "o1".into(),
+            }),
         ] {
             let line = frame.to_line();
             assert_eq!(line.last(), Some(&b'\n'));

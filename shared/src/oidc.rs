@@ -93,40 +93,48 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
 }
 
 /// Builds the verifier of `config` (none when no issuer is configured):
-/// reads the JWKS file, or fetches the URL now and then every
-/// `jwks_refresh_seconds` on the current runtime.
-pub async fn start(config: &OidcConfig) -> Result<Option<Arc<OidcVerifier>>, String> {
+/// reads the JWKS file, or fetches the URL once. With a URL, run
+/// [`refresh_loop`] beside it.
+pub async fn load(config: &OidcConfig) -> Result<Option<Arc<OidcVerifier>>, String> {
     if config.issuer.is_empty() {
         return Ok(None);
     }
-    if !config.jwks_file.is_empty() {
-        let jwks = std::fs::read_to_string(&config.jwks_file)
-            .map_err(|e| format!("cannot read {}: {e}", config.jwks_file))?;
-        return OidcVerifier::new(&config.issuer, &config.audience, &jwks).map(|v| Some(Arc::new(v)));
-    }
-    if config.jwks_url.is_empty() {
+    let jwks = if !config.jwks_file.is_empty() {
+        std::fs::read_to_string(&config.jwks_file)
+            .map_err(|e| format!("cannot read {}: {e}", config.jwks_file))?
+    } else if !config.jwks_url.is_empty() {
+        fetch(&client()?, &config.jwks_url).await?
+    } else {
         return Err("auth.oidc needs jwks_file or jwks_url".into());
-    }
-    let client = reqwest::Client::builder()
+    };
+    OidcVerifier::new(&config.issuer, &config.audience, &jwks).map(|v| Some(Arc::new(v)))
+}
+
+fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
-    let jwks = fetch(&client, &config.jwks_url).await?;
-    let verifier = Arc::new(OidcVerifier::new(&config.issuer, &config.audience, &jwks)?);
+        .map_err(|e| e.to_string())
+}
+
+/// Re-reads the JWKS URL every `jwks_refresh_seconds`, keeping the previous
+/// keys when a read fails; returns at once without a URL.
+pub async fn refresh_loop(verifier: Arc<OidcVerifier>, config: OidcConfig) {
+    if config.jwks_url.is_empty() || !config.jwks_file.is_empty() {
+        return;
+    }
+    let Ok(client) = client() else { return };
     let refresh = Duration::from_secs(config.jwks_refresh_seconds.max(1));
-    let weak = Arc::downgrade(&verifier);
-    let url = config.jwks_url.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(refresh).await;
-            let Some(verifier) = weak.upgrade() else {
-                return;
-            };
-            match fetch(&client, &url).await.and_then(|j| verifier.replace_keys(&j)) {
-                Ok(()) => tracing::debug!(%url, "JWKS refreshed"),
-                Err(e) => tracing::warn!(%url, error = %e, "JWKS refresh failed; keeping the previous keys"),
+    loop {
+        tokio::time::sleep(refresh).await;
+        match fetch(&client, &config.jwks_url)
+            .await
+            .and_then(|j| verifier.replace_keys(&j))
+        {
+            Ok(()) => tracing::debug!(url = %config.jwks_url, "JWKS refreshed"),
+            Err(e) => {
+                tracing::warn!(url = %config.jwks_url, error = %e, "JWKS refresh failed; keeping the previous keys")
             }
         }
-    });
-    Ok(Some(verifier))
+    }
 }
