@@ -18,9 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use floe_shared::auth::{
-    API_KEYS_PATH, ApiKeyRecord, AuthConfig, AuthError, Authenticator, ExpiringMap,
-    INTERNAL_SCOPE, Identity, OAuthError, PRINCIPALS_PATH, Principal, Required, TokenRequest,
-    allows, required, secret_digest, service_claims, verify_secret, write_token_response,
+    API_KEYS_PATH, ApiKeyRecord, AuthConfig, AuthError, Authenticator, ExpiringMap, INTERNAL_SCOPE,
+    Identity, OAuthError, PRINCIPALS_PATH, Principal, Required, TokenRequest, allows, required,
+    secret_digest, service_claims, verify_secret, write_token_response,
 };
 use floe_shared::pool::{BufferPool, PooledBuf};
 use floe_shared::token::{Claims, TokenSigner};
@@ -170,7 +170,10 @@ impl EdgeAuth {
     }
 
     /// GETs an internal record from an origin: `None` on 404.
-    async fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, Refusal> {
+    async fn fetch<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, Refusal> {
         let token = self
             .service_token()
             .ok_or_else(|| Refusal::Unavailable("cannot sign a service token".into()))?;
@@ -356,7 +359,12 @@ impl EdgeAuth {
 
     /// `POST /v1/oauth/tokens`: a form body, the `Authorization` header, the
     /// client's address.
-    pub async fn token(&self, body: &[u8], authorization: Option<&str>, address: &str) -> TokenAnswer {
+    pub async fn token(
+        &self,
+        body: &[u8],
+        authorization: Option<&str>,
+        address: &str,
+    ) -> TokenAnswer {
         let request = TokenRequest::parse(body, authorization);
         let client_owned = match &request {
             Ok(TokenRequest::ClientCredentials { client_id, .. }) => Some(client_id.clone()),

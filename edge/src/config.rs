@@ -273,7 +273,12 @@ impl EdgeConfig {
         if self.origins.is_empty() {
             anyhow::bail!("origins needs at least one address");
         }
-        for addr in self.listen.iter().chain(&self.origins).chain(&self.tls.listen) {
+        for addr in self
+            .listen
+            .iter()
+            .chain(&self.origins)
+            .chain(&self.tls.listen)
+        {
             addr.parse::<std::net::SocketAddr>()
                 .map_err(|e| anyhow::anyhow!("{addr}: {e} (use ip:port)"))?;
         }
@@ -293,14 +298,19 @@ impl EdgeConfig {
             .validate()
             .map_err(|e| anyhow::anyhow!("pools.tokens: {e}"))?;
         if !self.tls.listen.is_empty() {
-            for (key, path) in [("tls.cert_path", &self.tls.cert_path), ("tls.key_path", &self.tls.key_path)] {
+            for (key, path) in [
+                ("tls.cert_path", &self.tls.cert_path),
+                ("tls.key_path", &self.tls.key_path),
+            ] {
                 if !Path::new(path).is_file() {
                     anyhow::bail!("{key}: {path:?} is not a readable file");
                 }
             }
         }
         if self.limits.max_header_bytes < 1024 || self.limits.max_body_bytes < 1024 {
-            anyhow::bail!("limits.max_header_bytes and limits.max_body_bytes must be at least 1024");
+            anyhow::bail!(
+                "limits.max_header_bytes and limits.max_body_bytes must be at least 1024"
+            );
         }
         self.auth.validate(true).map_err(anyhow::Error::msg)?;
         Ok(())

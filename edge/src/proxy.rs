@@ -249,7 +249,10 @@ impl EdgeProxy {
                 session,
                 431,
                 "RequestHeaderFieldsTooLargeException",
-                &format!("Request headers are limited to {} bytes", limits.max_header_bytes),
+                &format!(
+                    "Request headers are limited to {} bytes",
+                    limits.max_header_bytes
+                ),
                 None,
             )
             .await?;
@@ -265,7 +268,10 @@ impl EdgeProxy {
                 session,
                 413,
                 types::PAYLOAD_TOO_LARGE,
-                &format!("Request bodies are limited to {} bytes", limits.max_body_bytes),
+                &format!(
+                    "Request bodies are limited to {} bytes",
+                    limits.max_body_bytes
+                ),
                 None,
             )
             .await?;

@@ -14,12 +14,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use floe_shared::auth::{
     Access, ApiKeyRecord, AuthConfig, AuthError, Authenticator, EDGE_SUBJECT, ExpiringMap,
-    INTERNAL_SCOPE, Identity, Principal, Required, allows, required, secret_digest,
-    verify_secret,
+    INTERNAL_SCOPE, Identity, Principal, Required, allows, required, secret_digest, verify_secret,
 };
 
 use crate::error::{CatalogError, Result};
-use crate::events::{EventBus, Signal};
+use crate::events::EventBus;
 use crate::routes::AppState;
 use crate::store::Store;
 
@@ -100,34 +99,28 @@ impl OriginAuth {
                 CACHE_CAPACITY,
             ),
         });
-        let mut signals = events.signals();
         let weak = Arc::downgrade(&inner);
-        tokio::spawn(async move {
-            loop {
-                let signal = signals.recv().await;
-                let Some(inner) = weak.upgrade() else { return };
-                match signal {
-                    Ok(Signal::Auth(event)) => {
-                        inner.principals.remove(&format!("c:{}", event.principal));
-                        inner.principals.remove_where(|p| p.id == event.principal);
-                        if let Some(key) = &event.api_key {
-                            inner.api_keys.remove(key);
-                            inner.verified.remove(key);
-                        }
-                        inner
-                            .api_keys
-                            .remove_where(|k| k.principal == event.principal);
+        events.on_auth(Arc::new(move |event| {
+            let Some(inner) = weak.upgrade() else { return };
+            match event {
+                Some(event) => {
+                    inner.principals.remove(&format!("c:{}", event.principal));
+                    inner.principals.remove_where(|p| p.id == event.principal);
+                    if let Some(key) = &event.api_key {
+                        inner.api_keys.remove(key);
+                        inner.verified.remove(key);
                     }
-                    Ok(Signal::Change(_)) => {}
-                    // Changes may have been missed.
-                    Ok(Signal::Reset) | Err(_) => {
-                        inner.principals.clear();
-                        inner.api_keys.clear();
-                        inner.verified.clear();
-                    }
+                    inner
+                        .api_keys
+                        .remove_where(|k| k.principal == event.principal);
+                }
+                None => {
+                    inner.principals.clear();
+                    inner.api_keys.clear();
+                    inner.verified.clear();
                 }
             }
-        });
+        }));
         Ok(Self { inner: Some(inner) })
     }
 
@@ -284,7 +277,10 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-fn internal_principal(state: &AppState, record: Option<crate::store::PrincipalRecord>) -> Result<Response> {
+fn internal_principal(
+    state: &AppState,
+    record: Option<crate::store::PrincipalRecord>,
+) -> Result<Response> {
     let mut principal = record
         .ok_or_else(|| CatalogError::NotFound("No such principal".into()))?
         .principal;

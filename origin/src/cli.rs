@@ -313,7 +313,11 @@ fn print_client(client: &principals::ClientView) {
     println!(
         "{}\t{}\t{}",
         client.client_id,
-        if client.disabled { "disabled" } else { "enabled" },
+        if client.disabled {
+            "disabled"
+        } else {
+            "enabled"
+        },
         grants.join(",")
     );
 }
@@ -322,11 +326,18 @@ fn print_secret(secret: &principals::ClientSecret) {
     println!("client_id: {}", secret.client_id);
     if let Some(s) = &secret.client_secret {
         println!("client_secret: {s}");
-        println!("(the secret is shown only now; PyIceberg: credential={}:<secret>)", secret.client_id);
+        println!(
+            "(the secret is shown only now; PyIceberg: credential={}:<secret>)",
+            secret.client_id
+        );
     }
 }
 
-async fn client_command(store: &Store, events: &EventBus, cmd: ClientCommand) -> anyhow::Result<()> {
+async fn client_command(
+    store: &Store,
+    events: &EventBus,
+    cmd: ClientCommand,
+) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Create {
             name,
@@ -353,21 +364,39 @@ async fn client_command(store: &Store, events: &EventBus, cmd: ClientCommand) ->
                 print_client(&client);
             }
         }
-        ClientCommand::Disable { id } => print_client(&principals::set_disabled(store, events, &id, true).await?),
-        ClientCommand::Enable { id } => print_client(&principals::set_disabled(store, events, &id, false).await?),
-        ClientCommand::Rotate { id } => print_secret(&principals::rotate_secret(store, events, &id).await?),
-        ClientCommand::RevokeTokens { id } => print_client(&principals::revoke_tokens(store, events, &id).await?),
+        ClientCommand::Disable { id } => {
+            print_client(&principals::set_disabled(store, events, &id, true).await?)
+        }
+        ClientCommand::Enable { id } => {
+            print_client(&principals::set_disabled(store, events, &id, false).await?)
+        }
+        ClientCommand::Rotate { id } => {
+            print_secret(&principals::rotate_secret(store, events, &id).await?)
+        }
+        ClientCommand::RevokeTokens { id } => {
+            print_client(&principals::revoke_tokens(store, events, &id).await?)
+        }
         ClientCommand::Grant { id, role, place } => {
             print_client(&principals::grant(store, events, &id, place.grant(role)).await?)
         }
         ClientCommand::RevokeGrant { id, place } => print_client(
-            &principals::revoke_grant(store, events, &id, place.grant(floe_shared::auth::Role::Reader)).await?,
+            &principals::revoke_grant(
+                store,
+                events,
+                &id,
+                place.grant(floe_shared::auth::Role::Reader),
+            )
+            .await?,
         ),
     }
     Ok(())
 }
 
-async fn api_key_command(store: &Store, events: &EventBus, cmd: ApiKeyCommand) -> anyhow::Result<()> {
+async fn api_key_command(
+    store: &Store,
+    events: &EventBus,
+    cmd: ApiKeyCommand,
+) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCommand::Create { client, name } => {
             let key = principals::create_api_key(
@@ -377,7 +406,10 @@ async fn api_key_command(store: &Store, events: &EventBus, cmd: ApiKeyCommand) -
                 principals::CreateApiKeyRequest { name },
             )
             .await?;
-            println!("key_id: {}\napi_key: {}\n(the key is shown only now)", key.key_id, key.api_key);
+            println!(
+                "key_id: {}\napi_key: {}\n(the key is shown only now)",
+                key.key_id, key.api_key
+            );
         }
         ApiKeyCommand::List => {
             for key in principals::list_api_keys(store).await?.api_keys {
@@ -392,7 +424,10 @@ async fn api_key_command(store: &Store, events: &EventBus, cmd: ApiKeyCommand) -
         }
         ApiKeyCommand::Rotate { id } => {
             let key = principals::rotate_api_key(store, events, &id).await?;
-            println!("key_id: {}\napi_key: {}\n(the key is shown only now)", key.key_id, key.api_key);
+            println!(
+                "key_id: {}\napi_key: {}\n(the key is shown only now)",
+                key.key_id, key.api_key
+            );
         }
         ApiKeyCommand::Revoke { id } => {
             principals::revoke_api_key(store, events, &id).await?;

@@ -7,6 +7,7 @@
 //! loses its connection, notifications may have been missed: every open
 //! stream is closed, and subscribers flush their caches and subscribe again.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use floe_shared::events::{AuthEvent, ChangeEvent, Frame, PING_INTERVAL_SECS};
@@ -19,21 +20,32 @@ const CHANNEL: &str = "floe_events";
 
 /// What the broadcast channel carries.
 #[derive(Debug, Clone)]
-pub enum Signal {
-    /// A committed change.
+enum Signal {
     Change(ChangeEvent),
-    /// A principal or API key changed.
     Auth(AuthEvent),
     /// Changes may have been lost: close every stream.
     Reset,
 }
 
+/// Called synchronously with every principal change (`None`: changes may
+/// have been missed, forget everything).
+pub type AuthHook = Arc<dyn Fn(Option<&AuthEvent>) + Send + Sync>;
+
 /// The origin's change publisher.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Signal>,
     origin: String,
     store: Store,
+    hooks: Arc<RwLock<Vec<AuthHook>>>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventBus {
@@ -45,6 +57,7 @@ impl EventBus {
             tx,
             origin: uuid::Uuid::now_v7().simple().to_string(),
             store,
+            hooks: Arc::default(),
         };
         if bus.store.backend() == Backend::Postgres {
             tokio::spawn(listen(bus.clone(), database_url.to_string()));
@@ -96,12 +109,23 @@ impl EventBus {
                 tracing::warn!(error = %err, "could not relay a principal change to other origins");
             }
         }
+        self.run_hooks(Some(&event));
         let _ = self.tx.send(Signal::Auth(event));
     }
 
-    /// Every signal of this process (local and relayed), for in-process caches.
-    pub fn signals(&self) -> broadcast::Receiver<Signal> {
-        self.tx.subscribe()
+    /// Registers a hook run (before this process answers) on every principal change.
+    pub fn on_auth(&self, hook: AuthHook) {
+        if let Ok(mut hooks) = self.hooks.write() {
+            hooks.push(hook);
+        }
+    }
+
+    fn run_hooks(&self, event: Option<&AuthEvent>) {
+        if let Ok(hooks) = self.hooks.read() {
+            for hook in hooks.iter() {
+                hook(event);
+            }
+        }
     }
 
     /// Ends every open subscription (at shutdown, so draining can finish).
@@ -156,7 +180,8 @@ async fn listen(bus: EventBus, url: String) {
                             if event.origin != bus.origin {
                                 let _ = bus.tx.send(Signal::Change(event));
                             }
-                        } else if let Ok(Frame::Auth(event)) = Frame::parse(note.payload().as_bytes())
+                        } else if let Ok(Frame::Auth(event)) =
+                            Frame::parse(note.payload().as_bytes())
                             && event.origin != bus.origin
                         {
                             let _ = bus.tx.send(Signal::Auth(event));
@@ -167,6 +192,7 @@ async fn listen(bus: EventBus, url: String) {
             Err(err) => tracing::warn!(error = %err, "event relay cannot connect to PostgreSQL"),
         }
         // Anything may have been missed while the listener was down.
+        bus.run_hooks(None);
         let _ = bus.tx.send(Signal::Reset);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

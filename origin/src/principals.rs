@@ -179,7 +179,9 @@ pub async fn create_client(
         ));
     }
     if req.oidc_subject.as_deref() == Some("") {
-        return Err(CatalogError::BadRequest("oidc-subject must not be empty".into()));
+        return Err(CatalogError::BadRequest(
+            "oidc-subject must not be empty".into(),
+        ));
     }
     let secret = if req.with_secret {
         Some(random(new_secret())?)
@@ -208,13 +210,22 @@ pub async fn create_client(
 /// Lists clients.
 pub async fn list_clients(store: &Store) -> Result<ClientList> {
     Ok(ClientList {
-        clients: store.list_principals().await?.into_iter().map(view).collect(),
+        clients: store
+            .list_principals()
+            .await?
+            .into_iter()
+            .map(view)
+            .collect(),
     })
 }
 
 /// One client.
 pub async fn get_client(store: &Store, id: &str) -> Result<ClientView> {
-    store.principal(id).await?.map(view).ok_or_else(|| no_client(id))
+    store
+        .principal(id)
+        .await?
+        .map(view)
+        .ok_or_else(|| no_client(id))
 }
 
 /// Disables (and revokes the tokens of) or re-enables a client.

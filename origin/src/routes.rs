@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Catalog, TableResponse, page_request};
 use crate::error::{CatalogError, Result};
 use crate::extract::{JsonBody, QueryParams, Target};
-use crate::{management, principals};
 use crate::metrics::Metrics;
 use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
+use crate::{management, principals};
 
 /// State shared by all handlers.
 #[derive(Clone)]
@@ -149,13 +149,13 @@ pub fn app(state: AppState) -> Router {
             "/management/v1/warehouses/{name}",
             axum::routing::delete(delete_warehouse),
         )
-        .route("/management/v1/clients", get(list_clients).post(create_client))
+        .route(
+            "/management/v1/clients",
+            get(list_clients).post(create_client),
+        )
         .route("/management/v1/clients/{id}", get(get_client))
         .route("/management/v1/clients/{id}/{action}", post(client_action))
-        .route(
-            "/management/v1/clients/{id}/api-keys",
-            post(create_api_key),
-        )
+        .route("/management/v1/clients/{id}/api-keys", post(create_api_key))
         .route("/management/v1/api-keys", get(list_api_keys))
         .route(
             "/management/v1/api-keys/{id}",
@@ -621,8 +621,7 @@ async fn create_api_key(
             .map_err(|e| CatalogError::BadRequest(format!("Invalid API key request: {e}")))?
     };
     let key =
-        principals::create_api_key(state.catalog.store(), state.catalog.events(), &id, req)
-            .await?;
+        principals::create_api_key(state.catalog.store(), state.catalog.events(), &id, req).await?;
     to_json(&state, StatusCode::CREATED, &key)
 }
 

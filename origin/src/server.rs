@@ -40,7 +40,8 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
         metrics.buffer_pools(),
     ));
     let events = EventBus::start(store.clone(), &config.database.url);
-    let auth = OriginAuth::start(&config.auth, store.clone(), &events, &config.warehouse.name).await?;
+    let auth =
+        OriginAuth::start(&config.auth, store.clone(), &events, &config.warehouse.name).await?;
     if !auth.enabled() {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED: anyone who reaches this origin can read and change every table. \

@@ -704,11 +704,7 @@ impl Store {
         Ok(())
     }
 
-    async fn upsert_grant(
-        conn: &mut sqlx::AnyConnection,
-        id: &str,
-        grant: &Grant,
-    ) -> Result<()> {
+    async fn upsert_grant(conn: &mut sqlx::AnyConnection, id: &str, grant: &Grant) -> Result<()> {
         sqlx::query(
             "INSERT INTO grants (principal_id, warehouse, namespace, role) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (principal_id, warehouse, namespace) DO UPDATE SET role = excluded.role",
@@ -737,7 +733,12 @@ impl Store {
     }
 
     /// Removes a grant; false when there was none.
-    pub async fn revoke_grant(&self, id: &str, warehouse: &str, namespace: &[String]) -> Result<bool> {
+    pub async fn revoke_grant(
+        &self,
+        id: &str,
+        warehouse: &str,
+        namespace: &[String],
+    ) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM grants WHERE principal_id = $1 AND warehouse = $2 AND namespace = $3",
         )
@@ -846,19 +847,26 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         match row {
-            Some(row) => Ok(Some(self.with_grants(Self::principal_from_row(&row)?).await?)),
+            Some(row) => Ok(Some(
+                self.with_grants(Self::principal_from_row(&row)?).await?,
+            )),
             None => Ok(None),
         }
     }
 
     /// The principal mapped to an external subject, with grants.
     pub async fn principal_by_subject(&self, subject: &str) -> Result<Option<PrincipalRecord>> {
-        let row = sqlx::query(&format!("{} WHERE oidc_subject = $1", Self::PRINCIPAL_COLUMNS))
-            .bind(subject)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "{} WHERE oidc_subject = $1",
+            Self::PRINCIPAL_COLUMNS
+        ))
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
-            Some(row) => Ok(Some(self.with_grants(Self::principal_from_row(&row)?).await?)),
+            Some(row) => Ok(Some(
+                self.with_grants(Self::principal_from_row(&row)?).await?,
+            )),
             None => Ok(None),
         }
     }

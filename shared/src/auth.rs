@@ -71,9 +71,7 @@ impl std::str::FromStr for Role {
             "reader" => Ok(Role::Reader),
             "writer" => Ok(Role::Writer),
             "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role {other:?} (reader, writer or admin)"
-            )),
+            other => Err(format!("unknown role {other:?} (reader, writer or admin)")),
         }
     }
 }
@@ -169,7 +167,12 @@ fn levels(encoded: &str) -> Vec<String> {
 ///
 /// Operations whose namespaces come from the body (creating a namespace,
 /// renaming, multi-table transactions) need the role on the whole warehouse.
-pub fn required(method: &str, path: &str, query: Option<&str>, default_warehouse: &str) -> Required {
+pub fn required(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    default_warehouse: &str,
+) -> Required {
     match path {
         "/health" | "/ready" | "/metrics" | "/v1/oauth/tokens" => return Required::Public,
         "/v1/config" => return Required::Authenticated,
@@ -229,14 +232,8 @@ pub fn required(method: &str, path: &str, query: Option<&str>, default_warehouse
         // Scan planning and metrics reports are part of reading a table.
         ["namespaces", ns, "tables", _, "metrics" | "plan" | "tasks"]
         | ["namespaces", ns, "tables", _, "plan", _] => (levels(ns), Role::Reader),
-        ["namespaces", ns, ..] => (
-            levels(ns),
-            if read { Role::Reader } else { Role::Writer },
-        ),
-        _ => (
-            Vec::new(),
-            if read { Role::Reader } else { Role::Writer },
-        ),
+        ["namespaces", ns, ..] => (levels(ns), if read { Role::Reader } else { Role::Writer }),
+        _ => (Vec::new(), if read { Role::Reader } else { Role::Writer }),
     };
     Required::Access(Access {
         warehouse: Some(warehouse),
@@ -401,7 +398,8 @@ impl Default for AuthConfig {
 }
 
 fn read_pem(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(Path::new(path)).map_err(|e| format!("cannot read key file {path}: {e}"))
+    std::fs::read_to_string(Path::new(path))
+        .map_err(|e| format!("cannot read key file {path}: {e}"))
 }
 
 /// Reads an Ed25519 PKCS#8 PEM private key.
@@ -671,7 +669,9 @@ fn basic_credentials(header: &str) -> Result<(String, String), OAuthError> {
         .decode(value.trim())
         .map_err(|_| OAuthError::invalid_client())?;
     let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-    let (id, secret) = text.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = text
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
     // RFC 6749 §2.3.1: both parts are form-urlencoded before encoding.
     let unescape = |s: &str| -> String {
         form_urlencoded::parse(format!("v={s}").as_bytes())
@@ -874,7 +874,12 @@ mod tests {
 
     #[test]
     fn routes_need_the_right_role_on_the_right_place() {
-        let a = access(required("GET", "/v1/wh/namespaces/a%1Fb/tables/t", None, "d"));
+        let a = access(required(
+            "GET",
+            "/v1/wh/namespaces/a%1Fb/tables/t",
+            None,
+            "d",
+        ));
         assert_eq!(a.warehouse.as_deref(), Some("wh"));
         assert_eq!(a.namespace, vec!["a", "b"]);
         assert_eq!(a.role, Role::Reader);
@@ -882,9 +887,19 @@ mod tests {
         assert_eq!((a.warehouse.as_deref(), a.role), (Some("d"), Role::Writer));
         let a = access(required("DELETE", "/v1/wh/namespaces/a", None, "d"));
         assert_eq!(a.role, Role::Admin);
-        let a = access(required("POST", "/v1/wh/namespaces/a/tables/t/metrics", None, "d"));
+        let a = access(required(
+            "POST",
+            "/v1/wh/namespaces/a/tables/t/metrics",
+            None,
+            "d",
+        ));
         assert_eq!(a.role, Role::Reader);
-        let a = access(required("GET", "/v1/wh/namespaces", Some("parent=a%1Fb"), "d"));
+        let a = access(required(
+            "GET",
+            "/v1/wh/namespaces",
+            Some("parent=a%1Fb"),
+            "d",
+        ));
         assert_eq!((a.namespace.len(), a.role), (2, Role::Reader));
         let a = access(required("POST", "/v1/wh/namespaces", None, "d"));
         assert_eq!((a.namespace.len(), a.role), (0, Role::Writer));
@@ -894,16 +909,28 @@ mod tests {
         assert_eq!(a.role, Role::Admin);
         let a = access(required("GET", "/management/v1/warehouses", None, "d"));
         assert_eq!((a.warehouse, a.role), (None, Role::Admin));
-        assert_eq!(required("GET", "/v1/config", None, "d"), Required::Authenticated);
-        assert_eq!(required("POST", "/v1/oauth/tokens", None, "d"), Required::Public);
-        assert_eq!(required("GET", "/internal/v1/events", None, "d"), Required::Internal);
+        assert_eq!(
+            required("GET", "/v1/config", None, "d"),
+            Required::Authenticated
+        );
+        assert_eq!(
+            required("POST", "/v1/oauth/tokens", None, "d"),
+            Required::Public
+        );
+        assert_eq!(
+            required("GET", "/internal/v1/events", None, "d"),
+            Required::Internal
+        );
         assert_eq!(required("GET", "/metrics", None, "d"), Required::Public);
         assert_eq!(required("GET", "/nope", None, "d"), Required::Authenticated);
     }
 
     #[test]
     fn grants_cover_children_and_lower_roles_only() {
-        let grants = vec![grant("wh", &["a"], Role::Writer), grant("*", &[], Role::Reader)];
+        let grants = vec![
+            grant("wh", &["a"], Role::Writer),
+            grant("*", &[], Role::Reader),
+        ];
         let on = |w: &str, ns: &[&str], role| Access {
             warehouse: Some(w.into()),
             namespace: ns.iter().map(|s| s.to_string()).collect(),
@@ -968,7 +995,9 @@ mod tests {
         );
         let basic = format!("Basic {}", STANDARD.encode("etl:se%3Acret"));
         let r = TokenRequest::parse(b"grant_type=client_credentials", Some(&basic)).unwrap();
-        assert!(matches!(r, TokenRequest::ClientCredentials { client_secret, .. } if client_secret == "se:cret"));
+        assert!(
+            matches!(r, TokenRequest::ClientCredentials { client_secret, .. } if client_secret == "se:cret")
+        );
         let r = TokenRequest::parse(
             b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=t&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token",
             None,
@@ -977,19 +1006,40 @@ mod tests {
         assert!(matches!(r, TokenRequest::Exchange { .. }));
         let err = |body: &[u8], auth: Option<&str>| TokenRequest::parse(body, auth).unwrap_err();
         assert_eq!(err(b"", None).error, "invalid_request");
-        assert_eq!(err(b"grant_type=password", None).error, "unsupported_grant_type");
-        assert_eq!(err(b"grant_type=client_credentials&client_id=a", None).error, "invalid_request");
         assert_eq!(
-            err(b"grant_type=client_credentials&client_id=a&client_id=b&client_secret=c", None).error,
+            err(b"grant_type=password", None).error,
+            "unsupported_grant_type"
+        );
+        assert_eq!(
+            err(b"grant_type=client_credentials&client_id=a", None).error,
             "invalid_request"
         );
         assert_eq!(
-            err(b"grant_type=client_credentials&client_id=a&client_secret=b&scope=admin", None).error,
+            err(
+                b"grant_type=client_credentials&client_id=a&client_id=b&client_secret=c",
+                None
+            )
+            .error,
+            "invalid_request"
+        );
+        assert_eq!(
+            err(
+                b"grant_type=client_credentials&client_id=a&client_secret=b&scope=admin",
+                None
+            )
+            .error,
             "invalid_scope"
         );
         let e = err(b"grant_type=client_credentials", Some("Basic !!!"));
         assert_eq!((e.status, e.error), (401, "invalid_client"));
-        assert_eq!(err(b"grant_type=client_credentials", Some(&basic.replace("Basic", "Bearer"))).error, "invalid_client");
+        assert_eq!(
+            err(
+                b"grant_type=client_credentials",
+                Some(&basic.replace("Basic", "Bearer"))
+            )
+            .error,
+            "invalid_client"
+        );
     }
 
     /// Deterministic pseudo-random bytes (xorshift64*).
@@ -1017,7 +1067,9 @@ mod tests {
             let body = noise.bytes(form_alphabet, 120);
             let auth_raw = noise.bytes(b"Basic Bearer YWJj:=+/\xff ", 24);
             let auth = String::from_utf8_lossy(&auth_raw).into_owned();
-            if let Err(e) = TokenRequest::parse(&body, Some(auth.as_str()).filter(|a| !a.is_empty())) {
+            if let Err(e) =
+                TokenRequest::parse(&body, Some(auth.as_str()).filter(|a| !a.is_empty()))
+            {
                 assert!(matches!(e.status, 400 | 401), "{e:?}");
             }
         }
@@ -1034,7 +1086,11 @@ mod tests {
                 .to_vec(),
         )
         .unwrap();
-        assert!(authenticator.identify(Some(&format!("Bearer {good}")), 200).is_ok());
+        assert!(
+            authenticator
+                .identify(Some(&format!("Bearer {good}")), 200)
+                .is_ok()
+        );
         let token_alphabet = b"eyJhbGciOiJFZERTQSJ9.-_ABCxyz012=+/\xc3\xa9";
         for i in 0..20_000 {
             let mut candidate = noise.bytes(token_alphabet, 200);

@@ -63,3 +63,55 @@ impl Drop for PgDb {
         .join();
     }
 }
+
+/// Writes a fresh Ed25519 private key (PKCS#8 PEM) to `dir/name` and
+/// returns its path.
+pub fn ed25519_key_file(dir: &std::path::Path, name: &str) -> String {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("randomness");
+    let pem = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .expect("PEM");
+    let path = dir.join(name);
+    std::fs::write(&path, pem.as_bytes()).expect("write key");
+    path.display().to_string()
+}
+
+/// An enabled `auth` section signing with a fresh key under `dir`.
+pub fn auth_config(dir: &std::path::Path) -> crate::auth::AuthConfig {
+    crate::auth::AuthConfig {
+        enabled: true,
+        signing_key: crate::auth::KeyFile {
+            kid: "test-1".into(),
+            path: ed25519_key_file(dir, "signing.pem"),
+        },
+        ..crate::auth::AuthConfig::default()
+    }
+}
+
+/// A token for `sub` signed with the configured key.
+pub fn token(config: &crate::auth::AuthConfig, sub: &str, iat: u64, exp: u64) -> String {
+    let claims = crate::token::Claims {
+        iss: config.issuer.clone(),
+        sub: sub.into(),
+        iat,
+        exp,
+        jti: String::new(),
+        scope: crate::auth::CATALOG_SCOPE.into(),
+    };
+    let bytes = config
+        .signer()
+        .expect("signer")
+        .issue(&claims)
+        .expect("token");
+    String::from_utf8(bytes.to_vec()).expect("ascii")
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

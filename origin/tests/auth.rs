@@ -1,0 +1,583 @@
+//! Authentication and authorization at the origin, against SQLite and
+//! PostgreSQL alike: tokens, API keys, roles per warehouse and namespace,
+//! revocation, and the management API for clients and keys.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use floe_shared::auth::{AuthConfig, Grant, Role};
+use floe_shared::testkit;
+use serde_json::{Value, json};
+use support::{Backend, Reply, TestApp, create_table_body};
+
+both_backends!(
+    tokens_are_required_and_verified,
+    roles_bound_what_principals_do,
+    clients_and_api_keys_through_the_management_api,
+);
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(auth) = auth {
+        builder = builder.header("authorization", auth);
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    app.send(builder.body(body).expect("request")).await
+}
+
+async fn authed_app(backend: Backend) -> (TestApp, AuthConfig, tempfile::TempDir) {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let auth = testkit::auth_config(keys.path());
+    let cfg = auth.clone();
+    let app = TestApp::with(backend, move |c| c.auth = cfg).await;
+    (app, auth, keys)
+}
+
+fn grant(warehouse: &str, ns: &[&str], role: Role) -> Grant {
+    Grant {
+        warehouse: warehouse.into(),
+        namespace: ns.iter().map(|s| s.to_string()).collect(),
+        role,
+    }
+}
+
+async fn client(app: &TestApp, name: &str, grants: Vec<Grant>) -> String {
+    floe_origin::principals::create_client(
+        app.state.catalog.store(),
+        app.state.catalog.events(),
+        floe_origin::principals::CreateClientRequest {
+            name: name.into(),
+            grants,
+            oidc_subject: None,
+            with_secret: true,
+        },
+    )
+    .await
+    .expect("client")
+    .client_secret
+    .expect("secret")
+}
+
+fn bearer(auth: &AuthConfig, sub: &str) -> String {
+    let now = testkit::now();
+    format!("Bearer {}", testkit::token(auth, sub, now, now + 600))
+}
+
+async fn tokens_are_required_and_verified(backend: Backend) {
+    let (app, auth, _keys) = authed_app(backend).await;
+    client(&app, "ops", vec![grant("*", &[], Role::Admin)]).await;
+    let good = bearer(&auth, "ops");
+
+    let r = send(&app, Method::GET, "/v1/config", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.error_type(), "NotAuthorizedException");
+    assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"floe\"");
+
+    let now = testkit::now();
+    let other_key = testkit::auth_config(app.db.dir.path());
+    let cases = [
+        ("Bearer not.a.token".to_string(), "malformed"),
+        ("Basic b3BzOng=".to_string(), "wrong scheme"),
+        (
+            format!(
+                "Bearer {}",
+                testkit::token(&auth, "ops", now - 100, now - 1)
+            ),
+            "expired",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                testkit::token(&other_key, "ops", now, now + 60)
+            ),
+            "foreign key",
+        ),
+        (
+            format!("Bearer {}", testkit::token(&auth, "nobody", now, now + 60)),
+            "unknown principal",
+        ),
+    ];
+    for (header, why) in &cases {
+        let r = send(&app, Method::GET, "/v1/config", Some(header), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{why}: {:?}", r.body);
+        assert_eq!(
+            r.headers["www-authenticate"], "Bearer realm=\"floe\", error=\"invalid_token\"",
+            "{why}"
+        );
+    }
+    let r = send(&app, Method::GET, "/v1/config", Some(&good), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Health, readiness and metrics stay open; the internal API needs a service token.
+    for open in ["/health", "/ready", "/metrics"] {
+        assert_eq!(
+            send(&app, Method::GET, open, None, None).await.status,
+            StatusCode::OK,
+            "{open}"
+        );
+    }
+    let r = send(
+        &app,
+        Method::GET,
+        "/internal/v1/principals/ops",
+        Some(&good),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "client tokens are not service tokens"
+    );
+    let service = auth
+        .signer()
+        .unwrap()
+        .issue(&floe_shared::auth::service_claims("floe", now, 60))
+        .unwrap();
+    let service = format!("Bearer {}", std::str::from_utf8(&service).unwrap());
+    let r = send(
+        &app,
+        Method::GET,
+        "/internal/v1/principals/ops",
+        Some(&service),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body["secret_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("$argon2id$")
+    );
+    assert_eq!(r.body["default_warehouse"], "default");
+    let r = send(&app, Method::GET, "/v1/config", Some(&service), None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "service tokens act on nothing else"
+    );
+
+    // Revoking tokens refuses those issued before; disabling refuses all.
+    let store = app.state.catalog.store();
+    let events = app.state.catalog.events();
+    let old = format!(
+        "Bearer {}",
+        testkit::token(&auth, "ops", now - 10, now + 600)
+    );
+    floe_origin::principals::revoke_tokens(store, events, "ops")
+        .await
+        .unwrap();
+    let r = send(&app, Method::GET, "/v1/config", Some(&old), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "revoked before now");
+    let fresh = format!(
+        "Bearer {}",
+        testkit::token(&auth, "ops", now + 1, now + 600)
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/v1/config", Some(&fresh), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    floe_origin::principals::set_disabled(store, events, "ops", true)
+        .await
+        .unwrap();
+    let r = send(&app, Method::GET, "/v1/config", Some(&fresh), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "disabled");
+}
+
+async fn roles_bound_what_principals_do(backend: Backend) {
+    let (app, auth, _keys) = authed_app(backend).await;
+    client(&app, "admin", vec![grant("*", &[], Role::Admin)]).await;
+    client(&app, "etl", vec![grant("default", &[], Role::Writer)]).await;
+    client(
+        &app,
+        "sales-reader",
+        vec![grant("default", &["sales"], Role::Reader)],
+    )
+    .await;
+    client(
+        &app,
+        "sales-writer",
+        vec![grant("default", &["sales"], Role::Writer)],
+    )
+    .await;
+    let (admin, etl, reader, writer) = (
+        bearer(&auth, "admin"),
+        bearer(&auth, "etl"),
+        bearer(&auth, "sales-reader"),
+        bearer(&auth, "sales-writer"),
+    );
+    for ns in ["sales", "hr"] {
+        let r = send(
+            &app,
+            Method::POST,
+            "/v1/namespaces",
+            Some(&etl),
+            Some(json!({"namespace": [ns]})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/namespaces",
+        Some(&writer),
+        Some(json!({"namespace": ["x"]})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a namespace grant does not cover the warehouse"
+    );
+    assert_eq!(r.error_type(), "ForbiddenException");
+
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/default/namespaces/sales/tables",
+        Some(&writer),
+        Some(create_table_body("orders")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/default/namespaces/hr/tables",
+        Some(&writer),
+        Some(create_table_body("pay")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &app,
+        Method::GET,
+        "/v1/namespaces/hr/tables",
+        Some(&etl),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "no table was created: {:?}",
+        r.body
+    );
+    assert_eq!(r.body["identifiers"], json!([]));
+
+    let load = "/v1/default/namespaces/sales/tables/orders";
+    assert_eq!(
+        send(&app, Method::GET, load, Some(&reader), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, Method::HEAD, load, Some(&reader), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = send(&app, Method::DELETE, load, Some(&reader), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "readers do not drop");
+    assert_eq!(
+        send(&app, Method::GET, load, Some(&reader), None)
+            .await
+            .status,
+        StatusCode::OK,
+        "still there"
+    );
+    let r = send(&app, Method::GET, "/v1/namespaces/hr", Some(&reader), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &app,
+        Method::GET,
+        "/v1/namespaces?parent=sales",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "listing below a granted namespace"
+    );
+    let r = send(&app, Method::GET, "/v1/namespaces", Some(&reader), None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "listing the warehouse root needs a warehouse grant"
+    );
+
+    // Dropping a namespace and the management API need admin.
+    let r = send(&app, Method::DELETE, "/v1/namespaces/hr", Some(&etl), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &app,
+        Method::GET,
+        "/management/v1/warehouses",
+        Some(&etl),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &app,
+        Method::DELETE,
+        "/v1/namespaces/hr",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = send(
+        &app,
+        Method::GET,
+        "/management/v1/warehouses",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // A grant taken away applies at once.
+    floe_origin::principals::revoke_grant(
+        app.state.catalog.store(),
+        app.state.catalog.events(),
+        "sales-reader",
+        grant("default", &["sales"], Role::Reader),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        send(&app, Method::GET, load, Some(&reader), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+async fn clients_and_api_keys_through_the_management_api(backend: Backend) {
+    let (app, auth, _keys) = authed_app(backend).await;
+    client(&app, "admin", vec![grant("*", &[], Role::Admin)]).await;
+    let admin = bearer(&auth, "admin");
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients",
+        Some(&admin),
+        Some(json!({"name": "robot", "grants": [{"warehouse": "default", "role": "reader"}]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let secret = r.body["client-secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 43);
+
+    // Bad input: clear errors, nothing created.
+    for (body, why) in [
+        (json!({"name": "floe-edge"}), "reserved name"),
+        (json!({"name": "a b"}), "bad characters"),
+        (
+            json!({"name": "x", "grants": [{"warehouse": "default", "role": "owner"}]}),
+            "unknown role",
+        ),
+        (
+            json!({"name": "x", "grants": [{"warehouse": "", "role": "reader"}]}),
+            "no warehouse",
+        ),
+        (json!({"name": "robot"}), "duplicate"),
+    ] {
+        let r = send(
+            &app,
+            Method::POST,
+            "/management/v1/clients",
+            Some(&admin),
+            Some(body),
+        )
+        .await;
+        assert!(
+            matches!(r.status.as_u16(), 400 | 409),
+            "{why}: {:?}",
+            r.body
+        );
+    }
+    let r = send(
+        &app,
+        Method::GET,
+        "/management/v1/clients",
+        Some(&admin),
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = r.body["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client-id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["admin", "robot"]);
+    assert!(
+        !r.raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "secrets are never listed"
+    );
+    assert!(
+        !String::from_utf8_lossy(&r.raw).contains("argon2"),
+        "nor their hashes"
+    );
+
+    // API keys act as their client, until rotated or revoked.
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients/robot/api-keys",
+        Some(&admin),
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let key = r.body["api-key"].as_str().unwrap().to_string();
+    let key_id = r.body["key-id"].as_str().unwrap().to_string();
+    let as_key = format!("Bearer {key}");
+    assert_eq!(
+        send(&app, Method::GET, "/v1/namespaces", Some(&as_key), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = send(
+        &app,
+        Method::POST,
+        "/v1/namespaces",
+        Some(&as_key),
+        Some(json!({"namespace": ["n"]})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the key has the client's reader role"
+    );
+    let wrong = format!("Bearer floe_{key_id}_wrongsecret");
+    assert_eq!(
+        send(&app, Method::GET, "/v1/namespaces", Some(&wrong), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/management/v1/api-keys/{key_id}/rotate"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let rotated = format!("Bearer {}", r.body["api-key"].as_str().unwrap());
+    assert_eq!(
+        send(&app, Method::GET, "/v1/namespaces", Some(&as_key), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "old key"
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/v1/namespaces", Some(&rotated), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = send(
+        &app,
+        Method::GET,
+        "/management/v1/api-keys",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["api-keys"][0]["key-id"], key_id.as_str());
+    assert!(!String::from_utf8_lossy(&r.raw).contains("argon2"));
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/management/v1/api-keys/{key_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        send(&app, Method::GET, "/v1/namespaces", Some(&rotated), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "revoked"
+    );
+
+    // Client actions.
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients/robot/grant",
+        Some(&admin),
+        Some(json!({"warehouse": "default", "role": "writer"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["grants"][0]["role"], "writer");
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients/robot/rotate",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(r.body["client-secret"].as_str().unwrap(), secret);
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients/robot/disable",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["disabled"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients/ghost/disable",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send(
+        &app,
+        Method::POST,
+        "/management/v1/clients/robot/explode",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
