@@ -1,237 +1,15 @@
 //! Cross-tier tests: real edges (Pingora, on real sockets) in front of real
 //! origins (axum, on real sockets) on SQLite or PostgreSQL.
 
-use std::net::TcpListener;
+mod support;
+
+use floe_shared::testkit::PgDb;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use floe_edge::config::EdgeConfig;
-use floe_origin::config::{Config, DatabaseConfig};
-use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
-use serde_json::{Value, json};
-use tokio::sync::Notify;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not true after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// An origin serving on a real socket until dropped.
-struct Origin {
-    addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Origin {
-    async fn start(database_url: &str, warehouse: &std::path::Path) -> Origin {
-        Self::start_on(database_url, warehouse, free_port()).await
-    }
-
-    async fn start_on(database_url: &str, warehouse: &std::path::Path, port: u16) -> Origin {
-        let config = Config {
-            database: DatabaseConfig {
-                url: database_url.to_string(),
-                max_connections: 8,
-                ..DatabaseConfig::default()
-            },
-            warehouse: floe_origin::config::WarehouseConfig {
-                location: warehouse.display().to_string(),
-                ..Default::default()
-            },
-            ..Config::default()
-        };
-        let state = floe_origin::server::prepare(&config).await.expect("origin");
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ =
-                floe_origin::server::serve(listener, state, Duration::from_millis(100), async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Origin {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-
-    async fn load_count(&self, http: &reqwest::Client) -> u64 {
-        let text = http
-            .get(format!("http://{}/metrics", self.addr))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| {
-                l.starts_with("floe_origin_http_requests_total{method=\"GET\"")
-                    && l.contains("/tables/{table}")
-                    && l.contains("status=\"200\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-struct Stop(Arc<Notify>);
-
-#[async_trait::async_trait]
-impl ShutdownSignalWatch for Stop {
-    async fn recv(&self) -> ShutdownSignal {
-        self.0.notified().await;
-        ShutdownSignal::GracefulTerminate
-    }
-}
-
-/// An edge running in its own thread until dropped.
-struct Edge {
-    url: String,
-    metrics_url: String,
-    stop: Arc<Notify>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Edge {
-    async fn start(origins: &[&str], tweak: impl FnOnce(&mut EdgeConfig)) -> Edge {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-            .with_test_writer()
-            .try_init();
-        let port = free_port();
-        let metrics_port = free_port();
-        let mut config = EdgeConfig {
-            listen: vec![format!("127.0.0.1:{port}")],
-            metrics_listen: format!("127.0.0.1:{metrics_port}"),
-            origins: origins.iter().map(|s| s.to_string()).collect(),
-            ..EdgeConfig::default()
-        };
-        config.server.threads = 1;
-        config.server.grace_period_seconds = 0;
-        config.server.graceful_shutdown_timeout_seconds = 1;
-        config.health_check.interval_ms = 100;
-        config.events.reconnect_ms = 50;
-        config.upstream.connect_timeout_ms = 300;
-        tweak(&mut config);
-        let stop = Arc::new(Notify::new());
-        let signal = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (server, _parts) = floe_edge::server::build(config, None).expect("edge builds");
-            server.run(RunArgs {
-                shutdown_signal: Box::new(Stop(signal)),
-            });
-        });
-        let edge = Edge {
-            url: format!("http://127.0.0.1:{port}"),
-            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
-            stop,
-            thread: Some(thread),
-        };
-        let http = reqwest::Client::new();
-        let health = format!("http://127.0.0.1:{metrics_port}/health");
-        wait_for("edge listening", Duration::from_secs(20), async || {
-            http.get(&health).send().await.is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        edge
-    }
-
-    async fn metric(&self, http: &reqwest::Client, line_start: &str) -> f64 {
-        let text = http
-            .get(&self.metrics_url)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| l.starts_with(line_start))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    /// Waits until the edge has subscribed to change events.
-    async fn subscribed(&self, http: &reqwest::Client) {
-        wait_for("event subscription", Duration::from_secs(20), async || {
-            self.metric(http, "floe_edge_event_stream_up").await == 1.0
-        })
-        .await;
-    }
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        self.stop.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn table_body(name: &str) -> Value {
-    json!({"name": name, "schema": {"type": "struct", "fields": [
-        {"id": 1, "name": "id", "required": true, "type": "long"}
-    ]}})
-}
-
-fn set_property(k: &str, v: &str) -> Value {
-    json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {k: v}}]})
-}
-
-async fn seed(http: &reqwest::Client, base: &str, ns: &str, table: &str) {
-    let r = http
-        .post(format!("{base}/v1/namespaces"))
-        .json(&json!({"namespace": [ns]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status() == 200 || r.status() == 409, "{}", r.status());
-    let r = http
-        .post(format!("{base}/v1/namespaces/{ns}/tables"))
-        .json(&table_body(table))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-fn sqlite_url(dir: &tempfile::TempDir) -> String {
-    format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("catalog.db").display()
-    )
-}
+use serde_json::Value;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_304_and_local_invalidation() {
@@ -530,7 +308,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 /// through edge B once B hears the change event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_edge_invalidation_through_events() {
-    let db = support::PgDb::new("edge").await;
+    let db = PgDb::new("edge").await;
     let dir = tempfile::tempdir().unwrap();
     let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
     let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
@@ -588,7 +366,7 @@ async fn cross_edge_invalidation_through_events() {
 /// fresh hits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_stream_loss_and_stale_if_error() {
-    let db = support::PgDb::new("edge").await;
+    let db = PgDb::new("edge").await;
     let dir = tempfile::tempdir().unwrap();
     let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
     let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
@@ -662,8 +440,6 @@ async fn failover_stream_loss_and_stale_if_error() {
     drop(edge);
     back.stop().await;
 }
-
-use floe_shared::testkit as support;
 
 /// Coalescing against a real origin, counted in the origin's own metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
