@@ -48,6 +48,12 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Write a new Ed25519 token signing key (PEM) and its public key (`.pub`).
+    Keygen {
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Where a role applies.
@@ -226,6 +232,16 @@ pub fn init_tracing(config: &Config) {
 
 /// Runs the command line.
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    // Needs no configuration: the configuration may name the key it writes.
+    if let Some(Command::Keygen { out }) = &cli.command {
+        let public = floe_shared::auth::generate_key_files(out).map_err(anyhow::Error::msg)?;
+        println!(
+            "signing key: {}\npublic key: {}",
+            out.display(),
+            public.display()
+        );
+        return Ok(());
+    }
     let config = load_config(&cli)?;
     init_tracing(&config);
     match cli.command.unwrap_or(Command::Serve) {
@@ -241,6 +257,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await?;
             warehouse_command(&store, cmd).await
         }
+        Command::Keygen { .. } => Ok(()),
         Command::Client(cmd) => {
             let store = Store::connect(&config.database).await?;
             store.migrate().await?;

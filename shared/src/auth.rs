@@ -402,6 +402,39 @@ fn read_pem(path: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot read key file {path}: {e}"))
 }
 
+/// Writes a fresh Ed25519 signing key to `path` (PKCS#8 PEM, readable by
+/// the owner only) and its public key to `path.pub` (SPKI PEM, for tiers
+/// that only verify). Returns the public key's path.
+pub fn generate_key_files(path: &Path) -> Result<std::path::PathBuf, String> {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let private = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(private.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut public_path = path.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = std::path::PathBuf::from(public_path);
+    std::fs::write(&public_path, public).map_err(|e| format!("{}: {e}", public_path.display()))?;
+    Ok(public_path)
+}
+
 /// Reads an Ed25519 PKCS#8 PEM private key.
 pub fn load_signing_key(path: &str) -> Result<SigningKey, String> {
     SigningKey::from_pkcs8_pem(&read_pem(path)?)
@@ -722,7 +755,15 @@ impl TokenRequest {
         match grant_type.as_deref() {
             None => Err(OAuthError::invalid_request("grant_type is required")),
             Some("client_credentials") => {
-                let (client_id, client_secret) = match (authorization, client_id, client_secret) {
+                // Only HTTP Basic authenticates a client; clients that keep
+                // sending their previous bearer token (PyIceberg on refresh)
+                // are not using a second method.
+                let basic = authorization.filter(|h| {
+                    h.trim_start()
+                        .get(..6)
+                        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
+                });
+                let (client_id, client_secret) = match (basic, client_id, client_secret) {
                     (Some(header), None, None) => basic_credentials(header)?,
                     (None, Some(id), Some(secret)) => (id, secret),
                     (Some(_), _, _) => {
@@ -1038,7 +1079,25 @@ mod tests {
                 Some(&basic.replace("Basic", "Bearer"))
             )
             .error,
-            "invalid_client"
+            "invalid_request",
+            "a bearer header is no client authentication"
+        );
+        let r = TokenRequest::parse(
+            b"grant_type=client_credentials&client_id=etl&client_secret=s",
+            Some("Bearer old.token.here"),
+        );
+        assert!(
+            r.is_ok(),
+            "a stale bearer header beside form credentials is ignored"
+        );
+        assert_eq!(
+            err(
+                b"grant_type=client_credentials&client_id=etl&client_secret=s",
+                Some(&basic)
+            )
+            .error,
+            "invalid_request",
+            "two client authentication methods"
         );
     }
 

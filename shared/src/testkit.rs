@@ -67,14 +67,8 @@ impl Drop for PgDb {
 /// Writes a fresh Ed25519 private key (PKCS#8 PEM) to `dir/name` and
 /// returns its path.
 pub fn ed25519_key_file(dir: &std::path::Path, name: &str) -> String {
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).expect("randomness");
-    let pem = ed25519_dalek::SigningKey::from_bytes(&seed)
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .expect("PEM");
     let path = dir.join(name);
-    std::fs::write(&path, pem.as_bytes()).expect("write key");
+    crate::auth::generate_key_files(&path).expect("key files");
     path.display().to_string()
 }
 
