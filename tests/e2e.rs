@@ -31,6 +31,13 @@ async fn embedded_default_runs_without_setup() {
         "{location} under {expected_root}"
     );
     assert!(dir.path().join("data/floe.db").exists());
+    // Without authentication, both tiers say so at start-up.
+    let log = floe.proc.log_text();
+    assert_eq!(
+        log.matches("AUTHENTICATION IS DISABLED").count(),
+        2,
+        "edge and origin warn:\n{log}"
+    );
 }
 
 /// Configuration layers: file, then environment, then flags.
@@ -304,8 +311,14 @@ async fn change_events_cross_origin_processes() {
     ];
     let a = Floe::start(dir.path(), &args, &[]).await;
     let b = Floe::start(dir.path(), &args, &[]).await;
-    let mut on_a = Lines::new(a.get(floe_shared_events_path()).await);
-    let mut on_b = Lines::new(b.get(floe_shared_events_path()).await);
+    // The event stream is internal: read it from the origins themselves.
+    let events = |f: &Floe| {
+        f.http
+            .get(format!("{}{}", f.origin_url, floe_shared_events_path()))
+            .send()
+    };
+    let mut on_a = Lines::new(events(&a).await.unwrap());
+    let mut on_b = Lines::new(events(&b).await.unwrap());
     for lines in [&mut on_a, &mut on_b] {
         let hello = lines.next(Duration::from_secs(10)).await.unwrap();
         assert_eq!(hello["type"], "hello");

@@ -267,8 +267,8 @@ impl EdgeConfig {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.listen.is_empty() {
-            anyhow::bail!("listen needs at least one address");
+        if self.listen.is_empty() && self.tls.listen.is_empty() {
+            anyhow::bail!("listen or tls.listen needs at least one address");
         }
         if self.origins.is_empty() {
             anyhow::bail!("origins needs at least one address");
@@ -343,6 +343,32 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/edge.yaml");
         let cfg = EdgeConfig::load(Some(&path), &StaticEnv(&[])).unwrap();
         assert_eq!(cfg, EdgeConfig::default());
+    }
+
+    #[test]
+    fn production_example_validates_with_its_files_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = floe_shared::testkit::ed25519_key_file(dir.path(), "floe-1.pem");
+        let tls = rcgen::generate_simple_self_signed(vec!["edge.example".to_string()]).unwrap();
+        let cert = dir.path().join("edge.crt");
+        let tls_key = dir.path().join("edge.key");
+        std::fs::write(&cert, tls.cert.pem()).unwrap();
+        std::fs::write(&tls_key, tls.signing_key.serialize_pem()).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/production/edge.yaml");
+        let (cert, tls_key) = (cert.display().to_string(), tls_key.display().to_string());
+        let env = [
+            ("FLOE_EDGE_AUTH__SIGNING_KEY__PATH", key.as_str()),
+            ("FLOE_EDGE_TLS__CERT_PATH", cert.as_str()),
+            ("FLOE_EDGE_TLS__KEY_PATH", tls_key.as_str()),
+        ];
+        let cfg = EdgeConfig::load(Some(&path), &StaticEnv(&env)).unwrap();
+        assert!(cfg.auth.enabled && cfg.listen.is_empty() && !cfg.tls.listen.is_empty());
+        cfg.validate().unwrap();
+        let without = EdgeConfig::load(Some(&path), &StaticEnv(&[])).unwrap();
+        assert!(
+            without.validate().is_err(),
+            "missing key and certificate files"
+        );
     }
 
     #[test]

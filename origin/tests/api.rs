@@ -1249,6 +1249,35 @@ fn shipped_config_file_matches_the_defaults() {
     let loaded =
         floe_origin::config::Config::load(Some(&pg), &floe_origin::config::StaticEnv(&[])).unwrap();
     loaded.validate().unwrap();
+
+    // The production example turns authentication on; with its key file in
+    // place it validates.
+    let dir = tempfile::tempdir().unwrap();
+    let key = floe_shared::testkit::ed25519_key_file(dir.path(), "floe-1.pem");
+    let public = format!("{key}.pub");
+    let prod =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/production/origin.yaml");
+    let text = std::fs::read_to_string(&prod).unwrap();
+    assert!(text.contains("/etc/floe/keys/floe-1.pem.pub"));
+    let local = dir.path().join("origin.yaml");
+    std::fs::write(
+        &local,
+        text.replace("/etc/floe/keys/floe-1.pem.pub", &public),
+    )
+    .unwrap();
+    let loaded =
+        floe_origin::config::Config::load(Some(&local), &floe_origin::config::StaticEnv(&[]))
+            .unwrap();
+    assert!(loaded.auth.enabled);
+    assert_eq!(loaded.auth.verification_keys[0].path, public);
+    loaded.validate().unwrap();
+    let missing =
+        floe_origin::config::Config::load(Some(&prod), &floe_origin::config::StaticEnv(&[]))
+            .unwrap();
+    assert!(
+        missing.validate().is_err(),
+        "auth on without its key file does not start"
+    );
 }
 
 /// All tables of a transaction commit, or none does.

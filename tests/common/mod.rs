@@ -87,7 +87,10 @@ pub fn floe_bin() -> &'static str {
 /// A running `floe` server.
 pub struct Floe {
     pub proc: Proc,
+    /// The edge (what clients use).
     pub url: String,
+    /// The origin behind it (internal endpoints are not served by the edge).
+    pub origin_url: String,
     pub http: reqwest::Client,
 }
 
@@ -113,6 +116,7 @@ impl Floe {
         let ready = format!("{url}/ready");
         let mut floe = Floe {
             proc,
+            origin_url: format!("http://{origin_listen}"),
             url: url.clone(),
             http,
         };
