@@ -528,11 +528,16 @@ pub enum AuthError {
 }
 
 /// Verifies bearer credentials: Floe's tokens, the external issuer's, API keys.
-#[derive(Clone, Default)]
+///
+/// A Floe token whose signature verified is remembered (by its SHA-256, with
+/// its claims) for `credential_cache_seconds` and never past its expiry, so
+/// a client's repeated requests cost a hash instead of an Ed25519 check.
+#[derive(Clone)]
 pub struct Authenticator {
     issuer: String,
     tokens: TokenVerifier,
     oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+    verified: std::sync::Arc<ExpiringMap<std::sync::Arc<Claims>>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -553,6 +558,10 @@ impl Authenticator {
             issuer: config.issuer.clone(),
             tokens: config.verifier()?,
             oidc,
+            verified: std::sync::Arc::new(ExpiringMap::new(
+                std::time::Duration::from_secs(config.credential_cache_seconds),
+                100_000,
+            )),
         })
     }
 
@@ -568,8 +577,18 @@ impl Authenticator {
                 secret: secret.to_string(),
             });
         }
+        let digest = hex(&secret_digest(credential));
+        if let Some(claims) = self.verified.get(&digest)
+            && claims.exp > now
+        {
+            return Ok(Identity::Token((*claims).clone()));
+        }
         match self.tokens.verify(credential, now) {
-            Ok(claims) if claims.iss == self.issuer => Ok(Identity::Token(claims)),
+            Ok(claims) if claims.iss == self.issuer => {
+                self.verified
+                    .insert(&digest, std::sync::Arc::new(claims.clone()));
+                Ok(Identity::Token(claims))
+            }
             Ok(_) => Err(AuthError::Invalid("wrong issuer".into())),
             Err(TokenError::UnsupportedHeader) if self.oidc.is_some() => {
                 let oidc = self.oidc.as_ref().ok_or(AuthError::Missing)?;
@@ -887,6 +906,16 @@ impl<V: Clone> ExpiringMap<V> {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
 /// SHA-256 of a presented secret: what the verified-credential caches keep
 /// (never the secret itself).
 pub fn secret_digest(secret: &str) -> [u8; 32] {
@@ -1137,6 +1166,10 @@ mod tests {
             issuer: "floe".into(),
             tokens: signer.verifier(),
             oidc: None,
+            verified: std::sync::Arc::new(ExpiringMap::new(
+                std::time::Duration::from_secs(60),
+                1000,
+            )),
         };
         let good = String::from_utf8(
             signer
