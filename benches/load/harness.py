@@ -159,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--short", action="store_true", help="smoke mode: 2 s per step, nothing recorded")
+    parser.add_argument("--perf", metavar="STEP", help="record the serving process with perf during the steps whose label starts with STEP; prints the hottest symbols")
     args = parser.parse_args()
     seconds = 2 if args.short else 10
     conn_counts = [16, 64]
@@ -312,7 +313,22 @@ http {{
             target = url.replace("%d", "0") if mode == "commit" else url
             if mode == "commit":
                 env = {**env, "FLOE_PATH": urllib.parse.urlsplit(url).path}
+            recorder = None
+            if args.perf and label.startswith(args.perf):
+                process = "nginx" if label.startswith("nginx") else label.split(":")[0]
+                recorder = subprocess.Popen(
+                    ["perf", "record", "-F", "999", "-g", "-p", str(pids[process]), "-o", str(tmp / "perf.data")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
             result = wrk(target, conns, seconds, token, extra, env, mode)
+            if recorder is not None:
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait()
+                top = subprocess.run(
+                    ["perf", "report", "-i", str(tmp / "perf.data"), "--stdio", "--no-children", "--percent-limit", "1.5", "-g", "none"],
+                    capture_output=True, text=True,
+                ).stdout
+                print(f"--- perf: {label} c={conns} ---\n{top}", file=sys.stderr)
             results.append((label, conns, result))
             print(f"{label} c={conns}: {result['rps']:.0f} req/s p99 {result['p99'] / 1000:.2f} ms", file=sys.stderr)
     sampling.set()

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use floe_shared::auth::{
     API_KEYS_PATH, ApiKeyRecord, AuthConfig, AuthError, Authenticator, ExpiringMap, INTERNAL_SCOPE,
-    Identity, OAuthError, PRINCIPALS_PATH, Principal, Required, TokenRequest, allows, required,
-    secret_digest, service_claims, verify_secret, write_token_response,
+    Identity, OAuthError, PRINCIPALS_PATH, Principal, Required, TokenRequest, allows,
+    credential_digest, required, service_claims, verify_secret, write_token_response,
 };
 use floe_shared::pool::{BufferPool, PooledBuf};
 use floe_shared::token::{Claims, TokenSigner};
@@ -42,6 +42,8 @@ pub enum Refusal {
     Forbidden(String),
     /// 503: the origin could not be asked.
     Unavailable(String),
+    /// 429: too many failed attempts from this address.
+    TooMany,
 }
 
 fn now() -> u64 {
@@ -72,6 +74,8 @@ pub struct EdgeAuth {
     failures_by_address: Rate,
     tokens: BufferPool,
     metrics: EdgeMetrics,
+    /// argon2id runs on at most this many blocking threads at once.
+    hashing: tokio::sync::Semaphore,
 }
 
 /// A token answer or an OAuth error: status and JSON body.
@@ -125,6 +129,9 @@ impl EdgeAuth {
             failures_by_address: Rate::new(Duration::from_secs(60)),
             tokens,
             metrics,
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            ),
         })
     }
 
@@ -211,31 +218,38 @@ impl EdgeAuth {
             Some((_, subject)) => format!("{SUBJECTS_PATH}/{}", encode(subject)),
             None => return Ok(None),
         };
+        // A change event during the fetch must win over what the fetch read.
+        let generation = self.principals.generation();
         let fetched: Option<Principal> = self.fetch(&path).await?;
         Ok(fetched.map(|p| {
             let p = Arc::new(p);
-            self.principals.insert(&key, p.clone());
+            self.principals.insert_since(&key, p.clone(), generation);
             p
         }))
     }
 
-    /// argon2id off the async runtime, remembered as a digest.
+    /// argon2id off the async runtime (a few at a time), remembered as a
+    /// digest of the secret and the hash it matched.
     async fn verify(&self, cache_key: &str, secret: &str, hash: &str) -> bool {
-        let digest = secret_digest(secret);
+        let digest = credential_digest(secret, hash);
         if self.verified.get(cache_key) == Some(digest) {
             return true;
         }
+        let generation = self.verified.generation();
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
         let (secret, hash) = (secret.to_string(), hash.to_string());
         let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
             .await
             .unwrap_or(false);
         if ok {
-            self.verified.insert(cache_key, digest);
+            self.verified.insert_since(cache_key, digest, generation);
         }
         ok
     }
 
-    async fn resolve(&self, identity: Identity) -> Result<Arc<Principal>, Refusal> {
+    async fn resolve(&self, identity: Identity, address: &str) -> Result<Arc<Principal>, Refusal> {
         let revoked = || unauthorized(AuthError::Revoked);
         let (principal, iat) = match identity {
             Identity::Token(claims) => {
@@ -249,19 +263,27 @@ impl EdgeAuth {
                     claims.iat,
                 )
             }
-            Identity::External { subject } => {
-                (self.principal(format!("s:{subject}")).await?, u64::MAX)
+            Identity::External { subject, iat } => {
+                (self.principal(format!("s:{subject}")).await?, iat)
             }
             Identity::ApiKey { id, secret } => {
+                // Guessing API keys costs argon2id: limited like the token endpoint.
+                if self.limited(None, address).is_some() {
+                    return Err(Refusal::TooMany);
+                }
                 let record = match self.api_keys.get(&id) {
                     Some(r) => r,
                     None => {
-                        let r: ApiKeyRecord = self
-                            .fetch(&format!("{API_KEYS_PATH}/{id}"))
+                        let generation = self.api_keys.generation();
+                        let Some(r) = self
+                            .fetch::<ApiKeyRecord>(&format!("{API_KEYS_PATH}/{id}"))
                             .await?
-                            .ok_or_else(revoked)?;
+                        else {
+                            self.failed(None, address);
+                            return Err(revoked());
+                        };
                         let r = Arc::new(r);
-                        self.api_keys.insert(&id, r.clone());
+                        self.api_keys.insert_since(&id, r.clone(), generation);
                         r
                     }
                 };
@@ -270,6 +292,7 @@ impl EdgeAuth {
                         .verify(&format!("k:{id}"), &secret, &record.secret_hash)
                         .await
                 {
+                    self.failed(None, address);
                     return Err(revoked());
                 }
                 (
@@ -290,11 +313,14 @@ impl EdgeAuth {
         path: &str,
         query: Option<&str>,
         authorization: Option<&str>,
+        address: &str,
     ) -> Result<(), Refusal> {
-        if required(method, path, query, "") == Required::Public {
+        if floe_shared::auth::is_public(path) {
             return Ok(());
         }
-        let result = self.check_inner(method, path, query, authorization).await;
+        let result = self
+            .check_inner(method, path, query, authorization, address)
+            .await;
         self.metrics.auth(
             "request",
             match &result {
@@ -302,6 +328,7 @@ impl EdgeAuth {
                 Err(Refusal::Unauthorized(..)) => "unauthorized",
                 Err(Refusal::Forbidden(_)) => "forbidden",
                 Err(Refusal::Unavailable(_)) => "unavailable",
+                Err(Refusal::TooMany) => "rate_limited",
             },
         );
         result
@@ -313,12 +340,13 @@ impl EdgeAuth {
         path: &str,
         query: Option<&str>,
         authorization: Option<&str>,
+        address: &str,
     ) -> Result<(), Refusal> {
         let identity = self
             .authenticator
             .identify(authorization, now())
             .map_err(unauthorized)?;
-        let principal = self.resolve(identity).await?;
+        let principal = self.resolve(identity, address).await?;
         match required(method, path, query, &principal.default_warehouse) {
             Required::Access(access) if !allows(&principal.grants, &access) => Err(
                 Refusal::Forbidden(format!("Principal {} may not do this here", principal.id)),
@@ -467,12 +495,13 @@ impl EdgeAuth {
                 "only Floe access tokens can be exchanged",
             ));
         };
-        let principal = self.resolve(identity).await.map_err(|r| match r {
+        let principal = self.resolve(identity, "").await.map_err(|r| match r {
             Refusal::Unavailable(m) => OAuthError {
                 status: 503,
                 error: "invalid_request",
                 error_description: m,
             },
+            Refusal::TooMany => OAuthError::invalid_grant("too many failed attempts"),
             Refusal::Unauthorized(m, _) | Refusal::Forbidden(m) => OAuthError::invalid_grant(m),
         })?;
         Ok(self.claims(&principal.id))

@@ -191,8 +191,11 @@ impl EdgeProxy {
         let mut too_large = false;
         while let Some(chunk) = session.read_request_body().await? {
             if body.len() + chunk.len() > limit {
+                // Answer now; the rest of the body is not read, so the
+                // connection is not reused.
                 too_large = true;
-                continue;
+                session.set_keepalive(None);
+                break;
             }
             body.extend_from_slice(&chunk);
         }
@@ -238,7 +241,8 @@ impl EdgeProxy {
     async fn enforce_limits(&self, session: &mut Session) -> Result<bool> {
         let req = session.req_header();
         let limits = &self.config.limits;
-        let head_bytes: usize = req.uri.to_string().len()
+        let head_bytes: usize = req.uri.path().len()
+            + req.uri.query().map_or(0, str::len)
             + req
                 .headers
                 .iter()
@@ -285,6 +289,11 @@ impl EdgeProxy {
         let Some(auth) = &self.auth else {
             return Ok(false);
         };
+        let address = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
         let req = session.req_header();
         let authorization = req
             .headers
@@ -296,6 +305,7 @@ impl EdgeProxy {
                 req.uri.path(),
                 req.uri.query(),
                 authorization,
+                &address,
             )
             .await;
         match refusal {
@@ -319,6 +329,17 @@ impl EdgeProxy {
             Err(Refusal::Forbidden(message)) => {
                 self.write_error(session, 403, types::FORBIDDEN, &message, None)
                     .await?;
+                Ok(true)
+            }
+            Err(Refusal::TooMany) => {
+                self.write_error(
+                    session,
+                    429,
+                    "TooManyRequestsException",
+                    "Too many failed credential checks from this address; retry later",
+                    None,
+                )
+                .await?;
                 Ok(true)
             }
             Err(Refusal::Unavailable(message)) => {
@@ -420,7 +441,9 @@ impl ProxyHttp for EdgeProxy {
         let path = session.req_header().uri.path();
         if path == "/v1/oauth/tokens" && session.req_header().method == Method::POST {
             ctx.route = "/v1/oauth/tokens";
-            self.serve_token(session).await?;
+            if !self.enforce_limits(session).await? {
+                self.serve_token(session).await?;
+            }
             return Ok(true);
         }
         if path.starts_with("/internal/") {
@@ -452,7 +475,12 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(false);
         };
-        if !self.config.cache.enabled {
+        // Without authentication at the edge, a request that carries
+        // credentials may be answered differently per principal by an
+        // origin that checks them: never from (or into) the shared cache.
+        if !self.config.cache.enabled
+            || (self.auth.is_none() && req.headers.contains_key(header::AUTHORIZATION))
+        {
             self.metrics.cache("bypass");
             return Ok(false);
         }

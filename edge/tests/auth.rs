@@ -553,6 +553,16 @@ async fn tls_http2_and_request_limits() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-floe-cache"], "hit");
+    // This edge checks no credentials: requests that carry some are never
+    // answered from the shared cache (the origin may judge them).
+    let r = https
+        .get(format!("{url}/v1/namespaces/tls/tables/t"))
+        .bearer_auth("someone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-floe-cache").is_none(), "bypassed");
 
     // Limits, on the plain listener: 431 and 413 with ErrorModel bodies, nothing forwarded.
     let http = reqwest::Client::new();
@@ -673,6 +683,19 @@ async fn external_openid_connect_tokens_from_a_jwks_on_loopback() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    // Identity providers often leave out `typ`.
+    let mut bare = Header::new(Algorithm::ES256);
+    bare.kid = Some("idp-1".into());
+    bare.typ = None;
+    let claims =
+        json!({"sub": "user-42", "iss": issuer, "aud": "floe", "exp": now + 300, "iat": now});
+    let r = http
+        .get(&url)
+        .bearer_auth(encode(&bare, &claims, &encoding).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a token without typ");
     let r = http
         .post(&url)
         .bearer_auth(sign("user-42", issuer, "floe", now + 300))
@@ -701,4 +724,53 @@ async fn external_openid_connect_tokens_from_a_jwks_on_loopback() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_on_one_origin_reaches_the_others_through_postgres() {
+    let db = floe_shared::testkit::PgDb::new("auth").await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = testkit::auth_config(dir.path());
+    let start = |auth: AuthConfig| {
+        let (url, wh) = (db.url.clone(), dir.path().join("wh"));
+        async move { Origin::start_with(&url, &wh, free_port(), |c| c.auth = auth).await }
+    };
+    let a = start(auth.clone()).await;
+    let b = start(auth.clone()).await;
+    create_client(&a, "svc", vec![grant("*", &[], Role::Reader)]).await;
+    let now = testkit::now();
+    let token = testkit::token(&auth, "svc", now - 5, now + 600);
+    let http = reqwest::Client::new();
+    let on_b = format!("http://{}/v1/namespaces", b.addr);
+    assert_eq!(
+        http.get(&on_b)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    floe_origin::principals::set_disabled(
+        a.state.catalog.store(),
+        a.state.catalog.events(),
+        "svc",
+        true,
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "origin B refuses the disabled client",
+        Duration::from_secs(10),
+        async || {
+            http.get(&on_b)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 401
+        },
+    )
+    .await;
 }

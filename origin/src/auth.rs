@@ -14,7 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use floe_shared::auth::{
     Access, ApiKeyRecord, AuthConfig, AuthError, Authenticator, EDGE_SUBJECT, ExpiringMap,
-    INTERNAL_SCOPE, Identity, Principal, Required, allows, required, secret_digest, verify_secret,
+    INTERNAL_SCOPE, Identity, Principal, Required, allows, credential_digest, required,
+    verify_secret,
 };
 
 use crate::error::{CatalogError, Result};
@@ -186,6 +187,8 @@ impl Inner {
         if let Some(p) = self.principals.get(&key) {
             return Ok(Some(p));
         }
+        // A change during the read must win over what the read saw.
+        let generation = self.principals.generation();
         let record = match key.split_once(':') {
             Some(("c", id)) => self.store.principal(id).await?,
             Some((_, subject)) => self.store.principal_by_subject(subject).await?,
@@ -193,7 +196,7 @@ impl Inner {
         };
         Ok(record.map(|r| {
             let p = Arc::new(r.principal);
-            self.principals.insert(&key, p.clone());
+            self.principals.insert_since(&key, p.clone(), generation);
             p
         }))
     }
@@ -209,29 +212,31 @@ impl Inner {
                 Authenticator::check_principal(&p, claims.iat).map_err(unauthorized)?;
                 Ok(p)
             }
-            Identity::External { subject } => {
+            Identity::External { subject, iat } => {
                 let p = self
                     .principal(format!("s:{subject}"))
                     .await?
                     .ok_or_else(revoked)?;
-                Authenticator::check_principal(&p, u64::MAX).map_err(unauthorized)?;
+                Authenticator::check_principal(&p, iat).map_err(unauthorized)?;
                 Ok(p)
             }
             Identity::ApiKey { id, secret } => {
                 let key = match self.api_keys.get(&id) {
                     Some(k) => k,
                     None => {
+                        let generation = self.api_keys.generation();
                         let (record, _) = self.store.api_key(&id).await?.ok_or_else(revoked)?;
                         let record = Arc::new(record);
-                        self.api_keys.insert(&id, record.clone());
+                        self.api_keys.insert_since(&id, record.clone(), generation);
                         record
                     }
                 };
                 if key.revoked {
                     return Err(revoked());
                 }
-                let digest = secret_digest(&secret);
+                let digest = credential_digest(&secret, &key.secret_hash);
                 if self.verified.get(&id) != Some(digest) {
+                    let generation = self.verified.generation();
                     let hash = key.secret_hash.clone();
                     let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
                         .await
@@ -239,7 +244,7 @@ impl Inner {
                     if !ok {
                         return Err(revoked());
                     }
-                    self.verified.insert(&id, digest);
+                    self.verified.insert_since(&id, digest, generation);
                 }
                 let p = self
                     .principal(format!("c:{}", key.principal))

@@ -184,6 +184,7 @@ async fn listen(bus: EventBus, url: String) {
                             Frame::parse(note.payload().as_bytes())
                             && event.origin != bus.origin
                         {
+                            bus.run_hooks(Some(&event));
                             let _ = bus.tx.send(Signal::Auth(event));
                         }
                     }

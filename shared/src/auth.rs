@@ -163,6 +163,11 @@ fn levels(encoded: &str) -> Vec<String> {
         .collect()
 }
 
+/// Routes anyone may call: health, readiness, metrics and the token endpoint.
+pub fn is_public(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics" | "/v1/oauth/tokens")
+}
+
 /// What `method path?query` needs; unprefixed routes are on `default_warehouse`.
 ///
 /// Operations whose namespaces come from the body (creating a namespace,
@@ -503,6 +508,8 @@ pub enum Identity {
     External {
         /// `sub`.
         subject: String,
+        /// `iat` (0 when absent).
+        iat: u64,
     },
     /// An API key.
     ApiKey {
@@ -593,7 +600,7 @@ impl Authenticator {
             Err(TokenError::UnsupportedHeader) if self.oidc.is_some() => {
                 let oidc = self.oidc.as_ref().ok_or(AuthError::Missing)?;
                 oidc.verify(credential)
-                    .map(|subject| Identity::External { subject })
+                    .map(|(subject, iat)| Identity::External { subject, iat })
                     .map_err(AuthError::Invalid)
             }
             Err(e) => Err(AuthError::Invalid(e.to_string())),
@@ -849,7 +856,14 @@ pub fn write_token_response(out: &mut Vec<u8>, token: &[u8], expires_in: u64) {
 pub struct ExpiringMap<V> {
     ttl: std::time::Duration,
     capacity: usize,
-    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, V)>>,
+    entries: std::sync::Mutex<Entries<V>>,
+}
+
+#[derive(Debug)]
+struct Entries<V> {
+    map: std::collections::HashMap<String, (std::time::Instant, V)>,
+    /// Bumped by every removal: a value read before a removal is not inserted after it.
+    generation: u64,
 }
 
 impl<V: Clone> ExpiringMap<V> {
@@ -858,7 +872,10 @@ impl<V: Clone> ExpiringMap<V> {
         Self {
             ttl,
             capacity,
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            entries: std::sync::Mutex::new(Entries {
+                map: std::collections::HashMap::new(),
+                generation: 0,
+            }),
         }
     }
 
@@ -866,44 +883,78 @@ impl<V: Clone> ExpiringMap<V> {
     pub fn get(&self, key: &str) -> Option<V> {
         let entries = self.entries.lock().ok()?;
         entries
+            .map
             .get(key)
             .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, v)| v.clone())
     }
 
+    /// The current generation: read it before fetching a value, and pass it
+    /// to [`ExpiringMap::insert_since`].
+    pub fn generation(&self) -> u64 {
+        self.entries.lock().map(|e| e.generation).unwrap_or(0)
+    }
+
     /// Stores `value` under `key`.
     pub fn insert(&self, key: &str, value: V) {
+        let generation = self.generation();
+        self.insert_since(key, value, generation);
+    }
+
+    /// Stores `value` unless something was removed since `generation` was
+    /// read (the value may predate that removal).
+    pub fn insert_since(&self, key: &str, value: V, generation: u64) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= self.capacity && !entries.contains_key(key) {
-                entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
-                if entries.len() >= self.capacity {
-                    entries.clear();
+            if entries.generation != generation {
+                return;
+            }
+            if entries.map.len() >= self.capacity && !entries.map.contains_key(key) {
+                entries.map.retain(|_, (at, _)| at.elapsed() < self.ttl);
+                if entries.map.len() >= self.capacity {
+                    entries.map.clear();
                 }
             }
-            entries.insert(key.to_string(), (std::time::Instant::now(), value));
+            entries
+                .map
+                .insert(key.to_string(), (std::time::Instant::now(), value));
         }
     }
 
     /// Drops `key`.
     pub fn remove(&self, key: &str) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
+            entries.generation += 1;
+            entries.map.remove(key);
         }
     }
 
     /// Drops every entry whose value matches.
     pub fn remove_where(&self, f: impl Fn(&V) -> bool) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (_, v)| !f(v));
+            entries.generation += 1;
+            entries.map.retain(|_, (_, v)| !f(v));
         }
     }
 
     /// Drops everything.
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+            entries.generation += 1;
+            entries.map.clear();
         }
     }
+}
+
+/// What the verified-credential caches keep for a secret that passed
+/// argon2id: the SHA-256 of the secret together with the hash it matched, so
+/// a changed hash (rotation) never matches a remembered secret.
+pub fn credential_digest(secret: &str, hash: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(hash.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(secret.as_bytes());
+    hasher.finalize().into()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -1021,6 +1072,18 @@ mod tests {
         assert!(!allows(&[grant("wh", &[], Role::Admin)], &management));
         assert!(allows(&[grant("*", &[], Role::Admin)], &management));
         assert!(!allows(&[], &on("wh", &[], Role::Reader)));
+    }
+
+    #[test]
+    fn a_removal_during_a_fetch_wins_over_the_fetched_value() {
+        let map = ExpiringMap::new(std::time::Duration::from_secs(60), 10);
+        let before = map.generation();
+        map.remove("p");
+        map.insert_since("p", 1, before);
+        assert_eq!(map.get("p"), None, "read before the removal: not cached");
+        map.insert_since("p", 2, map.generation());
+        assert_eq!(map.get("p"), Some(2));
+        assert_ne!(credential_digest("s", "h1"), credential_digest("s", "h2"));
     }
 
     #[test]

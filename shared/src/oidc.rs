@@ -49,8 +49,9 @@ impl OidcVerifier {
         Ok(())
     }
 
-    /// Verifies signature, issuer, audience and expiry; returns `sub`.
-    pub fn verify(&self, token: &str) -> Result<String, String> {
+    /// Verifies signature, issuer, audience and expiry; returns `sub` and
+    /// `iat` (0 when absent).
+    pub fn verify(&self, token: &str) -> Result<(String, u64), String> {
         let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         if !ACCEPTED.contains(&header.alg) {
             return Err(format!("algorithm {:?} is not accepted", header.alg));
@@ -71,11 +72,16 @@ impl OidcVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| format!("token refused: {e}"))?;
+        let iat = data
+            .claims
+            .get("iat")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
         data.claims
             .get("sub")
             .and_then(|s| s.as_str())
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(|s| (s.to_string(), iat))
             .ok_or_else(|| "token has no subject".to_string())
     }
 }

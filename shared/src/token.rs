@@ -59,8 +59,10 @@ pub enum TokenError {
 #[derive(Serialize, Deserialize)]
 struct Header<'a> {
     alg: &'a str,
-    typ: &'a str,
-    kid: &'a str,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    typ: Option<&'a str>,
+    #[serde(default, borrow)]
+    kid: Option<&'a str>,
 }
 
 /// Signs tokens with one Ed25519 key.
@@ -90,8 +92,8 @@ impl TokenSigner {
     pub fn from_key(key: SigningKey, kid: &str) -> Self {
         let header = serde_json::to_vec(&Header {
             alg: "EdDSA",
-            typ: "JWT",
-            kid,
+            typ: Some("JWT"),
+            kid: Some(kid),
         })
         .unwrap_or_default();
         Self {
@@ -225,7 +227,7 @@ impl TokenVerifier {
         let key = self
             .keys
             .iter()
-            .find(|(kid, _)| kid == header.kid)
+            .find(|(kid, _)| Some(kid.as_str()) == header.kid)
             .map(|(_, key)| key)
             .ok_or(TokenError::UnsupportedHeader)?;
         let signature_bytes = URL_SAFE_NO_PAD
