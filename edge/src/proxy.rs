@@ -93,6 +93,10 @@ pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
             Kind::Write(Invalidation::Table(table(ns, t))),
             "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
         ),
+        (&Method::POST, ["namespaces", ns, "tables", t, "unregister"]) => (
+            Kind::Write(Invalidation::Table(table(ns, t))),
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
+        ),
         (_, ["namespaces", _, "tables", _]) => (
             Kind::Other,
             "/v1/{prefix}/namespaces/{namespace}/tables/{table}",

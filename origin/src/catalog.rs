@@ -1203,6 +1203,31 @@ impl Catalog {
         Ok(())
     }
 
+    /// Stops tracking a table and returns its last metadata location and
+    /// document; its files stay. The row goes only if no commit moved it
+    /// since it was read, so the answer includes every acknowledged commit.
+    pub async fn unregister_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+    ) -> Result<(String, String)> {
+        let warehouse = self.warehouse(prefix).await?;
+        loop {
+            let record = self.table_record(&warehouse, levels, name, false).await?;
+            if self
+                .store
+                .delete_table_at(&record.id, &record.metadata_location)
+                .await?
+            {
+                self.events
+                    .publish(prefix, levels, name, "unregister", None)
+                    .await;
+                return Ok((record.metadata_location, record.metadata));
+            }
+        }
+    }
+
     /// Deletes a dropped table's files: data, manifests, manifest lists,
     /// statistics and every metadata file the table recorded (data files
     /// only when `gc.enabled` is not false), as the Java catalogs do.

@@ -60,6 +60,9 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
+    "GET /v1/{prefix}/namespaces/{namespace}/functions",
+    "GET /v1/{prefix}/namespaces/{namespace}/functions/{function}",
 ];
 
 /// Spec operations not implemented yet: they answer 406 UnsupportedOperation.
@@ -74,11 +77,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
     ),
     ("POST", "/namespaces/{namespace}/tables/{table}/tasks"),
-    ("POST", "/namespaces/{namespace}/tables/{table}/unregister"),
     ("GET", "/namespaces/{namespace}/tables/{table}/credentials"),
     ("POST", "/namespaces/{namespace}/tables/{table}/sign"),
-    ("GET", "/namespaces/{namespace}/functions"),
-    ("GET", "/namespaces/{namespace}/functions/{function}"),
     ("GET", "/namespaces/{namespace}/views"),
     ("POST", "/namespaces/{namespace}/views"),
     ("GET", "/namespaces/{namespace}/views/{view}"),
@@ -117,6 +117,15 @@ fn catalog_routes() -> Router<AppState> {
         .route(
             "/namespaces/{namespace}/tables/{table}/metrics",
             post(report_metrics),
+        )
+        .route(
+            "/namespaces/{namespace}/tables/{table}/unregister",
+            post(unregister_table),
+        )
+        .route("/namespaces/{namespace}/functions", get(list_functions))
+        .route(
+            "/namespaces/{namespace}/functions/{function}",
+            get(load_function),
         )
         .route("/tables/rename", post(rename_table))
         .route("/transactions/commit", post(commit_transaction));
@@ -470,6 +479,67 @@ async fn drop_table(
         .drop_table(&target.prefix, &target.namespace, &target.table, purge)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct UnregisterTableResult<'a> {
+    #[serde(rename = "metadata-location")]
+    metadata_location: &'a str,
+    metadata: &'a serde_json::value::RawValue,
+}
+
+async fn unregister_table(State(state): State<AppState>, target: Target) -> Result<Response> {
+    let (location, metadata) = state
+        .catalog
+        .unregister_table(&target.prefix, &target.namespace, &target.table)
+        .await?;
+    let metadata = serde_json::value::RawValue::from_string(metadata)?;
+    to_json(
+        &state,
+        StatusCode::OK,
+        &UnregisterTableResult {
+            metadata_location: &location,
+            metadata: &metadata,
+        },
+    )
+}
+
+/// Floe stores no functions: every namespace lists none (paging parameters
+/// are still checked), and every function is unknown.
+async fn list_functions(
+    State(state): State<AppState>,
+    target: Target,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Response> {
+    page_request(
+        params.page_token.as_deref(),
+        params.page_size.as_deref(),
+        state.catalog.settings(),
+    )?;
+    state
+        .catalog
+        .load_namespace(&target.prefix, &target.namespace)
+        .await?;
+    to_json(
+        &state,
+        StatusCode::OK,
+        &serde_json::json!({"identifiers": []}),
+    )
+}
+
+async fn load_function(
+    State(state): State<AppState>,
+    target: Target,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+) -> Result<Response> {
+    state
+        .catalog
+        .load_namespace(&target.prefix, &target.namespace)
+        .await?;
+    Err(CatalogError::NoSuchFunction(format!(
+        "Function does not exist: {}",
+        params.get("function").map_or("", String::as_str)
+    )))
 }
 
 async fn register_table(

@@ -615,6 +615,17 @@ impl Store {
         Ok(true)
     }
 
+    /// Deletes a table row if it still points at `location`; false otherwise
+    /// (gone, or a commit moved it meanwhile).
+    pub async fn delete_table_at(&self, id: &str, location: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tables WHERE id = $1 AND metadata_location = $2")
+            .bind(id)
+            .bind(location)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes a table row; false when it was already gone.
     pub async fn delete_table(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM tables WHERE id = $1")

@@ -26,6 +26,8 @@ both_backends!(
     management_api_and_prefixes,
     health_ready_and_metrics,
     multi_table_transactions,
+    unregister_then_register_elsewhere,
+    functions_list_none,
 );
 
 async fn config_advertises_what_is_implemented(backend: Backend) {
@@ -1403,4 +1405,84 @@ async fn multi_table_transactions(backend: Backend) {
             );
         }
     }
+}
+
+/// Unregister returns the last metadata; the table is gone, its files stay.
+async fn unregister_then_register_elsewhere(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.create_namespace(&["u"]).await;
+    app.create_namespace(&["v"]).await;
+    app.create_table("u", "t").await;
+    let r = app
+        .post(
+            "/v1/default/namespaces/u/tables/t",
+            json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"last": "yes"}}
+            ]}),
+        )
+        .await;
+    let location = r.body["metadata-location"].as_str().unwrap().to_string();
+    let r = app
+        .post("/v1/default/namespaces/u/tables/t/unregister", json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["metadata-location"], location.as_str());
+    assert_eq!(r.body["metadata"]["properties"]["last"], "yes");
+    assert!(std::path::Path::new(location.strip_prefix("file://").unwrap()).exists());
+    let r = app.get("/v1/default/namespaces/u/tables/t").await;
+    assert_eq!(r.error_type(), "NoSuchTableException");
+    let r = app
+        .post(
+            "/v1/default/namespaces/u/tables/t",
+            json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"after": "no"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "commits after unregister fail"
+    );
+    let r = app
+        .post("/v1/default/namespaces/u/tables/t/unregister", json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (StatusCode::NOT_FOUND, "NoSuchTableException")
+    );
+    let r = app
+        .post(
+            "/v1/default/namespaces/v/register",
+            json!({"name": "t2", "metadata-location": location}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["metadata"]["properties"]["last"], "yes");
+}
+
+/// No functions are stored: lists are empty, loads are 404, namespaces are checked.
+async fn functions_list_none(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.create_namespace(&["f"]).await;
+    let r = app.get("/v1/default/namespaces/f/functions").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, json!({"identifiers": []}));
+    let r = app.get("/v1/namespaces/f/functions?pageSize=10").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .get("/v1/default/namespaces/f/functions?pageSize=zero")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app.get("/v1/default/namespaces/nope/functions").await;
+    assert_eq!(r.error_type(), "NoSuchNamespaceException");
+    let r = app.get("/v1/default/namespaces/f/functions/add_one").await;
+    assert_eq!(
+        (r.status, r.error_type()),
+        (StatusCode::NOT_FOUND, "NoSuchFunctionException")
+    );
+    let r = app
+        .get("/v1/default/namespaces/nope/functions/add_one")
+        .await;
+    assert_eq!(r.error_type(), "NoSuchNamespaceException");
 }

@@ -17,6 +17,8 @@ pub mod types {
     pub const NO_SUCH_TABLE: &str = "NoSuchTableException";
     /// 404: the view does not exist.
     pub const NO_SUCH_VIEW: &str = "NoSuchViewException";
+    /// 404: the function does not exist.
+    pub const NO_SUCH_FUNCTION: &str = "NoSuchFunctionException";
     /// 404: the warehouse does not exist.
     pub const NO_SUCH_WAREHOUSE: &str = "NoSuchWarehouseException";
     /// 404: no such route.
