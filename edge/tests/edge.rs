@@ -550,3 +550,44 @@ async fn graceful_upgrade_hands_over_the_socket() {
     let _ = new.wait();
     origin.stop().await;
 }
+
+/// A client sends a commit with an Idempotency-Key and hangs up before the
+/// answer; its retry with the same key gets the outcome, and the commit
+/// happened exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_dropped_response_commits_once() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let base = format!("http://{}", origin.addr);
+    let http = reqwest::Client::new();
+    seed(&http, &base, "drop", "t").await;
+    let table = format!("{base}/v1/namespaces/drop/tables/t");
+    let log_len = async || -> usize {
+        let body: Value = http.get(&table).send().await.unwrap().json().await.unwrap();
+        body["metadata"]["metadata-log"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = log_len().await;
+    let key = "017f22e2-79b0-7cc3-98c4-dc0c0c0739aa";
+    let body = set_property("dropped", "1").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&origin.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/namespaces/drop/tables/t HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Idempotency-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+        origin.addr,
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    drop(socket);
+    let r = http
+        .post(&table)
+        .header("idempotency-key", key)
+        .json(&set_property("dropped", "1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(log_len().await, before + 1, "committed exactly once");
+}

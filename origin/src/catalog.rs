@@ -419,6 +419,7 @@ impl Catalog {
             defaults: BTreeMap::new(),
             overrides: BTreeMap::from([("prefix".to_string(), name)]),
             endpoints,
+            idempotency_key_lifetime: None,
         })
     }
 

@@ -144,6 +144,9 @@ pub struct CatalogSettings {
     pub default_page_size: u32,
     /// Largest page size honoured.
     pub max_page_size: u32,
+    /// How long the outcome of a request with an `Idempotency-Key` is kept
+    /// for replay (advertised as `idempotency-key-lifetime`).
+    pub idempotency_key_lifetime_seconds: u64,
 }
 
 impl Default for CatalogSettings {
@@ -152,6 +155,7 @@ impl Default for CatalogSettings {
             commit_max_retries: 16,
             default_page_size: 100,
             max_page_size: 1000,
+            idempotency_key_lifetime_seconds: 1800,
         }
     }
 }

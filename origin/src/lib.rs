@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod idempotency;
 pub mod management;
 pub mod metrics;
 pub mod principals;

@@ -40,6 +40,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Authentication and authorization.
     pub auth: crate::auth::OriginAuth,
+    /// How long an Idempotency-Key's outcome is kept.
+    pub idempotency_lifetime: std::time::Duration,
 }
 
 /// Every operation this server implements, as advertised in `/v1/config`.
@@ -192,6 +194,10 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            crate::idempotency::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             crate::auth::guard,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -275,7 +281,7 @@ async fn get_config(
     QueryParams(params): QueryParams<ConfigParams>,
 ) -> Result<Response> {
     let endpoints = ENDPOINTS.iter().map(|s| s.to_string()).collect();
-    let config = state
+    let mut config = state
         .catalog
         .config(
             params.warehouse.as_deref(),
@@ -283,6 +289,9 @@ async fn get_config(
             endpoints,
         )
         .await?;
+    config.idempotency_key_lifetime = Some(crate::idempotency::lifetime(
+        state.idempotency_lifetime.as_secs(),
+    ));
     to_json(&state, StatusCode::OK, &config)
 }
 

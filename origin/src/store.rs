@@ -980,3 +980,108 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// A request outcome kept under its Idempotency-Key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    /// Method, path, query and body digest of the request that claimed the key.
+    pub fingerprint: String,
+    /// Whether the outcome is final (else the request is still running).
+    pub done: bool,
+    /// HTTP status of the final outcome.
+    pub status: u16,
+    /// Body of the final outcome.
+    pub body: String,
+    /// When the key was first used (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
+}
+
+impl Store {
+    // ---- idempotency keys --------------------------------------------------
+
+    /// Claims `key` for a request about to run; false when the key is taken.
+    /// Keys first used before `expired_before` (ms) are deleted first.
+    pub async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        expired_before: i64,
+    ) -> Result<bool> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(expired_before)
+            .execute(&self.pool)
+            .await?;
+        let now = now_ms();
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (key, fingerprint, done, status, body, created_at, updated_at) \
+             VALUES ($1, $2, 0, 0, '', $3, $3)",
+        )
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(db)) if db.kind() == ErrorKind::UniqueViolation => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The record of `key`.
+    pub async fn idempotency_record(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, done, status, body, created_at, updated_at FROM idempotency_keys WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<IdempotencyRecord> {
+            Ok(IdempotencyRecord {
+                fingerprint: row.try_get("fingerprint")?,
+                done: row.try_get::<i64, _>("done")? != 0,
+                status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
+                body: row.try_get("body")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores the final outcome of the request that claimed `key`.
+    pub async fn finish_idempotency_key(&self, key: &str, status: u16, body: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET done = 1, status = $1, body = $2, updated_at = $3 WHERE key = $4",
+        )
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(now_ms())
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Frees a claimed key whose request ended without a final outcome (5xx).
+    pub async fn release_idempotency_key(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND done = 0")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `key` if it is unchanged since `updated_at` (an expired
+    /// outcome, or a claim abandoned by a process that died).
+    pub async fn discard_idempotency_key(&self, key: &str, updated_at: i64) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND updated_at = $2")
+            .bind(key)
+            .bind(updated_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

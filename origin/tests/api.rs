@@ -28,6 +28,7 @@ both_backends!(
     multi_table_transactions,
     unregister_then_register_elsewhere,
     functions_list_none,
+    idempotency_keys_replay_and_never_run_twice,
 );
 
 async fn config_advertises_what_is_implemented(backend: Backend) {
@@ -1485,4 +1486,163 @@ async fn functions_list_none(backend: Backend) {
         .get("/v1/default/namespaces/nope/functions/add_one")
         .await;
     assert_eq!(r.error_type(), "NoSuchNamespaceException");
+}
+
+fn keyed(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    key: &str,
+    body: Value,
+) -> axum::http::Request<axum::body::Body> {
+    let _ = app;
+    axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn metadata_log_len(app: &TestApp, table: &str) -> usize {
+    let r = app
+        .get(&format!("/v1/default/namespaces/idem/tables/{table}"))
+        .await;
+    r.body["metadata"]["metadata-log"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// A keyed mutation runs once: retries get the stored outcome, concurrent
+/// duplicates wait for it, final 4xx outcomes replay too, 5xx are not kept.
+async fn idempotency_keys_replay_and_never_run_twice(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let r = app.get("/v1/config").await;
+    assert_eq!(r.body["idempotency-key-lifetime"], "PT1800S");
+    let ns_key = "017f22e2-79b0-7cc3-98c4-dc0c0c07398f";
+    let create_ns = json!({"namespace": ["idem"]});
+    let first = app
+        .send(keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces",
+            ns_key,
+            create_ns.clone(),
+        ))
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let again = app
+        .send(keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces",
+            ns_key,
+            create_ns.clone(),
+        ))
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "replayed, not AlreadyExists: {:?}",
+        again.body
+    );
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other = app
+        .send(keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces",
+            ns_key,
+            json!({"namespace": ["x"]}),
+        ))
+        .await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "one key, one request"
+    );
+    let bad = app
+        .send(keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces",
+            "not-a-uuid",
+            create_ns,
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // A final 4xx replays even after the cause went away.
+    let missing_key = "017f22e2-79b0-7cc3-98c4-dc0c0c073990";
+    let r = app
+        .send(keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces/later/tables",
+            missing_key,
+            create_table_body("t"),
+        ))
+        .await;
+    assert_eq!(r.error_type(), "NoSuchNamespaceException");
+    app.create_namespace(&["later"]).await;
+    let r = app
+        .send(keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces/later/tables",
+            missing_key,
+            create_table_body("t"),
+        ))
+        .await;
+    assert_eq!(
+        r.error_type(),
+        "NoSuchNamespaceException",
+        "the stored outcome"
+    );
+
+    // Eight concurrent duplicates of one commit: it runs once.
+    app.create_table("idem", "t").await;
+    let before = metadata_log_len(&app, "t").await;
+    let commit_key = "017f22e2-79b0-7cc3-98c4-dc0c0c073991";
+    let commit = json!({"requirements": [], "updates": [
+        {"action": "set-properties", "updates": {"run": "once"}}
+    ]});
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let request = keyed(
+            &app,
+            Method::POST,
+            "/v1/namespaces/idem/tables/t",
+            commit_key,
+            commit.clone(),
+        );
+        let router = app.router.clone();
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, body)
+        }));
+    }
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every duplicate got the same outcome"
+    );
+    assert_eq!(
+        metadata_log_len(&app, "t").await,
+        before + 1,
+        "committed exactly once"
+    );
 }

@@ -15,6 +15,14 @@ pub struct CatalogConfig {
     /// Every `"<VERB> <path>"` the server really implements.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// Reuse window of an `Idempotency-Key` (ISO-8601 duration); present
+    /// when the server honours the header.
+    #[serde(
+        default,
+        rename = "idempotency-key-lifetime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idempotency_key_lifetime: Option<String>,
 }
 
 /// `TableIdentifier`.

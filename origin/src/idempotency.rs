@@ -1,0 +1,168 @@
+//! `Idempotency-Key` on mutations: a request claims its key in the catalog
+//! database before it runs and stores its final outcome (2xx and 4xx) after;
+//! a retry with the same key gets that outcome replayed without running
+//! again. A duplicate that arrives while the first is still running waits
+//! for it (and conflicts if it takes too long); 5xx outcomes are not kept, so
+//! the retry runs. The claimed request runs to completion even if its client
+//! goes away, so a dropped response never leaves a half-done operation.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::Digest;
+
+use crate::error::CatalogError;
+use crate::routes::AppState;
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// How long a duplicate waits for the first request before it conflicts.
+const WAIT: Duration = Duration::from_secs(30);
+/// A claim not finished after this long belongs to a process that died.
+const ABANDONED_MS: i64 = 120_000;
+
+/// The advertised reuse window, as an ISO-8601 duration (`PT1800S`).
+pub fn lifetime(seconds: u64) -> String {
+    format!("PT{seconds}S")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn applies(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::POST | Method::DELETE | Method::PUT)
+        && path.starts_with("/v1/")
+        && path != "/v1/oauth/tokens"
+}
+
+fn replay(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body.clone()).into_response();
+    if !body.is_empty() {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// Middleware: runs a keyed mutation at most once.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(key) = request.headers().get(HEADER).cloned() else {
+        return next.run(request).await;
+    };
+    if !applies(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    match run_once(state, key, request, next).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run_once(
+    state: AppState,
+    key: HeaderValue,
+    request: Request,
+    next: Next,
+) -> Result<Response, CatalogError> {
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| k.len() == 36 && uuid::Uuid::parse_str(k).is_ok())
+        .ok_or_else(|| {
+            CatalogError::BadRequest("Idempotency-Key must be a UUID (36 characters)".into())
+        })?
+        .to_ascii_lowercase();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, state.body_limit)
+        .await
+        .map_err(|_| {
+            CatalogError::PayloadTooLarge(format!(
+                "Request body is over the limit of {} bytes",
+                state.body_limit
+            ))
+        })?;
+    let mut digest = sha2::Sha256::new();
+    digest.update(parts.method.as_str());
+    digest.update(b" ");
+    digest.update(parts.uri.to_string());
+    digest.update(b"\n");
+    digest.update(&body);
+    let fingerprint: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let store = state.catalog.store().clone();
+    let lifetime_ms = i64::try_from(state.idempotency_lifetime.as_millis()).unwrap_or(i64::MAX);
+    let started = Instant::now();
+    loop {
+        if store
+            .claim_idempotency_key(&key, &fingerprint, now_ms() - lifetime_ms)
+            .await?
+        {
+            break;
+        }
+        let Some(record) = store.idempotency_record(&key).await? else {
+            continue; // released meanwhile: claim again
+        };
+        if record.fingerprint != fingerprint {
+            return Err(CatalogError::Unprocessable(
+                "This Idempotency-Key was used for a different request".into(),
+            ));
+        }
+        if record.done {
+            return Ok(replay(record.status, record.body));
+        }
+        if now_ms() - record.updated_at > ABANDONED_MS {
+            store
+                .discard_idempotency_key(&key, record.updated_at)
+                .await?;
+            continue;
+        }
+        if started.elapsed() > WAIT {
+            return Err(CatalogError::CommitFailed(
+                "A request with this Idempotency-Key is still running; retry later".into(),
+            ));
+        }
+        // The first request is running: wait for its outcome.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = Request::from_parts(parts, Body::from(body));
+    // Detached: a client that goes away does not cancel the operation.
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let text = std::str::from_utf8(&bytes).ok();
+        let outcome = match text {
+            Some(text) if !parts.status.is_server_error() => {
+                store
+                    .finish_idempotency_key(&key, parts.status.as_u16(), text)
+                    .await
+            }
+            _ => store.release_idempotency_key(&key).await,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "could not record an idempotent outcome");
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    });
+    task.await
+        .map_err(|e| CatalogError::Internal(format!("request task failed: {e}")))
+}
