@@ -12,11 +12,6 @@ use floe_edge::config::EdgeConfig;
 use floe_origin::cli::{Cli as OriginCli, Command};
 use floe_shared::config::ProcessEnv;
 
-// The load harness's profile of the origin showed a fifth of its time in
-// glibc malloc/free (`malloc_consolidate` among the top symbols).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Floe: the Iceberg REST catalog, edge and origin in one process.
 #[derive(Debug, Parser)]
 #[command(name = "floe", version, about)]

@@ -7,11 +7,6 @@ use clap::Parser;
 use floe_edge::config::EdgeConfig;
 use floe_shared::config::ProcessEnv;
 
-// The load harness's profile of the origin showed a fifth of its time in
-// glibc malloc/free (`malloc_consolidate` among the top symbols).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Floe edge: cached, load-balanced front of the catalog origins.
 #[derive(Debug, Parser)]
 #[command(name = "floe-edge", version, about)]
