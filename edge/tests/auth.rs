@@ -774,3 +774,38 @@ async fn revocation_on_one_origin_reaches_the_others_through_postgres() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_guessing_many_clients_is_limited() {
+    let s = stack(|a| {
+        a.rate_limit.failures_per_client_per_minute = 1_000;
+        a.rate_limit.failures_per_address_per_minute = 4;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let id = format!("guess-{i}");
+        let (status, _) = token_request(
+            &http,
+            &s.edge,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", "x"),
+            ],
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..4], &[401, 401, 401, 401], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Guessing API keys from that address is refused on every route too.
+    let r = http
+        .get(format!("{}/v1/config", s.edge.url))
+        .bearer_auth("floe_0123456789abcdef_guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
