@@ -116,6 +116,9 @@ pub struct PingoraSettings {
     pub graceful_shutdown_timeout_seconds: u64,
     /// Idle keep-alive connections kept to the origins.
     pub upstream_keepalive_pool_size: usize,
+    /// One work-stealing runtime per service (true), or one single-threaded
+    /// runtime per worker thread (false: no task migrates between threads).
+    pub work_stealing: bool,
 }
 
 impl Default for PingoraSettings {
@@ -127,6 +130,7 @@ impl Default for PingoraSettings {
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 10,
             upstream_keepalive_pool_size: 256,
+            work_stealing: true,
         }
     }
 }

@@ -89,6 +89,7 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        work_stealing: config.server.work_stealing,
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
