@@ -13,14 +13,15 @@
 //! disabled or rotated client stops working within the event delay, and
 //! within `principal_cache_seconds` when events are lost.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use floe_shared::auth::{
     API_KEYS_PATH, ApiKeyRecord, AuthConfig, AuthError, Authenticator, ExpiringMap, INTERNAL_SCOPE,
     Identity, OAuthError, PRINCIPALS_PATH, Principal, Required, TokenRequest, allows,
-    credential_digest, required, service_claims, verify_secret, write_token_response,
+    credential_digest, now_secs, required, service_claims, verify_secret, write_token_response,
 };
 use floe_shared::pool::{BufferPool, PooledBuf};
 use floe_shared::token::{Claims, TokenSigner};
@@ -46,16 +47,8 @@ pub enum Refusal {
     TooMany,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 fn unauthorized(e: AuthError) -> Refusal {
-    let presented = !matches!(e, AuthError::Missing);
-    Refusal::Unauthorized(e.to_string(), presented)
+    Refusal::Unauthorized(e.to_string(), e.presented())
 }
 
 /// The edge's authentication state.
@@ -137,7 +130,7 @@ impl EdgeAuth {
 
     /// A service token for the origin's internal API.
     pub fn service_token(&self) -> Option<String> {
-        let claims = service_claims(&self.config.issuer, now(), 300);
+        let claims = service_claims(&self.config.issuer, now_secs(), 300);
         let token = self.signer.issue(&claims).ok()?;
         String::from_utf8(token.to_vec()).ok()
     }
@@ -249,7 +242,11 @@ impl EdgeAuth {
         ok
     }
 
-    async fn resolve(&self, identity: Identity, address: &str) -> Result<Arc<Principal>, Refusal> {
+    async fn resolve(
+        &self,
+        identity: Identity,
+        address: IpAddr,
+    ) -> Result<Arc<Principal>, Refusal> {
         let revoked = || unauthorized(AuthError::Revoked);
         let (principal, iat) = match identity {
             Identity::Token(claims) => {
@@ -313,7 +310,7 @@ impl EdgeAuth {
         path: &str,
         query: Option<&str>,
         authorization: Option<&str>,
-        address: &str,
+        address: IpAddr,
     ) -> Result<(), Refusal> {
         if floe_shared::auth::is_public(path) {
             return Ok(());
@@ -340,11 +337,11 @@ impl EdgeAuth {
         path: &str,
         query: Option<&str>,
         authorization: Option<&str>,
-        address: &str,
+        address: IpAddr,
     ) -> Result<(), Refusal> {
         let identity = self
             .authenticator
-            .identify(authorization, now())
+            .identify(authorization, now_secs())
             .map_err(unauthorized)?;
         let principal = self.resolve(identity, address).await?;
         match required(method, path, query, &principal.default_warehouse) {
@@ -358,27 +355,27 @@ impl EdgeAuth {
         }
     }
 
-    fn limited(&self, client: Option<&str>, address: &str) -> Option<u64> {
-        let over = |rate: &Rate, key: &str, limit: u32| {
+    fn limited(&self, client: Option<&str>, address: IpAddr) -> Option<u64> {
+        fn over<K: std::hash::Hash>(rate: &Rate, key: &K, limit: u32) -> bool {
             let limit = f64::from(limit.max(1));
-            rate.observe(&key, 0) as f64 >= limit || rate.rate(&key) * 60.0 >= limit
-        };
+            rate.observe(key, 0) as f64 >= limit || rate.rate(key) * 60.0 >= limit
+        }
         let limits = &self.config.rate_limit;
         let blocked = over(
             &self.failures_by_address,
-            address,
+            &address,
             limits.failures_per_address_per_minute,
         ) || client.is_some_and(|c| {
             over(
                 &self.failures_by_client,
-                c,
+                &c,
                 limits.failures_per_client_per_minute,
             )
         });
         blocked.then_some(60)
     }
 
-    fn failed(&self, client: Option<&str>, address: &str) {
+    fn failed(&self, client: Option<&str>, address: IpAddr) {
         self.failures_by_address.observe(&address, 1);
         if let Some(c) = client {
             self.failures_by_client.observe(&c, 1);
@@ -391,7 +388,7 @@ impl EdgeAuth {
         &self,
         body: &[u8],
         authorization: Option<&str>,
-        address: &str,
+        address: IpAddr,
     ) -> TokenAnswer {
         let request = TokenRequest::parse(body, authorization);
         let client_owned = match &request {
@@ -445,7 +442,7 @@ impl EdgeAuth {
     }
 
     fn claims(&self, sub: &str) -> Claims {
-        let now = now();
+        let now = now_secs();
         Claims {
             iss: self.config.issuer.clone(),
             sub: sub.to_string(),
@@ -488,22 +485,25 @@ impl EdgeAuth {
         let header = format!("Bearer {subject_token}");
         let identity = self
             .authenticator
-            .identify(Some(&header), now())
+            .identify(Some(&header), now_secs())
             .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
         let Identity::Token(_) = &identity else {
             return Err(OAuthError::invalid_grant(
                 "only Floe access tokens can be exchanged",
             ));
         };
-        let principal = self.resolve(identity, "").await.map_err(|r| match r {
-            Refusal::Unavailable(m) => OAuthError {
-                status: 503,
-                error: "invalid_request",
-                error_description: m,
-            },
-            Refusal::TooMany => OAuthError::invalid_grant("too many failed attempts"),
-            Refusal::Unauthorized(m, _) | Refusal::Forbidden(m) => OAuthError::invalid_grant(m),
-        })?;
+        let principal = self
+            .resolve(identity, IpAddr::from([0, 0, 0, 0]))
+            .await
+            .map_err(|r| match r {
+                Refusal::Unavailable(m) => OAuthError {
+                    status: 503,
+                    error: "invalid_request",
+                    error_description: m,
+                },
+                Refusal::TooMany => OAuthError::invalid_grant("too many failed attempts"),
+                Refusal::Unauthorized(m, _) | Refusal::Forbidden(m) => OAuthError::invalid_grant(m),
+            })?;
         Ok(self.claims(&principal.id))
     }
 }

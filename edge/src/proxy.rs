@@ -130,6 +130,14 @@ pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
     }
 }
 
+/// The client's IP address (the rate limits' key); unspecified for non-IP sockets.
+fn client_ip(session: &Session) -> std::net::IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+}
+
 /// A response being captured into the cache.
 struct Fill {
     table: TableRef,
@@ -217,12 +225,9 @@ impl EdgeProxy {
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let address = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default();
-            let answer = auth.token(&body, authorization.as_deref(), &address).await;
+            let answer = auth
+                .token(&body, authorization.as_deref(), client_ip(session))
+                .await;
             (answer.status, answer.body, answer.retry_after)
         } else {
             let e = floe_shared::auth::OAuthError::invalid_request(
@@ -293,11 +298,7 @@ impl EdgeProxy {
         let Some(auth) = &self.auth else {
             return Ok(false);
         };
-        let address = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let address = client_ip(session);
         let req = session.req_header();
         let authorization = req
             .headers
@@ -309,7 +310,7 @@ impl EdgeProxy {
                 req.uri.path(),
                 req.uri.query(),
                 authorization,
-                &address,
+                address,
             )
             .await;
         match refusal {

@@ -8,19 +8,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use floe_shared::auth::{AuthConfig, Grant, Role};
-use floe_shared::testkit;
+use floe_shared::testkit::{self, grant};
 use serde_json::{Value, json};
 use support::*;
 
 const TOKENS: &str = "/v1/oauth/tokens";
-
-fn grant(warehouse: &str, ns: &[&str], role: Role) -> Grant {
-    Grant {
-        warehouse: warehouse.into(),
-        namespace: ns.iter().map(|s| s.to_string()).collect(),
-        role,
-    }
-}
 
 async fn create_client(origin: &Origin, name: &str, grants: Vec<Grant>) -> String {
     floe_origin::principals::create_client(

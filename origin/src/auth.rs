@@ -7,14 +7,14 @@
 //! PostgreSQL) drops the cached record at once.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use floe_shared::auth::{
     Access, ApiKeyRecord, AuthConfig, AuthError, Authenticator, EDGE_SUBJECT, ExpiringMap,
-    INTERNAL_SCOPE, Identity, Principal, Required, allows, credential_digest, required,
+    INTERNAL_SCOPE, Identity, Principal, Required, allows, credential_digest, now_secs, required,
     verify_secret,
 };
 
@@ -50,16 +50,8 @@ impl std::fmt::Debug for OriginAuth {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 fn unauthorized(e: AuthError) -> CatalogError {
-    let presented = !matches!(e, AuthError::Missing);
-    CatalogError::Unauthorized(e.to_string(), presented)
+    CatalogError::Unauthorized(e.to_string(), e.presented())
 }
 
 impl OriginAuth {
@@ -147,7 +139,7 @@ impl OriginAuth {
         }
         let identity = inner
             .authenticator
-            .identify(authorization, now())
+            .identify(authorization, now_secs())
             .map_err(unauthorized)?;
         let internal = matches!(&identity, Identity::Token(c) if c.scope == INTERNAL_SCOPE && c.sub == EDGE_SUBJECT);
         if needed == Required::Internal || internal {

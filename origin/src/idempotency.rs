@@ -101,11 +101,7 @@ async fn run_once(
     digest.update(parts.uri.to_string());
     digest.update(b"\n");
     digest.update(&body);
-    let fingerprint: String = digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let fingerprint = floe_shared::auth::hex(&digest.finalize());
     let store = state.catalog.store().clone();
     let lifetime_ms = i64::try_from(state.idempotency_lifetime.as_millis()).unwrap_or(i64::MAX);
     let started = Instant::now();

@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use floe_shared::auth::{AuthConfig, Grant, Role};
-use floe_shared::testkit;
+use floe_shared::testkit::{self, grant};
 use serde_json::{Value, json};
 use support::{Backend, Reply, TestApp, create_table_body};
 
@@ -41,14 +41,6 @@ async fn authed_app(backend: Backend) -> (TestApp, AuthConfig, tempfile::TempDir
     let cfg = auth.clone();
     let app = TestApp::with(backend, move |c| c.auth = cfg).await;
     (app, auth, keys)
-}
-
-fn grant(warehouse: &str, ns: &[&str], role: Role) -> Grant {
-    Grant {
-        warehouse: warehouse.into(),
-        namespace: ns.iter().map(|s| s.to_string()).collect(),
-        role,
-    }
 }
 
 async fn client(app: &TestApp, name: &str, grants: Vec<Grant>) -> String {

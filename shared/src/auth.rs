@@ -534,6 +534,13 @@ pub enum AuthError {
     Revoked,
 }
 
+impl AuthError {
+    /// Whether a credential was presented (the 401 then says `invalid_token`).
+    pub fn presented(&self) -> bool {
+        !matches!(self, AuthError::Missing)
+    }
+}
+
 /// Verifies bearer credentials: Floe's tokens, the external issuer's, API keys.
 ///
 /// A Floe token whose signature verified is remembered (by its SHA-256, with
@@ -957,7 +964,16 @@ pub fn credential_digest(secret: &str, hash: &str) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Seconds since the epoch (token `iat` / `exp` time).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Lowercase hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -104,8 +104,14 @@ pub fn token(config: &crate::auth::AuthConfig, sub: &str, iat: u64, exp: u64) ->
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    crate::auth::now_secs()
+}
+
+/// A role on a warehouse (`*` for all) or on a namespace of it.
+pub fn grant(warehouse: &str, namespace: &[&str], role: crate::auth::Role) -> crate::auth::Grant {
+    crate::auth::Grant {
+        warehouse: warehouse.into(),
+        namespace: namespace.iter().map(|s| s.to_string()).collect(),
+        role,
+    }
 }
