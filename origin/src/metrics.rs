@@ -97,9 +97,9 @@ impl Metrics {
     }
 
     /// Records one finished request.
-    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
         self.requests
-            .with_label_values(&[method, route, status.to_string().as_str()])
+            .with_label_values(&[method, route, status])
             .inc();
         self.latency
             .with_label_values(&[method, route])

@@ -25,9 +25,28 @@ use crate::metrics::Metrics;
 use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
 use crate::{management, principals};
 
-/// State shared by all handlers.
+/// State shared by all handlers: one reference count per clone (axum clones
+/// it for every middleware and extractor of every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<AppParts>);
+
+impl AppState {
+    /// Shares `parts` between handlers.
+    pub fn new(parts: AppParts) -> Self {
+        Self(std::sync::Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What handlers share.
+pub struct AppParts {
     /// The catalog service.
     pub catalog: Catalog,
     /// Metrics registry.
@@ -208,20 +227,19 @@ pub fn app(state: AppState) -> Router {
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    // MatchedPath is a shared string: cloning it does not allocate.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let response = next.run(request).await;
-    let status = response.status().as_u16();
+    let status = response.status();
     state.metrics.request(
         method.as_str(),
-        &route,
-        status,
+        route,
+        status.as_str(),
         started.elapsed().as_secs_f64(),
     );
-    if status >= 500 {
+    if status.is_server_error() {
+        let status = status.as_u16();
         tracing::warn!(%method, %route, status, "request failed");
     }
     response

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::management::{CreateWarehouseRequest, ensure_warehouse};
 use crate::metrics::Metrics;
-use crate::routes::{AppState, app};
+use crate::routes::{AppParts, AppState, app};
 use crate::store::Store;
 
 /// Opens the database, applies migrations (when configured), ensures the
@@ -48,7 +48,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
              Set auth.enabled: true (see conf/production/) before exposing it to a network."
         );
     }
-    Ok(AppState {
+    Ok(AppState::new(AppParts {
         auth,
         catalog: Catalog::new(
             store,
@@ -62,7 +62,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
         default_warehouse: config.warehouse.name.clone(),
         body_limit: config.server.body_limit_bytes,
         idempotency_lifetime: Duration::from_secs(config.catalog.idempotency_key_lifetime_seconds),
-    })
+    }))
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains in-flight

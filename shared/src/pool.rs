@@ -316,7 +316,9 @@ impl Inner {
 #[derive(Clone, Debug)]
 pub struct PoolMetrics {
     pools: Arc<Mutex<Vec<Weak<Inner>>>>,
-    descs: Vec<Desc>,
+    /// Shared: handles are cloned into request state, and a `Desc` is a
+    /// dozen allocations.
+    descs: Arc<[Desc]>,
 }
 
 const FAMILIES: &[(&str, &str)] = &[
@@ -361,7 +363,7 @@ impl PoolMetrics {
             .collect::<prometheus::Result<Vec<_>>>()?;
         let metrics = Self {
             pools: Arc::new(Mutex::new(Vec::new())),
-            descs,
+            descs: descs.into(),
         };
         registry.register(Box::new(metrics.clone()))?;
         Ok(metrics)
@@ -371,7 +373,7 @@ impl PoolMetrics {
     pub fn unregistered() -> Self {
         Self {
             pools: Arc::new(Mutex::new(Vec::new())),
-            descs: Vec::new(),
+            descs: Arc::new([]),
         }
     }
 
