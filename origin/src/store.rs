@@ -25,6 +25,9 @@ const SWAP_POINTER: &str = "UPDATE tables SET metadata_location = $1, metadata =
      metadata_refs = $3, version = version + 1, updated_at = $4 \
      WHERE id = $5 AND metadata_location = $6";
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+
 /// Separator of namespace levels inside the stored name (and on the wire).
 pub const NAMESPACE_SEPARATOR: char = '\u{1f}';
 
@@ -167,7 +170,19 @@ impl Store {
         let mut options = AnyPoolOptions::new()
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
-            .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms));
+            .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+            // sqlx pings a connection when it goes back to the pool; pinging it
+            // again on the way out costs every query a second round trip. Only
+            // connections idle long enough to have gone stale are tested.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
