@@ -502,8 +502,8 @@ impl AuthConfig {
 /// Who a bearer credential says it is (before the principal is looked up).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
-    /// A Floe token.
-    Token(Claims),
+    /// A Floe token (shared with the verified-token cache).
+    Token(std::sync::Arc<Claims>),
     /// A token of the external OpenID Connect issuer; the principal is the subject.
     External {
         /// `sub`.
@@ -551,7 +551,8 @@ pub struct Authenticator {
     issuer: String,
     tokens: TokenVerifier,
     oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
-    verified: std::sync::Arc<ExpiringMap<std::sync::Arc<Claims>>>,
+    /// SHA-256 of a verified token → its claims.
+    verified: std::sync::Arc<ExpiringMap<std::sync::Arc<Claims>, [u8; 32]>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -591,16 +592,16 @@ impl Authenticator {
                 secret: secret.to_string(),
             });
         }
-        let digest = hex(&secret_digest(credential));
+        let digest = secret_digest(credential);
         if let Some(claims) = self.verified.get(&digest)
             && claims.exp > now
         {
-            return Ok(Identity::Token((*claims).clone()));
+            return Ok(Identity::Token(claims));
         }
         match self.tokens.verify(credential, now) {
             Ok(claims) if claims.iss == self.issuer => {
-                self.verified
-                    .insert(&digest, std::sync::Arc::new(claims.clone()));
+                let claims = std::sync::Arc::new(claims);
+                self.verified.insert(digest, claims.clone());
                 Ok(Identity::Token(claims))
             }
             Ok(_) => Err(AuthError::Invalid("wrong issuer".into())),
@@ -859,21 +860,22 @@ pub fn write_token_response(out: &mut Vec<u8>, token: &[u8], expires_in: u64) {
 
 /// A small map whose entries expire: the principal, API-key and
 /// verified-credential caches of both tiers. Bounded: when full, it starts over.
+/// Keys are strings unless said otherwise (digests are kept as bytes).
 #[derive(Debug)]
-pub struct ExpiringMap<V> {
+pub struct ExpiringMap<V, K = String> {
     ttl: std::time::Duration,
     capacity: usize,
-    entries: std::sync::Mutex<Entries<V>>,
+    entries: std::sync::Mutex<Entries<K, V>>,
 }
 
 #[derive(Debug)]
-struct Entries<V> {
-    map: std::collections::HashMap<String, (std::time::Instant, V)>,
+struct Entries<K, V> {
+    map: std::collections::HashMap<K, (std::time::Instant, V)>,
     /// Bumped by every removal: a value read before a removal is not inserted after it.
     generation: u64,
 }
 
-impl<V: Clone> ExpiringMap<V> {
+impl<V: Clone, K: std::hash::Hash + Eq> ExpiringMap<V, K> {
     /// Entries live `ttl`; at most `capacity` are kept.
     pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
         Self {
@@ -887,7 +889,11 @@ impl<V: Clone> ExpiringMap<V> {
     }
 
     /// The live value of `key`.
-    pub fn get(&self, key: &str) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let entries = self.entries.lock().ok()?;
         entries
             .map
@@ -903,32 +909,35 @@ impl<V: Clone> ExpiringMap<V> {
     }
 
     /// Stores `value` under `key`.
-    pub fn insert(&self, key: &str, value: V) {
+    pub fn insert(&self, key: impl Into<K>, value: V) {
         let generation = self.generation();
         self.insert_since(key, value, generation);
     }
 
     /// Stores `value` unless something was removed since `generation` was
     /// read (the value may predate that removal).
-    pub fn insert_since(&self, key: &str, value: V, generation: u64) {
+    pub fn insert_since(&self, key: impl Into<K>, value: V, generation: u64) {
+        let key = key.into();
         if let Ok(mut entries) = self.entries.lock() {
             if entries.generation != generation {
                 return;
             }
-            if entries.map.len() >= self.capacity && !entries.map.contains_key(key) {
+            if entries.map.len() >= self.capacity && !entries.map.contains_key(&key) {
                 entries.map.retain(|_, (at, _)| at.elapsed() < self.ttl);
                 if entries.map.len() >= self.capacity {
                     entries.map.clear();
                 }
             }
-            entries
-                .map
-                .insert(key.to_string(), (std::time::Instant::now(), value));
+            entries.map.insert(key, (std::time::Instant::now(), value));
         }
     }
 
     /// Drops `key`.
-    pub fn remove(&self, key: &str) {
+    pub fn remove<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         if let Ok(mut entries) = self.entries.lock() {
             entries.generation += 1;
             entries.map.remove(key);
@@ -1092,7 +1101,7 @@ mod tests {
 
     #[test]
     fn a_removal_during_a_fetch_wins_over_the_fetched_value() {
-        let map = ExpiringMap::new(std::time::Duration::from_secs(60), 10);
+        let map: ExpiringMap<i32> = ExpiringMap::new(std::time::Duration::from_secs(60), 10);
         let before = map.generation();
         map.remove("p");
         map.insert_since("p", 1, before);
