@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pingora::http::ResponseHeader;
 use tinyufo::TinyUfo;
+
+use crate::proxy::CACHE_HEADER;
 use tokio::sync::watch;
 
 /// Generations an entry was filled under.
@@ -38,11 +41,12 @@ pub struct TableRef {
 }
 
 impl TableRef {
-    fn id(&self) -> String {
-        format!(
-            "{}\u{1e}{}\u{1e}{}",
-            self.warehouse, self.namespace, self.table
-        )
+    fn write_id(&self, out: &mut String) {
+        out.push_str(&self.warehouse);
+        out.push('\u{1e}');
+        out.push_str(&self.namespace);
+        out.push('\u{1e}');
+        out.push_str(&self.table);
     }
 
     /// The same table reached without a prefix (the default warehouse).
@@ -69,6 +73,34 @@ pub struct Entry {
     pub body: Bytes,
     /// When it was stored.
     pub stored: Instant,
+    /// The head of a fresh hit, built once: serving clones it.
+    pub hit_head: ResponseHeader,
+}
+
+impl Entry {
+    /// An entry of `body`, with the head its hits are answered with.
+    pub fn new(
+        key: String,
+        generations: Generations,
+        etag: String,
+        content_type: String,
+        body: Bytes,
+    ) -> pingora::Result<Self> {
+        let mut hit_head = ResponseHeader::build(200, Some(4))?;
+        hit_head.insert_header(http::header::CONTENT_TYPE, content_type.as_str())?;
+        hit_head.insert_header(http::header::ETAG, etag.as_str())?;
+        hit_head.insert_header(CACHE_HEADER, "hit")?;
+        hit_head.set_content_length(body.len())?;
+        Ok(Self {
+            key,
+            generations,
+            etag,
+            content_type,
+            body,
+            stored: Instant::now(),
+            hit_head,
+        })
+    }
 }
 
 /// Result of a lookup.
@@ -119,7 +151,7 @@ pub struct TableCache {
     store: TinyUfo<String, Arc<Entry>>,
     global: AtomicU64,
     warehouses: RwLock<HashMap<String, u64>>,
-    tables: RwLock<HashMap<String, u64>>,
+    tables: RwLock<HashMap<TableRef, u64>>,
     flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
     enabled: AtomicBool,
     max_age: Duration,
@@ -155,30 +187,42 @@ impl TableCache {
 
     /// The cache key of one response variant of a table.
     pub fn key(table: &TableRef, variant: &str) -> String {
-        format!("{}\u{1d}{variant}", table.id())
+        let mut key = String::with_capacity(
+            table.warehouse.len() + table.namespace.len() + table.table.len() + variant.len() + 3,
+        );
+        table.write_id(&mut key);
+        key.push('\u{1d}');
+        key.push_str(variant);
+        key
     }
 
     /// Current generations for `table`.
     pub fn generations(&self, table: &TableRef) -> Generations {
-        let read = |map: &RwLock<HashMap<String, u64>>, key: &str| {
-            map.read()
-                .ok()
-                .and_then(|m| m.get(key).copied())
-                .unwrap_or(0)
-        };
         Generations {
             global: self.global.load(Ordering::Acquire),
-            warehouse: read(&self.warehouses, &table.warehouse),
-            table: read(&self.tables, &table.id()),
+            warehouse: self
+                .warehouses
+                .read()
+                .ok()
+                .and_then(|m| m.get(&table.warehouse).copied())
+                .unwrap_or(0),
+            table: self
+                .tables
+                .read()
+                .ok()
+                .and_then(|m| m.get(table).copied())
+                .unwrap_or(0),
         }
     }
 
     /// Looks up `key` of `table`.
-    pub fn lookup(&self, key: &str, table: &TableRef) -> Lookup {
-        let Some(entry) = self.store.get(&key.to_string()) else {
+    // TinyUFO takes `&K`: a `&str` would cost the hit path a copy of the key.
+    #[allow(clippy::ptr_arg)]
+    pub fn lookup(&self, key: &String, table: &TableRef) -> Lookup {
+        let Some(entry) = self.store.get(key) else {
             return Lookup::Miss;
         };
-        if entry.key != key {
+        if entry.key != *key {
             return Lookup::Miss;
         }
         let age = entry.stored.elapsed();
@@ -225,7 +269,7 @@ impl TableCache {
     pub fn invalidate_table(&self, table: &TableRef) {
         if let Ok(mut tables) = self.tables.write() {
             for t in [table.clone(), table.unprefixed()] {
-                *tables.entry(t.id()).or_insert(0) += 1;
+                *tables.entry(t).or_insert(0) += 1;
             }
         }
     }
@@ -299,14 +343,14 @@ mod tests {
     }
 
     fn entry(cache: &TableCache, t: &TableRef, variant: &str, body: &'static [u8]) -> Entry {
-        Entry {
-            key: TableCache::key(t, variant),
-            generations: cache.generations(t),
-            etag: "\"e\"".into(),
-            content_type: "application/json".into(),
-            body: Bytes::from_static(body),
-            stored: Instant::now(),
-        }
+        Entry::new(
+            TableCache::key(t, variant),
+            cache.generations(t),
+            "\"e\"".into(),
+            "application/json".into(),
+            Bytes::from_static(body),
+        )
+        .expect("valid head")
     }
 
     #[test]

@@ -26,8 +26,17 @@ pub struct EdgeMetrics {
     reconnects: IntCounter,
     origin_healthy: IntGaugeVec,
     auth: IntCounterVec,
+    /// Children of the vectors above that every cache hit counts, resolved once.
+    hot: Hot,
     /// Buffer pool metric families (token pool).
     pub pools: floe_shared::pool::PoolMetrics,
+}
+
+#[derive(Clone)]
+struct Hot {
+    cache_hit: IntCounter,
+    cache_not_modified: IntCounter,
+    auth_ok: IntCounter,
 }
 
 const BUCKETS: &[f64] = &[
@@ -37,7 +46,11 @@ const BUCKETS: &[f64] = &[
 impl EdgeMetrics {
     /// Counts an authentication outcome.
     pub fn auth(&self, stage: &str, result: &str) {
-        self.auth.with_label_values(&[stage, result]).inc();
+        if stage == "request" && result == "ok" {
+            self.hot.auth_ok.inc();
+        } else {
+            self.auth.with_label_values(&[stage, result]).inc();
+        }
     }
 
     /// Creates and registers every metric.
@@ -76,12 +89,24 @@ impl EdgeMetrics {
             &["origin"],
         )?;
         registry.register(Box::new(origin_healthy.clone()))?;
+        let auth = counter_vec(
+            "floe_edge_auth_total",
+            "Authentication outcomes: stage request (verification) or token (issuance)",
+            &["stage", "result"],
+        )?;
+        let cache = counter_vec(
+            "floe_edge_cache_requests_total",
+            "Table loads by cache result (hit, not_modified, miss, coalesced, stale, bypass)",
+            &["result"],
+        )?;
+        let hot = Hot {
+            cache_hit: cache.get_metric_with_label_values(&["hit"])?,
+            cache_not_modified: cache.get_metric_with_label_values(&["not_modified"])?,
+            auth_ok: auth.get_metric_with_label_values(&["request", "ok"])?,
+        };
         Ok(Self {
-            auth: counter_vec(
-                "floe_edge_auth_total",
-                "Authentication outcomes: stage request (verification) or token (issuance)",
-                &["stage", "result"],
-            )?,
+            auth,
+            hot,
             requests: counter_vec(
                 "floe_edge_http_requests_total",
                 "Requests by route and status",
@@ -97,11 +122,7 @@ impl EdgeMetrics {
                 "Time to the origin's response header",
                 &["route"],
             )?,
-            cache: counter_vec(
-                "floe_edge_cache_requests_total",
-                "Table loads by cache result (hit, not_modified, miss, coalesced, stale, bypass)",
-                &["result"],
-            )?,
+            cache,
             evictions: counter(
                 "floe_edge_cache_evictions_total",
                 "Entries evicted by the cache policy",
@@ -130,9 +151,9 @@ impl EdgeMetrics {
     }
 
     /// One finished request.
-    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
         self.requests
-            .with_label_values(&[method, route, status.to_string().as_str()])
+            .with_label_values(&[method, route, status])
             .inc();
         self.latency
             .with_label_values(&[method, route])
@@ -147,6 +168,16 @@ impl EdgeMetrics {
     /// A table load's cache result.
     pub fn cache(&self, result: &str) {
         self.cache.with_label_values(&[result]).inc();
+    }
+
+    /// A fresh hit (the hot path: no label lookup).
+    pub fn cache_hit(&self) {
+        self.hot.cache_hit.inc();
+    }
+
+    /// A 304 from the cache.
+    pub fn cache_not_modified(&self) {
+        self.hot.cache_not_modified.inc();
     }
 
     /// An invalidation.

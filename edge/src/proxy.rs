@@ -372,7 +372,17 @@ impl EdgeProxy {
             head.insert_header(header::ETAG, entry.etag.as_str())?;
             head.insert_header(CACHE_HEADER, result)?;
             session.write_response_header(Box::new(head), true).await?;
-            self.metrics.cache("not_modified");
+            self.metrics.cache_not_modified();
+            return Ok(());
+        }
+        if result == "hit" {
+            session
+                .write_response_header(Box::new(entry.hit_head.clone()), false)
+                .await?;
+            session
+                .write_response_body(Some(entry.body.clone()), true)
+                .await?;
+            self.metrics.cache_hit();
             return Ok(());
         }
         let mut head = ResponseHeader::build(200, Some(5))?;
@@ -471,14 +481,18 @@ impl ProxyHttp for EdgeProxy {
         ctx.route = route;
         ctx.retryable = matches!(req.method, Method::GET | Method::HEAD)
             || req.headers.contains_key("idempotency-key");
-        ctx.kind = kind.clone();
-        let Kind::Load(table) = kind else {
-            if let Kind::Write(invalidation) = &ctx.kind {
-                // Before forwarding too: loads that start now will not fill
-                // the cache with what this write is about to replace.
-                self.invalidate(invalidation, "local");
+        // A load's table moves into the fill; ctx.kind stays Other for it.
+        let table = match kind {
+            Kind::Load(table) => table,
+            other => {
+                if let Kind::Write(invalidation) = &other {
+                    // Before forwarding too: loads that start now will not fill
+                    // the cache with what this write is about to replace.
+                    self.invalidate(invalidation, "local");
+                }
+                ctx.kind = other;
+                return Ok(false);
             }
-            return Ok(false);
         };
         // Without authentication at the edge, a request that carries
         // credentials may be answered differently per principal by an
@@ -645,17 +659,19 @@ impl ProxyHttp for EdgeProxy {
                 && let Some(fill) = ctx.fill.take()
                 && let Some(capture) = fill.capture
             {
-                self.cache.store(
-                    &fill.table,
-                    Entry {
-                        key: fill.key,
-                        generations: fill.generations,
-                        etag: capture.etag,
-                        content_type: capture.content_type,
-                        body: capture.body.freeze(),
-                        stored: Instant::now(),
-                    },
-                );
+                match Entry::new(
+                    fill.key,
+                    fill.generations,
+                    capture.etag,
+                    capture.content_type,
+                    capture.body.freeze(),
+                ) {
+                    Ok(entry) => {
+                        self.cache.store(&fill.table, entry);
+                    }
+                    // An origin header Pingora cannot put in a head: not cached.
+                    Err(e) => tracing::warn!(error = %e, "table load not cached"),
+                }
                 // Wake the requests waiting for this key.
                 ctx.flight = None;
             }
@@ -751,10 +767,11 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let method = session.req_header().method.as_str().to_string();
+        let status = session
+            .response_written()
+            .map_or("0", |r| r.status.as_str());
         self.metrics.request(
-            &method,
+            session.req_header().method.as_str(),
             ctx.route,
             status,
             ctx.started.elapsed().as_secs_f64(),

@@ -10,6 +10,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::lb::LoadBalancer;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -187,8 +188,9 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
         options.h2c = true;
         app.server_options = Some(options);
     }
+    let buffers = L4BufferSettings::default().write(config.server.write_buffer_bytes);
     for addr in &config.listen {
-        service.add_tcp(addr);
+        service.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(buffers));
     }
     for addr in &config.tls.listen {
         let mut tls = pingora::listeners::tls::TlsSettings::intermediate(
@@ -197,7 +199,11 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
         )
         .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
         tls.enable_h2();
-        service.add_tls_with_settings(addr, None, tls);
+        service.add_listener(
+            ListenerConfig::tcp(addr.as_str())
+                .tls(tls)
+                .l4_buffer(buffers),
+        );
     }
     server.add_service(service);
 

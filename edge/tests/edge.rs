@@ -24,10 +24,12 @@ async fn hits_304_and_local_invalidation() {
     let first = http.get(&url).send().await.unwrap();
     assert_eq!(first.headers()["x-floe-cache"], "miss");
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let content_type = first.headers()["content-type"].clone();
     let first_body: Value = first.json().await.unwrap();
     let second = http.get(&url).send().await.unwrap();
     assert_eq!(second.headers()["x-floe-cache"], "hit");
     assert_eq!(second.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(second.headers()["content-type"], content_type);
     assert_eq!(second.json::<Value>().await.unwrap(), first_body);
     assert_eq!(
         origin.load_count(&http).await,
@@ -139,6 +141,58 @@ async fn hits_304_and_local_invalidation() {
             .await
             >= 2.0
     );
+    drop(edge);
+    origin.stop().await;
+}
+
+/// Bodies below, at and far above the connection's write buffer (16 KiB by
+/// default) come out of the cache byte for byte as the origin sent them,
+/// with the same head, over one keep-alive connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_bodies_of_every_size_match_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    seed(&http, &edge.url, "db", "t").await;
+    let buffer = floe_edge::config::EdgeConfig::default()
+        .server
+        .write_buffer_bytes;
+    let mut sizes = Vec::new();
+    for padding in [0, buffer / 2, buffer - 1500, buffer, 4 * buffer, 300_000] {
+        let url = format!("{}/v1/namespaces/db/tables/t", edge.url);
+        let r = http
+            .post(&url)
+            .json(&set_property("pad", &"x".repeat(padding)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let direct = http
+            .get(format!("http://{}/v1/namespaces/db/tables/t", origin.addr))
+            .send()
+            .await
+            .unwrap();
+        let etag = direct.headers()["etag"].clone();
+        let want = direct.bytes().await.unwrap();
+        for expected in ["miss", "hit", "hit"] {
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-floe-cache"], expected, "padding {padding}");
+            assert_eq!(r.headers()["etag"], etag);
+            assert_eq!(
+                r.headers()["content-length"].to_str().unwrap(),
+                want.len().to_string()
+            );
+            assert!(
+                r.bytes().await.unwrap() == want,
+                "padding {padding}: body differs"
+            );
+        }
+        sizes.push(want.len());
+    }
+    assert!(sizes.iter().any(|&n| n < buffer) && sizes.iter().any(|&n| n > 4 * buffer));
     drop(edge);
     origin.stop().await;
 }
