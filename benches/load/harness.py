@@ -159,6 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--short", action="store_true", help="smoke mode: 2 s per step, nothing recorded")
+    parser.add_argument("--only", metavar="STEP", action="append", help="run only the steps whose label starts with STEP (repeatable); nothing is recorded")
     parser.add_argument("--perf", metavar="STEP", help="record the serving process with perf during the steps whose label starts with STEP; prints the hottest symbols")
     args = parser.parse_args()
     seconds = 2 if args.short else 10
@@ -275,11 +276,20 @@ http {{
     nginx = stack.start("nginx", [nginx_bin, "-c", str(nginx_conf), "-p", str(tmp)], {})
     nginx_url = f"http://127.0.0.1:{nginx_port}"
     wait_until("nginx", lambda: answers(f"{nginx_url}/t20.json"))
+    # The framework's floor: a bare Pingora proxy answering the same bytes
+    # with the edge's server settings (edge/examples/pingora_floor.rs).
+    edge_conf = (REPO / "conf/edge.yaml").read_text()
+    threads = re.search(r"^\s+threads:\s*(\d+)", edge_conf, re.MULTILINE).group(1)
+    stealing = re.search(r"^\s+work_stealing:\s*(\w+)", edge_conf, re.MULTILINE).group(1)
+    floor_port = free_port()
+    floor = stack.start("floor", [str(bins / "examples" / "pingora_floor"), f"127.0.0.1:{floor_port}", str(root / "t20.json"), threads, stealing], {})
+    floor_url = f"http://127.0.0.1:{floor_port}"
+    wait_until("pingora floor", lambda: answers(f"{floor_url}/t20.json"))
     request = urllib.request.Request(f"{edge_url}/v1/namespaces/bench/tables/t20", headers=auth_headers)
     with urllib.request.urlopen(request) as response:
         etag = response.headers["ETag"]
 
-    pids = {"origin": origin.pid, "edge": edge.pid, "nginx": nginx.pid}
+    pids = {"origin": origin.pid, "edge": edge.pid, "nginx": nginx.pid, "floor": floor.pid}
     idle = {name: rss_kib(pid) for name, pid in pids.items()}
     peak = dict(idle)
     sampling = threading.Event()
@@ -294,6 +304,7 @@ http {{
 
     steps = [
         ("nginx: static loadTable bytes (t20)", f"{nginx_url}/t20.json", [], {}, "get"),
+        ("pingora floor: bare proxy answering the t20 bytes", f"{floor_url}/t20.json", [], {}, "get"),
         ("edge: loadTable, cache hit (t20)", f"{edge_url}/v1/namespaces/bench/tables/t20", [], {}, "get"),
         ("edge: loadTable, 304 (t20)", f"{edge_url}/v1/namespaces/bench/tables/t20", ["-H", f"If-None-Match: {etag}"], {}, "get"),
         ("origin: loadTable (t20)", f"{origin_url}/v1/namespaces/bench/tables/t20", [], {}, "get"),
@@ -308,6 +319,8 @@ http {{
         ("edge: commits, one contended table", f"{edge_url}/v1/namespaces/bench/tables/c%d", [], {"FLOE_TABLES": "1"}, "commit"),
     ]
     results: list[tuple[str, int, dict]] = []
+    if args.only:
+        steps = [s for s in steps if any(s[0].startswith(prefix) for prefix in args.only)]
     for label, url, extra, env, mode in steps:
         for conns in conn_counts:
             target = url.replace("%d", "0") if mode == "commit" else url
@@ -315,7 +328,7 @@ http {{
                 env = {**env, "FLOE_PATH": urllib.parse.urlsplit(url).path}
             recorder = None
             if args.perf and label.startswith(args.perf):
-                process = "nginx" if label.startswith("nginx") else label.split(":")[0]
+                process = {"nginx": "nginx", "pingora floor": "floor"}.get(label.split(":")[0], label.split(":")[0])
                 recorder = subprocess.Popen(
                     ["perf", "record", "-F", "999", "-g", "-p", str(pids[process]), "-o", str(tmp / "perf.data")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -346,7 +359,7 @@ def rps(results, label_start: str, conns: int) -> float:
     for label, c, r in results:
         if label.startswith(label_start) and c == conns:
             return r["rps"]
-    raise KeyError(label_start)
+    return float("nan")
 
 
 def report(args, seconds: int, results, idle, peak, pool, sizes) -> None:
@@ -373,11 +386,13 @@ def report(args, seconds: int, results, idle, peak, pool, sizes) -> None:
         "| Process | RSS idle (MiB) | RSS peak under load (MiB) | pool idle bytes after load |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for name in ("origin", "edge", "nginx"):
+    for name in ("origin", "edge", "nginx", "floor"):
         lines.append(f"| {name} | {idle[name] / 1024:.1f} | {peak[name] / 1024:.1f} | {pool.get(name, '')} |")
     c = 64
     ratios = [
         ("edge-hit/nginx", rps(results, "edge: loadTable, cache hit", c) / rps(results, "nginx: static loadTable", c)),
+        ("edge-hit/pingora-floor", rps(results, "edge: loadTable, cache hit", c) / rps(results, "pingora floor", c)),
+        ("pingora-floor/nginx", rps(results, "pingora floor", c) / rps(results, "nginx: static loadTable", c)),
         ("edge-hit/origin", rps(results, "edge: loadTable, cache hit", c) / rps(results, "origin: loadTable (t20)", c)),
         (
             "load-10k-snapshots/load-1-snapshot",
@@ -394,7 +409,7 @@ def report(args, seconds: int, results, idle, peak, pool, sizes) -> None:
     fives = sum(r.get("c5xx", 0) for _, _, r in results)
     if fives:
         raise SystemExit(f"{fives} responses were 5xx")
-    if not args.short:
+    if not args.short and not args.only:
         with (REPO / "BENCHMARKS.md").open("a") as f:
             f.write("\n" + text)
 
