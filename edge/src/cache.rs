@@ -75,6 +75,8 @@ pub struct Entry {
     pub stored: Instant,
     /// The head of a fresh hit, built once: serving clones it.
     pub hit_head: ResponseHeader,
+    /// The head of a 304 from a fresh hit.
+    pub not_modified_head: ResponseHeader,
 }
 
 impl Entry {
@@ -91,6 +93,9 @@ impl Entry {
         hit_head.insert_header(http::header::ETAG, etag.as_str())?;
         hit_head.insert_header(CACHE_HEADER, "hit")?;
         hit_head.set_content_length(body.len())?;
+        let mut not_modified_head = ResponseHeader::build(304, Some(2))?;
+        not_modified_head.insert_header(http::header::ETAG, etag.as_str())?;
+        not_modified_head.insert_header(CACHE_HEADER, "hit")?;
         Ok(Self {
             key,
             generations,
@@ -99,6 +104,7 @@ impl Entry {
             body,
             stored: Instant::now(),
             hit_head,
+            not_modified_head,
         })
     }
 }

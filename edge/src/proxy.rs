@@ -368,9 +368,14 @@ impl EdgeProxy {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|inm| if_none_match_matches(inm, &entry.etag));
         if not_modified {
-            let mut head = ResponseHeader::build(304, Some(3))?;
-            head.insert_header(header::ETAG, entry.etag.as_str())?;
-            head.insert_header(CACHE_HEADER, result)?;
+            let head = if result == "hit" {
+                entry.not_modified_head.clone()
+            } else {
+                let mut head = ResponseHeader::build(304, Some(3))?;
+                head.insert_header(header::ETAG, entry.etag.as_str())?;
+                head.insert_header(CACHE_HEADER, result)?;
+                head
+            };
             session.write_response_header(Box::new(head), true).await?;
             self.metrics.cache_not_modified();
             return Ok(());
