@@ -81,6 +81,8 @@ impl Subscriber {
                         self.metrics.stream(true);
                         tracing::info!(%origin, "subscribed to change events");
                     }
+                    // Views are not cached: nothing to invalidate.
+                    Ok(Frame::Change(event)) if event.view => {}
                     Ok(Frame::Change(event)) => {
                         self.cache.invalidate_table(&TableRef {
                             warehouse: event.warehouse,

@@ -72,7 +72,9 @@ pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
     };
     let segments: Vec<&str> = rest.split('/').collect();
     let (prefix, rest): (&str, &[&str]) = match segments.first() {
-        Some(&"namespaces") | Some(&"tables") | Some(&"transactions") => ("", &segments[..]),
+        Some(&"namespaces") | Some(&"tables") | Some(&"views") | Some(&"transactions") => {
+            ("", &segments[..])
+        }
         Some(&"config") => return (Kind::Other, "/v1/config"),
         Some(&"oauth") => return (Kind::Other, "/v1/oauth/tokens"),
         Some(prefix) => (prefix, &segments[1..]),
@@ -125,6 +127,34 @@ pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
         (_, ["namespaces", _, "properties"]) => (
             Kind::Other,
             "/v1/{prefix}/namespaces/{namespace}/properties",
+        ),
+        // Views are not cached: forwarded as they are, labelled for metrics.
+        (_, ["namespaces", _, "views"]) => {
+            (Kind::Other, "/v1/{prefix}/namespaces/{namespace}/views")
+        }
+        (_, ["namespaces", _, "views", _]) => (
+            Kind::Other,
+            "/v1/{prefix}/namespaces/{namespace}/views/{view}",
+        ),
+        (_, ["views", "rename"]) => (Kind::Other, "/v1/{prefix}/views/rename"),
+        (_, ["namespaces", _, "register-view"]) => (
+            Kind::Other,
+            "/v1/{prefix}/namespaces/{namespace}/register-view",
+        ),
+        (_, ["namespaces", _, "tables", _, action]) => (
+            Kind::Other,
+            match *action {
+                "plan" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan",
+                "tasks" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/tasks",
+                "credentials" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
+                "sign" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
+                "metrics" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+                _ => "/v1/other",
+            },
+        ),
+        (_, ["namespaces", _, "tables", _, "plan", _]) => (
+            Kind::Other,
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
         ),
         _ => (Kind::Other, "/v1/other"),
     }
@@ -829,8 +859,25 @@ mod tests {
             (Method::POST, "/v1/wh/namespaces/a/tables"),
             (Method::POST, "/v1/wh/namespaces/a/tables/t/metrics"),
             (Method::GET, "/metrics"),
+            (Method::GET, "/v1/wh/namespaces/a/views/t"),
+            (Method::POST, "/v1/wh/namespaces/a/views/t"),
+            (Method::DELETE, "/v1/namespaces/a/views/t"),
+            (Method::POST, "/v1/views/rename"),
+            (Method::POST, "/v1/wh/namespaces/a/register-view"),
         ] {
             assert_eq!(classify(&m, p).0, Kind::Other, "{m} {p}");
         }
+        assert_eq!(
+            classify(&Method::POST, "/v1/views/rename").1,
+            "/v1/{prefix}/views/rename"
+        );
+        assert_eq!(
+            classify(&Method::GET, "/v1/wh/namespaces/a/views/v").1,
+            "/v1/{prefix}/namespaces/{namespace}/views/{view}"
+        );
+        assert_eq!(
+            classify(&Method::POST, "/v1/wh/namespaces/a/tables/t/plan").1,
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan"
+        );
     }
 }

@@ -24,7 +24,9 @@ use crate::config::CatalogSettings;
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::store::{NAMESPACE_SEPARATOR, NamespaceRecord, Store, TableDocs, TableRecord};
+use crate::store::{
+    NAMESPACE_SEPARATOR, NamespaceRecord, ObjectKind, Store, TableDocs, TableRecord,
+};
 use crate::warehouse::{Warehouse, WarehouseCache};
 use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
 
@@ -72,7 +74,7 @@ pub struct Catalog {
 }
 
 /// Checks one namespace level or table name.
-fn validate_name(kind: &str, name: &str) -> Result<()> {
+pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(CatalogError::BadRequest(format!(
             "{kind} must not be empty"
@@ -123,11 +125,11 @@ pub fn parse_namespace(raw: &str) -> Result<Vec<String>> {
     Ok(levels)
 }
 
-fn display(levels: &[String]) -> String {
+pub(crate) fn display(levels: &[String]) -> String {
     levels.join(".")
 }
 
-fn table_display(namespace: &[String], name: &str) -> String {
+pub(crate) fn table_display(namespace: &[String], name: &str) -> String {
     format!("{}.{name}", display(namespace))
 }
 
@@ -169,7 +171,7 @@ pub fn page_request(
 }
 
 /// Splits one extra fetched row off into a next-page token.
-fn finish_page<T>(
+pub(crate) fn finish_page<T>(
     mut items: Vec<T>,
     page: &PageRequest,
     key: impl Fn(&T) -> String,
@@ -185,13 +187,13 @@ fn finish_page<T>(
 }
 
 /// Fetch size for a page: one more than asked, to know whether more follow.
-fn fetch_limit(page: &PageRequest) -> Option<u32> {
+pub(crate) fn fetch_limit(page: &PageRequest) -> Option<u32> {
     page.limit.map(|l| l.saturating_add(1))
 }
 
 /// A path segment safe in every storage URL; uniqueness comes from the uuid
 /// suffix of table directories, so lossy replacement is fine.
-fn path_segment(name: &str) -> String {
+pub(crate) fn path_segment(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
@@ -314,7 +316,7 @@ async fn write_metadata_file(
         .map_err(CatalogError::storage)
 }
 
-async fn delete_quietly(warehouse: &Warehouse, location: &str) {
+pub(crate) async fn delete_quietly(warehouse: &Warehouse, location: &str) {
     if let Err(err) = warehouse.file_io.delete(location).await {
         tracing::warn!(%location, error = %err, "could not delete metadata file");
     }
@@ -373,6 +375,11 @@ impl Catalog {
         &self.store
     }
 
+    /// Pooled serialization of response bodies.
+    pub(crate) fn bodies(&self) -> &JsonBodies {
+        &self.bodies
+    }
+
     /// Paging settings.
     pub fn settings(&self) -> &CatalogSettings {
         &self.settings
@@ -425,7 +432,7 @@ impl Catalog {
 
     // ---- namespaces -------------------------------------------------------
 
-    async fn namespace_record(
+    pub(crate) async fn namespace_record(
         &self,
         warehouse: &Warehouse,
         levels: &[String],
@@ -680,6 +687,49 @@ impl Catalog {
             .map(|_| ())
     }
 
+    /// The 409 for a name already taken, saying by what (the messages of
+    /// the Java reference catalog).
+    pub(crate) async fn name_taken(
+        &self,
+        namespace_id: &str,
+        levels: &[String],
+        name: &str,
+        creating: ObjectKind,
+    ) -> CatalogError {
+        let ident = table_display(levels, name);
+        let existing = self
+            .store
+            .kind_of(namespace_id, name)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(creating);
+        CatalogError::AlreadyExists(match (creating, existing) {
+            (ObjectKind::Table, ObjectKind::Table) => format!("Table already exists: {ident}"),
+            (ObjectKind::Table, ObjectKind::View) => {
+                format!("View with same name already exists: {ident}")
+            }
+            (ObjectKind::View, ObjectKind::Table) => {
+                format!("Table with same name already exists: {ident}")
+            }
+            (ObjectKind::View, ObjectKind::View) => format!("View already exists: {ident}"),
+        })
+    }
+
+    /// Whether `name` is a view of that namespace.
+    async fn view_named(
+        &self,
+        warehouse: &Warehouse,
+        levels: &[String],
+        name: &str,
+    ) -> Result<bool> {
+        Ok(self
+            .store
+            .view(&warehouse.record.id, levels, name)
+            .await?
+            .is_some())
+    }
+
     /// `POST /namespaces/{ns}/tables`.
     pub async fn create_table(
         &self,
@@ -719,7 +769,7 @@ impl Catalog {
             .await
     }
 
-    fn default_table_location(
+    pub(crate) fn default_table_location(
         &self,
         warehouse: &Warehouse,
         namespace: &NamespaceRecord,
@@ -760,10 +810,10 @@ impl Catalog {
         if let Err(err) = self.store.insert_table(&namespace.id, name, &docs).await {
             delete_quietly(warehouse, &location).await;
             return Err(match err {
-                CatalogError::AlreadyExists(_) => CatalogError::AlreadyExists(format!(
-                    "Table already exists: {}",
-                    table_display(levels, name)
-                )),
+                CatalogError::AlreadyExists(_) => {
+                    self.name_taken(&namespace.id, levels, name, ObjectKind::Table)
+                        .await
+                }
                 CatalogError::NoSuchNamespace(_) => CatalogError::NoSuchNamespace(format!(
                     "Namespace does not exist: {}",
                     display(levels)
@@ -841,8 +891,14 @@ impl Catalog {
             let Some(current) = current else {
                 if is_create(&req.requirements) {
                     match self.commit_create(warehouse, levels, name, req).await {
-                        // Created concurrently: the next round fails assert-create.
-                        Err(CatalogError::AlreadyExists(_)) => continue,
+                        // A table created concurrently: the next round fails
+                        // assert-create. A view of that name stays a clash.
+                        Err(CatalogError::AlreadyExists(msg)) => {
+                            if self.view_named(warehouse, levels, name).await? {
+                                return Err(CatalogError::AlreadyExists(msg));
+                            }
+                            continue;
+                        }
                         other => return other,
                     }
                 }
@@ -1282,11 +1338,24 @@ impl Catalog {
                 ))
             })?;
         let target = table_display(&req.destination.namespace, &req.destination.name);
-        if self
+        let renamed = match self
             .store
             .rename_table(&source.id, &destination.id, &req.destination.name, &target)
-            .await?
+            .await
         {
+            Err(CatalogError::AlreadyExists(_)) => {
+                return Err(self
+                    .name_taken(
+                        &destination.id,
+                        &req.destination.namespace,
+                        &req.destination.name,
+                        ObjectKind::Table,
+                    )
+                    .await);
+            }
+            other => other?,
+        };
+        if renamed {
             let (src, dst) = (&req.source, &req.destination);
             self.events
                 .publish(prefix, &src.namespace, &src.name, "rename", None)
@@ -1336,7 +1405,11 @@ impl Catalog {
             .await
         {
             Ok(_) => {}
-            Err(CatalogError::AlreadyExists(_)) if req.overwrite => {
+            Err(CatalogError::AlreadyExists(_))
+                if req.overwrite
+                    && self.store.kind_of(&namespace.id, &req.name).await?
+                        != Some(ObjectKind::View) =>
+            {
                 let current = self
                     .table_record(&warehouse, levels, &req.name, false)
                     .await?;
@@ -1352,10 +1425,9 @@ impl Catalog {
                 }
             }
             Err(CatalogError::AlreadyExists(_)) => {
-                return Err(CatalogError::AlreadyExists(format!(
-                    "Table already exists: {}",
-                    table_display(levels, &req.name)
-                )));
+                return Err(self
+                    .name_taken(&namespace.id, levels, &req.name, ObjectKind::Table)
+                    .await);
             }
             Err(other) => return Err(other),
         }

@@ -23,6 +23,9 @@ pub enum CatalogError {
     /// 404: table.
     #[error("{0}")]
     NoSuchTable(String),
+    /// 404: view.
+    #[error("{0}")]
+    NoSuchView(String),
     /// 404: function.
     #[error("{0}")]
     NoSuchFunction(String),
@@ -78,6 +81,7 @@ impl CatalogError {
             NoSuchNamespace(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_NAMESPACE),
             NoSuchTable(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_TABLE),
             NoSuchWarehouse(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_WAREHOUSE),
+            NoSuchView(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_VIEW),
             NoSuchFunction(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_FUNCTION),
             NotFound(_) => (StatusCode::NOT_FOUND, types::NOT_FOUND),
             MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, types::METHOD_NOT_ALLOWED),

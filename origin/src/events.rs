@@ -86,7 +86,33 @@ impl EventBus {
             action: action.to_string(),
             metadata_location: metadata_location.map(str::to_string),
             origin: self.origin.clone(),
+            view: false,
         };
+        self.send_change(event).await;
+    }
+
+    /// Publishes a change to a view (edges ignore it; other subscribers see
+    /// every change of the catalog).
+    pub async fn publish_view(
+        &self,
+        warehouse: &str,
+        namespace: &[String],
+        view: &str,
+        action: &str,
+    ) {
+        let event = ChangeEvent {
+            warehouse: warehouse.to_string(),
+            namespace: namespace.to_vec(),
+            table: view.to_string(),
+            action: action.to_string(),
+            metadata_location: None,
+            origin: self.origin.clone(),
+            view: true,
+        };
+        self.send_change(event).await;
+    }
+
+    async fn send_change(&self, event: ChangeEvent) {
         if self.store.backend() == Backend::Postgres {
             let payload = serde_json::to_string(&event).unwrap_or_default();
             if let Err(err) = self.store.notify(CHANNEL, &payload).await {

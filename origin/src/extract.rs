@@ -61,7 +61,7 @@ pub struct Target {
     pub prefix: String,
     /// Namespace levels (empty when the route has no namespace).
     pub namespace: Vec<String>,
-    /// Table name (empty when the route has none).
+    /// Table (or view) name (empty when the route has none).
     pub table: String,
 }
 
@@ -82,7 +82,10 @@ impl FromRequestParts<AppState> for Target {
             Some(raw) => parse_namespace(&raw)?,
             None => Vec::new(),
         };
-        let table = params.remove("table").unwrap_or_default();
+        let table = params
+            .remove("table")
+            .or_else(|| params.remove("view"))
+            .unwrap_or_default();
         Ok(Target {
             prefix,
             namespace,

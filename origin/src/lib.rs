@@ -19,5 +19,7 @@ pub mod principals;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod view_update;
+pub mod views;
 pub mod warehouse;
 pub mod wire;

@@ -22,7 +22,11 @@ use crate::catalog::{Catalog, TableResponse, page_request};
 use crate::error::{CatalogError, Result};
 use crate::extract::{JsonBody, QueryParams, Target};
 use crate::metrics::Metrics;
-use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
+use crate::views::ViewResponse;
+use crate::wire::{
+    CommitTableRequest, CommitTransactionRequest, CommitViewRequest, CreateTableRequest,
+    CreateViewRequest, RegisterViewRequest,
+};
 use crate::{management, principals};
 
 /// State shared by all handlers: one reference count per clone (axum clones
@@ -84,6 +88,14 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
     "GET /v1/{prefix}/namespaces/{namespace}/functions",
     "GET /v1/{prefix}/namespaces/{namespace}/functions/{function}",
+    "GET /v1/{prefix}/namespaces/{namespace}/views",
+    "POST /v1/{prefix}/namespaces/{namespace}/views",
+    "GET /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "POST /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "POST /v1/{prefix}/views/rename",
+    "POST /v1/{prefix}/namespaces/{namespace}/register-view",
 ];
 
 /// Spec operations not implemented yet: they answer 406 UnsupportedOperation.
@@ -100,14 +112,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("POST", "/namespaces/{namespace}/tables/{table}/tasks"),
     ("GET", "/namespaces/{namespace}/tables/{table}/credentials"),
     ("POST", "/namespaces/{namespace}/tables/{table}/sign"),
-    ("GET", "/namespaces/{namespace}/views"),
-    ("POST", "/namespaces/{namespace}/views"),
-    ("GET", "/namespaces/{namespace}/views/{view}"),
-    ("POST", "/namespaces/{namespace}/views/{view}"),
-    ("DELETE", "/namespaces/{namespace}/views/{view}"),
-    ("HEAD", "/namespaces/{namespace}/views/{view}"),
-    ("POST", "/views/rename"),
-    ("POST", "/namespaces/{namespace}/register-view"),
 ];
 
 fn catalog_routes() -> Router<AppState> {
@@ -148,6 +152,19 @@ fn catalog_routes() -> Router<AppState> {
             "/namespaces/{namespace}/functions/{function}",
             get(load_function),
         )
+        .route(
+            "/namespaces/{namespace}/views",
+            get(list_views).post(create_view),
+        )
+        .route(
+            "/namespaces/{namespace}/views/{view}",
+            get(load_view)
+                .head(view_exists)
+                .post(replace_view)
+                .delete(drop_view),
+        )
+        .route("/views/rename", post(rename_view))
+        .route("/namespaces/{namespace}/register-view", post(register_view))
         .route("/tables/rename", post(rename_table))
         .route("/transactions/commit", post(commit_transaction));
     for (method, path) in UNSUPPORTED {
@@ -529,6 +546,119 @@ async fn unregister_table(State(state): State<AppState>, target: Target) -> Resu
             metadata: &metadata,
         },
     )
+}
+
+// ---- views -------------------------------------------------------------------
+
+/// A `LoadViewResult` with its ETag.
+fn view_result(view: ViewResponse) -> Response {
+    let mut response = json_response(StatusCode::OK, view.body);
+    if let Ok(value) = HeaderValue::from_str(&etag::view_etag(&view.metadata_location)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+async fn list_views(
+    State(state): State<AppState>,
+    target: Target,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Response> {
+    let page = page_request(
+        params.page_token.as_deref(),
+        params.page_size.as_deref(),
+        state.catalog.settings(),
+    )?;
+    let list = state
+        .catalog
+        .list_views(&target.prefix, &target.namespace, page)
+        .await?;
+    to_json(&state, StatusCode::OK, &list)
+}
+
+async fn create_view(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<CreateViewRequest>,
+) -> Result<Response> {
+    let view = state
+        .catalog
+        .create_view(&target.prefix, &target.namespace, req)
+        .await?;
+    Ok(view_result(view))
+}
+
+async fn load_view(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let view = state
+        .catalog
+        .load_view(&target.prefix, &target.namespace, &target.table)
+        .await?;
+    let tag = etag::view_etag(&view.metadata_location);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| etag::if_none_match_matches(inm, &tag))
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(value) = HeaderValue::from_str(&tag) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        return Ok(response);
+    }
+    Ok(view_result(view))
+}
+
+async fn view_exists(State(state): State<AppState>, target: Target) -> Result<StatusCode> {
+    state
+        .catalog
+        .view_exists(&target.prefix, &target.namespace, &target.table)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn replace_view(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<CommitViewRequest>,
+) -> Result<Response> {
+    let view = state
+        .catalog
+        .replace_view(&target.prefix, &target.namespace, &target.table, req)
+        .await?;
+    Ok(view_result(view))
+}
+
+async fn drop_view(State(state): State<AppState>, target: Target) -> Result<StatusCode> {
+    state
+        .catalog
+        .drop_view(&target.prefix, &target.namespace, &target.table)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rename_view(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<RenameTableRequest>,
+) -> Result<StatusCode> {
+    state.catalog.rename_view(&target.prefix, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn register_view(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<RegisterViewRequest>,
+) -> Result<Response> {
+    let view = state
+        .catalog
+        .register_view(&target.prefix, &target.namespace, req)
+        .await?;
+    Ok(view_result(view))
 }
 
 /// Floe stores no functions: every namespace lists none (paging parameters

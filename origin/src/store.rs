@@ -86,6 +86,35 @@ pub struct TableRecord {
     pub version: i64,
 }
 
+/// What a catalog object is: tables and views share one name space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An Iceberg table.
+    Table,
+    /// An Iceberg view.
+    View,
+}
+
+impl ObjectKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::View => "view",
+        }
+    }
+
+    fn parse(stored: &str) -> Result<Self> {
+        match stored {
+            "table" => Ok(Self::Table),
+            "view" => Ok(Self::View),
+            other => Err(CatalogError::Internal(format!(
+                "unknown object kind in database: {other}"
+            ))),
+        }
+    }
+}
+
 /// A new metadata version to store.
 #[derive(Debug, Clone)]
 pub struct TableDocs {
@@ -493,11 +522,47 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    // ---- tables -----------------------------------------------------------
+    // ---- tables and views -------------------------------------------------
 
     /// One table with its full document (or its `snapshots=refs` form).
     pub async fn table(
         &self,
+        warehouse_id: &str,
+        namespace: &[String],
+        name: &str,
+        refs_only: bool,
+    ) -> Result<Option<TableRecord>> {
+        self.object(ObjectKind::Table, warehouse_id, namespace, name, refs_only)
+            .await
+    }
+
+    /// One view with its metadata document.
+    pub async fn view(
+        &self,
+        warehouse_id: &str,
+        namespace: &[String],
+        name: &str,
+    ) -> Result<Option<TableRecord>> {
+        self.object(ObjectKind::View, warehouse_id, namespace, name, false)
+            .await
+    }
+
+    /// What a name of a namespace is, if anything.
+    pub async fn kind_of(&self, namespace_id: &str, name: &str) -> Result<Option<ObjectKind>> {
+        let row = sqlx::query("SELECT kind FROM tables WHERE namespace_id = $1 AND name = $2")
+            .bind(namespace_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => ObjectKind::parse(&row.try_get::<String, _>("kind")?).map(Some),
+        }
+    }
+
+    async fn object(
+        &self,
+        kind: ObjectKind,
         warehouse_id: &str,
         namespace: &[String],
         name: &str,
@@ -511,12 +576,13 @@ impl Store {
         let sql = format!(
             "SELECT t.id, t.namespace_id, t.name, t.metadata_location, {document} AS metadata, \
              t.version FROM tables t JOIN namespaces n ON t.namespace_id = n.id \
-             WHERE n.warehouse_id = $1 AND n.name = $2 AND t.name = $3"
+             WHERE n.warehouse_id = $1 AND n.name = $2 AND t.name = $3 AND t.kind = $4"
         );
         let row = sqlx::query(&sql)
             .bind(warehouse_id)
             .bind(join_levels(namespace))
             .bind(name)
+            .bind(kind.as_str())
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
@@ -537,12 +603,25 @@ impl Store {
         name: &str,
         docs: &TableDocs,
     ) -> Result<String> {
+        self.insert_object(ObjectKind::Table, namespace_id, name, docs)
+            .await
+    }
+
+    /// Creates a table or view row pointing at an already written metadata
+    /// file. `AlreadyExists` when the name is taken, by either kind.
+    pub async fn insert_object(
+        &self,
+        kind: ObjectKind,
+        namespace_id: &str,
+        name: &str,
+        docs: &TableDocs,
+    ) -> Result<String> {
         let id = new_id();
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO tables (id, namespace_id, name, metadata_location, metadata, \
+            "INSERT INTO tables (id, namespace_id, name, kind, metadata_location, metadata, \
              metadata_refs, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+             VALUES ($1, $2, $3, $8, $4, $5, $6, 1, $7, $7)",
         )
         .bind(&id)
         .bind(namespace_id)
@@ -551,12 +630,13 @@ impl Store {
         .bind(&docs.metadata)
         .bind(docs.metadata_refs.as_deref())
         .bind(now)
+        .bind(kind.as_str())
         .execute(&self.pool)
         .await
         .map_err(|e| {
             constraint(
                 e,
-                || CatalogError::AlreadyExists(format!("Table already exists: {name}")),
+                || CatalogError::AlreadyExists(format!("Name already taken: {name}")),
                 || CatalogError::NoSuchNamespace("Namespace does not exist".into()),
             )
         })?;
@@ -570,13 +650,27 @@ impl Store {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Vec<String>> {
+        self.list_objects(ObjectKind::Table, namespace_id, after, limit)
+            .await
+    }
+
+    /// Names of a namespace's tables or views, by name, after `after`, at
+    /// most `limit`.
+    pub async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        namespace_id: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT name FROM tables WHERE namespace_id = $1 AND ($2 IS NULL OR name > $2) \
-             ORDER BY name LIMIT $3",
+            "SELECT name FROM tables WHERE namespace_id = $1 AND kind = $4 \
+             AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
         )
         .bind(namespace_id)
         .bind(after)
         .bind(limit.map_or(i64::MAX, i64::from))
+        .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -670,7 +764,7 @@ impl Store {
         .map_err(|e| {
             constraint(
                 e,
-                || CatalogError::AlreadyExists(format!("Table already exists: {display}")),
+                || CatalogError::AlreadyExists(format!("Name already taken: {display}")),
                 || CatalogError::NoSuchNamespace(format!("Namespace does not exist: {display}")),
             )
         })?;

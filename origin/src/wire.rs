@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 
 use floe_shared::wire::TableIdentifier;
-use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
-use iceberg::{TableRequirement, TableUpdate};
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec, ViewVersion};
+use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
+
+use crate::view_update::ViewRequirement;
 use serde::Deserialize;
 
 /// `CreateTableRequest`.
@@ -50,4 +52,44 @@ pub struct CommitTransactionRequest {
     /// One commit per table, each with its identifier.
     #[serde(rename = "table-changes")]
     pub table_changes: Vec<CommitTableRequest>,
+}
+
+/// `CreateViewRequest`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateViewRequest {
+    /// View name.
+    pub name: String,
+    /// Explicit location (must lie inside the warehouse).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Schema of the view's rows.
+    pub schema: Schema,
+    /// The first version (its schema id is replaced by the schema's).
+    #[serde(rename = "view-version")]
+    pub view_version: ViewVersion,
+    /// View properties.
+    pub properties: HashMap<String, String>,
+}
+
+/// `CommitViewRequest`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommitViewRequest {
+    /// Must match the path when present.
+    #[serde(default)]
+    pub identifier: Option<TableIdentifier>,
+    /// Assertions on the current metadata.
+    #[serde(default)]
+    pub requirements: Vec<ViewRequirement>,
+    /// Changes to apply.
+    pub updates: Vec<ViewUpdate>,
+}
+
+/// `RegisterViewRequest`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegisterViewRequest {
+    /// View name.
+    pub name: String,
+    /// Metadata file to track.
+    #[serde(rename = "metadata-location")]
+    pub metadata_location: String,
 }

@@ -48,16 +48,31 @@ pub fn table_etag(metadata_location: &str, mode: SnapshotsMode, delegation: &str
         hasher.update((field.len() as u64).to_be_bytes());
         hasher.update(field.as_bytes());
     }
-    let digest = hasher.finalize();
-    let mut tag = String::with_capacity(2 + 3 + 32);
+    quoted("t1-", &hasher.finalize())
+}
+
+/// `"<prefix><first 16 bytes of digest in hex>"`.
+fn quoted(prefix: &str, digest: &[u8]) -> String {
+    let mut tag = String::with_capacity(2 + prefix.len() + 32);
     tag.push('"');
-    tag.push_str("t1-");
+    tag.push_str(prefix);
     for byte in &digest[..16] {
         tag.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
         tag.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
     }
     tag.push('"');
     tag
+}
+
+/// The strong ETag (quoted) of a view load response: its metadata location
+/// is the whole of what shapes it.
+pub fn view_etag(metadata_location: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update([ETAG_FORMAT_VERSION]);
+    hasher.update(b"view");
+    hasher.update((metadata_location.len() as u64).to_be_bytes());
+    hasher.update(metadata_location.as_bytes());
+    quoted("v1-", &hasher.finalize())
 }
 
 /// True when an `If-None-Match` header value matches `etag` (RFC 9110 weak
@@ -71,6 +86,19 @@ pub fn if_none_match_matches(header: &str, etag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn view_tags_differ_from_table_tags() {
+        let location = "file:///w/v/metadata/00000-a.metadata.json";
+        let view = view_etag(location);
+        assert!(view.starts_with("\"v1-") && view.len() == 37, "{view}");
+        assert_ne!(view, table_etag(location, SnapshotsMode::All, ""));
+        assert_eq!(view, view_etag(location));
+        assert_ne!(
+            view,
+            view_etag("file:///w/v/metadata/00001-a.metadata.json")
+        );
+    }
 
     #[test]
     fn tags_are_stable_across_releases() {

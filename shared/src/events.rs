@@ -35,6 +35,10 @@ pub struct ChangeEvent {
     pub metadata_location: Option<String>,
     /// Id of the origin process that committed it.
     pub origin: String,
+    /// The change is to a view of that name (edges cache no views: they
+    /// ignore it); absent for tables.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub view: bool,
 }
 
 /// A change to a principal, its grants or one of its API keys: caches of
@@ -94,8 +98,24 @@ mod tests {
             action: "commit".into(),
             metadata_location: Some("s3://x/m.json".into()),
             origin: "o1".into(),
+            view: false,
+        });
+        let line = change.to_line();
+        assert!(
+            !String::from_utf8_lossy(&line).contains("view"),
+            "table changes keep the wire form edges of older releases read"
+        );
+        let view_change = Frame::Change(ChangeEvent {
+            warehouse: "w".into(),
+            namespace: vec!["a".into()],
+            table: "v".into(),
+            action: "commit".into(),
+            metadata_location: None,
+            origin: "o1".into(),
+            view: true,
         });
         for frame in [
+            view_change,
             Frame::Hello {
                 origin: "o1".into(),
             },
