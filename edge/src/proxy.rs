@@ -653,8 +653,15 @@ impl ProxyHttp for EdgeProxy {
                     .map(str::to_string)
             };
             let length = header(header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
-            let cacheable =
-                response.status.as_u16() == 200 && length.is_none_or(|l| self.cache.admits(l));
+            // A response for one principal (vended credentials) says so.
+            let shared = header(header::CACHE_CONTROL).is_none_or(|cc| {
+                !cc.split(',').map(str::trim).any(|d| {
+                    d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store")
+                })
+            });
+            let cacheable = response.status.as_u16() == 200
+                && shared
+                && length.is_none_or(|l| self.cache.admits(l));
             match (cacheable, header(header::ETAG)) {
                 (true, Some(etag)) => {
                     fill.capture = Some(Capture {

@@ -200,6 +200,14 @@ async fn cached_bodies_of_every_size_match_the_origin() {
 /// An upstream that counts table loads as they arrive and answers them
 /// slowly, so that concurrent misses really overlap.
 async fn slow_upstream(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    stub_upstream(delay, "public").await
+}
+
+/// An upstream answering table loads after `delay` with `cache_control`.
+async fn stub_upstream(
+    delay: Duration,
+    cache_control: &'static str,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use axum::routing::get;
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = count.clone();
@@ -213,7 +221,11 @@ async fn slow_upstream(delay: Duration) -> (String, Arc<std::sync::atomic::Atomi
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     tokio::time::sleep(delay).await;
                     (
-                        [("etag", "\"stub-1\""), ("content-type", "application/json")],
+                        [
+                            ("etag", "\"stub-1\""),
+                            ("content-type", "application/json"),
+                            ("cache-control", cache_control),
+                        ],
                         r#"{"metadata-location":"m","metadata":{}}"#,
                     )
                 }
@@ -225,6 +237,37 @@ async fn slow_upstream(delay: Duration) -> (String, Arc<std::sync::atomic::Atomi
         let _ = axum::serve(listener, app).await;
     });
     (addr, count)
+}
+
+/// A load answered for one principal (vended credentials: `private`,
+/// `no-store`) is never kept for the next client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_answers_are_not_cached() {
+    for directive in ["private, no-store", "no-store", "Private"] {
+        let (upstream, count) = stub_upstream(Duration::ZERO, directive).await;
+        let edge = Edge::start(&[&upstream], |c| c.events.enabled = false).await;
+        let http = reqwest::Client::new();
+        let url = format!("{}/v1/namespaces/p/tables/t", edge.url);
+        for _ in 0..3 {
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-floe-cache"], "miss", "{directive}");
+        }
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "{directive}"
+        );
+    }
+    // The same answer without the directive is cached.
+    let (upstream, count) = stub_upstream(Duration::ZERO, "public").await;
+    let edge = Edge::start(&[&upstream], |c| c.events.enabled = false).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/namespaces/p/tables/t", edge.url);
+    for _ in 0..3 {
+        http.get(&url).send().await.unwrap();
+    }
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,20 +122,20 @@ impl OriginAuth {
         self.inner.is_some()
     }
 
-    /// Authenticates and authorizes one request.
+    /// Authenticates and authorizes one request; says who made it.
     pub async fn check(
         &self,
         method: &str,
         path: &str,
         query: Option<&str>,
         authorization: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Caller> {
         let Some(inner) = &self.inner else {
-            return Ok(());
+            return Ok(Caller::Anyone);
         };
         let needed = required(method, path, query, &inner.default_warehouse);
         if needed == Required::Public {
-            return Ok(());
+            return Ok(Caller::Unauthenticated);
         }
         let identity = inner
             .authenticator
@@ -144,7 +144,7 @@ impl OriginAuth {
         let internal = matches!(&identity, Identity::Token(c) if c.scope == INTERNAL_SCOPE && c.sub == EDGE_SUBJECT);
         if needed == Required::Internal || internal {
             return if needed == Required::Internal && internal {
-                Ok(())
+                Ok(Caller::Edge)
             } else {
                 Err(CatalogError::Forbidden(
                     "This credential may not call this endpoint".into(),
@@ -156,7 +156,40 @@ impl OriginAuth {
             Required::Access(access) if !allows(&principal.grants, &access) => {
                 Err(CatalogError::Forbidden(describe(&principal.id, &access)))
             }
-            _ => Ok(()),
+            _ => Ok(Caller::Principal(principal)),
+        }
+    }
+}
+
+/// Who made a request, for the decisions handlers make beyond the route's
+/// required role (what storage access to delegate, which requests to sign).
+/// Put into every request's extensions by [`guard`].
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Authentication is off: everyone may do everything.
+    Anyone,
+    /// A public route, no credential checked.
+    Unauthenticated,
+    /// An edge on the internal API.
+    Edge,
+    /// An authenticated principal.
+    Principal(Arc<Principal>),
+}
+
+impl Caller {
+    /// Whether the caller may write in `namespace` of `warehouse`.
+    pub fn may_write(&self, warehouse: &str, namespace: &[String]) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Unauthenticated | Self::Edge => false,
+            Self::Principal(p) => allows(
+                &p.grants,
+                &Access {
+                    warehouse: Some(warehouse.to_string()),
+                    namespace: namespace.to_vec(),
+                    role: floe_shared::auth::Role::Writer,
+                },
+            ),
         }
     }
 }
@@ -250,8 +283,9 @@ impl Inner {
 }
 
 /// Middleware: every request passes [`OriginAuth::check`] first.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if !state.auth.enabled() {
+        request.extensions_mut().insert(Caller::Anyone);
         return next.run(request).await;
     }
     let authorization = request
@@ -269,7 +303,10 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         )
         .await
     {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }

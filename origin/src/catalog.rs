@@ -21,6 +21,9 @@ use iceberg::spec::{
 use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
 
 use crate::config::CatalogSettings;
+use crate::delegation::{
+    DelegationRequest, RemoteSignRequest, RemoteSignResult, StorageAccess, StorageCredential,
+};
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
@@ -51,6 +54,35 @@ pub struct TableResponse {
     pub body: Bytes,
     /// Location of the metadata file (`None` for a staged create).
     pub metadata_location: Option<String>,
+    /// The delegation that shaped the body (the ETag's delegation field).
+    pub delegation: String,
+    /// The body carries credentials: never stored by shared caches.
+    pub private: bool,
+}
+
+/// The `location` of a stored metadata document, read without building it.
+fn table_location(metadata_json: &str) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Location<'a> {
+        #[serde(borrow)]
+        location: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Location>(metadata_json)
+        .map(|l| l.location.into_owned())
+        .map_err(|e| CatalogError::Internal(format!("stored table metadata is invalid: {e}")))
+}
+
+/// The table's signing endpoint below the catalog root, as clients append it.
+fn sign_path(prefix: &str, levels: &[String], name: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let namespace: Vec<String> = levels.iter().map(|l| encode(l)).collect();
+    format!(
+        "v1/{}/namespaces/{}/tables/{}/sign",
+        encode(prefix),
+        namespace.join("%1F"),
+        encode(name)
+    )
 }
 
 /// One page of a listing.
@@ -638,6 +670,54 @@ impl Catalog {
         Ok(TableResponse {
             body,
             metadata_location: location.map(str::to_string),
+            delegation: String::new(),
+            private: false,
+        })
+    }
+
+    /// A table result with the storage access the client asked for
+    /// (vended credentials or remote signing), when the warehouse offers it.
+    #[allow(clippy::too_many_arguments)]
+    async fn delegated_response(
+        &self,
+        warehouse: &Warehouse,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        location: Option<&str>,
+        metadata: &str,
+        delegation: DelegationRequest,
+    ) -> Result<TableResponse> {
+        if !warehouse.delegator.offers(delegation.requested) {
+            return self.table_response(warehouse, location, metadata);
+        }
+        let table_location = table_location(metadata)?;
+        let delegated = warehouse
+            .delegator
+            .delegate(
+                &table_location,
+                delegation,
+                &sign_path(prefix, levels, name),
+            )
+            .await?;
+        let mut config = warehouse.client_config();
+        config.extend(delegated.config);
+        let body = if delegated.credentials.is_empty() {
+            self.bodies
+                .load_table_result(location, metadata, Some(&config))?
+        } else {
+            self.bodies.load_table_result_with_credentials(
+                location,
+                metadata,
+                Some(&config),
+                &delegated.credentials,
+            )?
+        };
+        Ok(TableResponse {
+            body,
+            metadata_location: location.map(str::to_string),
+            delegation: delegated.etag_part,
+            private: delegated.private,
         })
     }
 
@@ -667,16 +747,57 @@ impl Catalog {
         levels: &[String],
         name: &str,
         mode: SnapshotsMode,
+        delegation: DelegationRequest,
     ) -> Result<TableResponse> {
         let warehouse = self.warehouse(prefix).await?;
         let record = self
             .table_record(&warehouse, levels, name, mode == SnapshotsMode::Refs)
             .await?;
-        self.table_response(
+        self.delegated_response(
             &warehouse,
+            prefix,
+            levels,
+            name,
             Some(&record.metadata_location),
             &record.metadata,
+            delegation,
         )
+        .await
+    }
+
+    /// `GET …/tables/{t}/credentials`: what `vended-credentials` would hand
+    /// out for the table now (an empty list when the warehouse vends none).
+    pub async fn load_credentials(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        access: StorageAccess,
+    ) -> Result<Vec<StorageCredential>> {
+        let warehouse = self.warehouse(prefix).await?;
+        let record = self.table_record(&warehouse, levels, name, true).await?;
+        let location = table_location(&record.metadata)?;
+        Ok(warehouse
+            .delegator
+            .vend(&location, access)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// `POST …/tables/{t}/sign`: signs an S3 request for an object of the table.
+    pub async fn sign_request(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        req: RemoteSignRequest,
+        access: StorageAccess,
+    ) -> Result<RemoteSignResult> {
+        let warehouse = self.warehouse(prefix).await?;
+        let record = self.table_record(&warehouse, levels, name, true).await?;
+        let location = table_location(&record.metadata)?;
+        warehouse.delegator.sign(&location, req, access).await
     }
 
     /// 204 when the table exists, 404 otherwise (HEAD, and the metrics report check).
@@ -736,6 +857,7 @@ impl Catalog {
         prefix: &str,
         levels: &[String],
         req: CreateTableRequest,
+        delegation: DelegationRequest,
     ) -> Result<TableResponse> {
         validate_name("Table name", &req.name)?;
         let warehouse = self.warehouse(prefix).await?;
@@ -762,11 +884,17 @@ impl Catalog {
             .metadata;
         if req.stage_create {
             let text = serde_json::to_string(&metadata)?;
-            return self.table_response(&warehouse, None, &text);
+            return self
+                .delegated_response(
+                    &warehouse, prefix, levels, &req.name, None, &text, delegation,
+                )
+                .await;
         }
         let file = MetadataLocation::new_with_metadata(&location, &metadata);
-        self.create_from_metadata(&warehouse, &namespace, levels, &req.name, metadata, file)
-            .await
+        self.create_from_metadata(
+            &warehouse, prefix, &namespace, levels, &req.name, metadata, file, delegation,
+        )
+        .await
     }
 
     pub(crate) fn default_table_location(
@@ -795,14 +923,17 @@ impl Catalog {
 
     /// Writes the first metadata file and inserts the table row; removes the
     /// file again when the row cannot be inserted.
+    #[allow(clippy::too_many_arguments)]
     async fn create_from_metadata(
         &self,
         warehouse: &Warehouse,
+        prefix: &str,
         namespace: &NamespaceRecord,
         levels: &[String],
         name: &str,
         metadata: TableMetadata,
         file: MetadataLocation,
+        delegation: DelegationRequest,
     ) -> Result<TableResponse> {
         let location = file.to_string();
         write_metadata_file(warehouse, &metadata, &file).await?;
@@ -821,7 +952,16 @@ impl Catalog {
                 other => other,
             });
         }
-        self.table_response(warehouse, Some(&location), &docs.metadata)
+        self.delegated_response(
+            warehouse,
+            prefix,
+            levels,
+            name,
+            Some(&location),
+            &docs.metadata,
+            delegation,
+        )
+        .await
     }
 
     /// `POST /namespaces/{ns}/tables/{t}`: the commit path.
@@ -1211,8 +1351,17 @@ impl Catalog {
             .map_err(CatalogError::invalid_metadata)?
             .metadata;
         let file = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
-        self.create_from_metadata(warehouse, &namespace, levels, name, metadata, file)
-            .await
+        self.create_from_metadata(
+            warehouse,
+            &warehouse.record.name,
+            &namespace,
+            levels,
+            name,
+            metadata,
+            file,
+            DelegationRequest::none(),
+        )
+        .await
     }
 
     async fn after_commit(
@@ -1384,6 +1533,7 @@ impl Catalog {
         prefix: &str,
         levels: &[String],
         req: RegisterTableRequest,
+        delegation: DelegationRequest,
     ) -> Result<TableResponse> {
         validate_name("Table name", &req.name)?;
         let warehouse = self.warehouse(prefix).await?;
@@ -1440,7 +1590,16 @@ impl Catalog {
                 Some(&req.metadata_location),
             )
             .await;
-        self.table_response(&warehouse, Some(&req.metadata_location), &docs.metadata)
+        self.delegated_response(
+            &warehouse,
+            prefix,
+            levels,
+            &req.name,
+            Some(&req.metadata_location),
+            &docs.metadata,
+            delegation,
+        )
+        .await
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Overrides, ProcessEnv, S3Config};
+use crate::config::{Config, DelegationConfig, Overrides, ProcessEnv, S3Config, VendedMode};
 use crate::events::EventBus;
 use crate::management::{self, CreateWarehouseRequest};
 use crate::principals;
@@ -172,6 +172,8 @@ pub enum ApiKeyCommand {
 
 /// `floe-origin warehouse …`
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum WarehouseCommand {
     /// Create a warehouse.
     Create {
@@ -196,6 +198,30 @@ pub enum WarehouseCommand {
         /// Static S3 secret key (or FLOE_S3_SECRET_ACCESS_KEY).
         #[arg(long, env = "FLOE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
         s3_secret_access_key: Option<String>,
+        /// Credentials for `vended-credentials`: none, static or assume-role.
+        #[arg(long, default_value = "none", value_parser = parse_vended)]
+        vended_credentials: VendedMode,
+        /// `static`: the key id handed to clients.
+        #[arg(long)]
+        client_access_key_id: Option<String>,
+        /// `static`: its secret (or FLOE_CLIENT_SECRET_ACCESS_KEY).
+        #[arg(long, env = "FLOE_CLIENT_SECRET_ACCESS_KEY", hide_env_values = true)]
+        client_secret_access_key: Option<String>,
+        /// `assume-role`: the role to assume.
+        #[arg(long)]
+        sts_role_arn: Option<String>,
+        /// `assume-role`: the role's external id.
+        #[arg(long)]
+        sts_external_id: Option<String>,
+        /// `assume-role`: STS endpoint (default: the region's).
+        #[arg(long)]
+        sts_endpoint: Option<String>,
+        /// `assume-role`: lifetime of vended credentials, seconds.
+        #[arg(long, default_value_t = 3600)]
+        sts_duration_seconds: u32,
+        /// Offer remote signing of S3 requests.
+        #[arg(long)]
+        remote_signing: bool,
     },
     /// List warehouses.
     List,
@@ -273,6 +299,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn parse_vended(value: &str) -> Result<VendedMode, String> {
+    VendedMode::parse(value).ok_or_else(|| format!("{value}: expected none, static or assume-role"))
+}
+
 async fn warehouse_command(store: &Store, cmd: WarehouseCommand) -> anyhow::Result<()> {
     match cmd {
         WarehouseCommand::Create {
@@ -283,6 +313,14 @@ async fn warehouse_command(store: &Store, cmd: WarehouseCommand) -> anyhow::Resu
             s3_path_style_access,
             s3_access_key_id,
             s3_secret_access_key,
+            vended_credentials,
+            client_access_key_id,
+            client_secret_access_key,
+            sts_role_arn,
+            sts_external_id,
+            sts_endpoint,
+            sts_duration_seconds,
+            remote_signing,
         } => {
             let created = management::create_warehouse(
                 store,
@@ -295,6 +333,16 @@ async fn warehouse_command(store: &Store, cmd: WarehouseCommand) -> anyhow::Resu
                         path_style_access: s3_path_style_access,
                         access_key_id: s3_access_key_id,
                         secret_access_key: s3_secret_access_key,
+                        delegation: DelegationConfig {
+                            vended: vended_credentials,
+                            client_access_key_id,
+                            client_secret_access_key,
+                            role_arn: sts_role_arn,
+                            external_id: sts_external_id,
+                            sts_endpoint,
+                            duration_seconds: sts_duration_seconds,
+                            remote_signing,
+                        },
                     },
                 },
             )

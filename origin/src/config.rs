@@ -132,6 +132,107 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// Static secret key (never logged, never sent to clients).
     pub secret_access_key: Option<String>,
+    /// What clients may get through `X-Iceberg-Access-Delegation`.
+    pub delegation: DelegationConfig,
+}
+
+/// How a warehouse delegates storage access to clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct DelegationConfig {
+    /// Answer to `vended-credentials`: `none`, `static` (the client key pair
+    /// below, the same for every table) or `assume-role` (short-lived STS
+    /// credentials scoped to the table's location, read-only for principals
+    /// without write access).
+    pub vended: VendedMode,
+    /// `static`: the key id handed to clients (not the catalog's own).
+    pub client_access_key_id: Option<String>,
+    /// `static`: its secret.
+    pub client_secret_access_key: Option<String>,
+    /// `assume-role`: the role assumed with the warehouse's own key.
+    pub role_arn: Option<String>,
+    /// `assume-role`: the external id the role's trust policy asks for.
+    pub external_id: Option<String>,
+    /// `assume-role`: STS endpoint; default `https://sts.<region>.amazonaws.com`.
+    pub sts_endpoint: Option<String>,
+    /// `assume-role`: lifetime of vended credentials (900 to 43200).
+    pub duration_seconds: u32,
+    /// Answer `remote-signing`: clients send each S3 request to
+    /// `…/tables/{t}/sign` and the catalog signs it with its own key,
+    /// for objects under the table's location only.
+    pub remote_signing: bool,
+}
+
+impl Default for DelegationConfig {
+    fn default() -> Self {
+        Self {
+            vended: VendedMode::None,
+            client_access_key_id: None,
+            client_secret_access_key: None,
+            role_arn: None,
+            external_id: None,
+            sts_endpoint: None,
+            duration_seconds: 3600,
+            remote_signing: false,
+        }
+    }
+}
+
+/// Which credentials `vended-credentials` hands out.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VendedMode {
+    /// None: the header is ignored.
+    #[default]
+    None,
+    /// A fixed client key pair.
+    Static,
+    /// STS AssumeRole, scoped to the table.
+    AssumeRole,
+}
+
+impl VendedMode {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Static => "static",
+            Self::AssumeRole => "assume-role",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::None),
+            "static" => Some(Self::Static),
+            "assume-role" => Some(Self::AssumeRole),
+            _ => None,
+        }
+    }
+}
+
+/// Warehouse property keys of the delegation settings (Floe's own keys,
+/// kept beside the FileIO properties and never passed to FileIO).
+pub mod delegation_keys {
+    /// [`super::DelegationConfig::vended`].
+    pub const VENDED: &str = "floe.vended-credentials";
+    /// [`super::DelegationConfig::client_access_key_id`].
+    pub const CLIENT_ACCESS_KEY_ID: &str = "floe.client.access-key-id";
+    /// [`super::DelegationConfig::client_secret_access_key`].
+    pub const CLIENT_SECRET_ACCESS_KEY: &str = "floe.client.secret-access-key";
+    /// [`super::DelegationConfig::role_arn`].
+    pub const ROLE_ARN: &str = "floe.sts.role-arn";
+    /// [`super::DelegationConfig::external_id`].
+    pub const EXTERNAL_ID: &str = "floe.sts.external-id";
+    /// [`super::DelegationConfig::sts_endpoint`].
+    pub const STS_ENDPOINT: &str = "floe.sts.endpoint";
+    /// [`super::DelegationConfig::duration_seconds`].
+    pub const DURATION_SECONDS: &str = "floe.sts.duration-seconds";
+    /// [`super::DelegationConfig::remote_signing`].
+    pub const REMOTE_SIGNING: &str = "floe.remote-signing";
+    /// Prefix of every key here.
+    pub const PREFIX: &str = "floe.";
 }
 
 /// Catalog behaviour.
@@ -232,6 +333,10 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("warehouse.name: {e}"))?;
         crate::warehouse::normalize_location(&self.warehouse.location)
             .map_err(|e| anyhow::anyhow!("warehouse.location: {e}"))?;
+        self.warehouse
+            .s3
+            .validate()
+            .map_err(|e| anyhow::anyhow!("warehouse.{e}"))?;
         self.pools
             .json
             .validate()
@@ -268,7 +373,91 @@ impl S3Config {
                 "true".to_string(),
             );
         }
+        props.extend(self.delegation.to_properties());
         props
+    }
+
+    /// Checks what the delegation settings need.
+    pub fn validate(&self) -> Result<(), String> {
+        self.delegation.validate()
+    }
+}
+
+impl DelegationConfig {
+    /// Warehouse properties of these settings (none when all are defaults).
+    pub fn to_properties(&self) -> BTreeMap<String, String> {
+        use delegation_keys as k;
+        let mut props = BTreeMap::new();
+        if self.vended != VendedMode::None {
+            props.insert(k::VENDED.to_string(), self.vended.as_str().to_string());
+            props.insert(
+                k::DURATION_SECONDS.to_string(),
+                self.duration_seconds.to_string(),
+            );
+        }
+        for (key, value) in [
+            (k::CLIENT_ACCESS_KEY_ID, &self.client_access_key_id),
+            (k::CLIENT_SECRET_ACCESS_KEY, &self.client_secret_access_key),
+            (k::ROLE_ARN, &self.role_arn),
+            (k::EXTERNAL_ID, &self.external_id),
+            (k::STS_ENDPOINT, &self.sts_endpoint),
+        ] {
+            if let Some(value) = value {
+                props.insert(key.to_string(), value.clone());
+            }
+        }
+        if self.remote_signing {
+            props.insert(k::REMOTE_SIGNING.to_string(), "true".to_string());
+        }
+        props
+    }
+
+    /// The settings stored in warehouse properties.
+    pub fn from_properties(props: &BTreeMap<String, String>) -> Self {
+        use delegation_keys as k;
+        let get = |key: &str| props.get(key).cloned();
+        let defaults = Self::default();
+        Self {
+            vended: props
+                .get(k::VENDED)
+                .and_then(|v| VendedMode::parse(v))
+                .unwrap_or_default(),
+            client_access_key_id: get(k::CLIENT_ACCESS_KEY_ID),
+            client_secret_access_key: get(k::CLIENT_SECRET_ACCESS_KEY),
+            role_arn: get(k::ROLE_ARN),
+            external_id: get(k::EXTERNAL_ID),
+            sts_endpoint: get(k::STS_ENDPOINT),
+            duration_seconds: props
+                .get(k::DURATION_SECONDS)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(defaults.duration_seconds),
+            remote_signing: props.get(k::REMOTE_SIGNING).is_some_and(|v| v == "true"),
+        }
+    }
+
+    /// Checks that each mode has what it needs.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.vended {
+            VendedMode::None => {}
+            VendedMode::Static => {
+                if self.client_access_key_id.is_none() || self.client_secret_access_key.is_none() {
+                    return Err(
+                        "s3.delegation.vended: static needs client_access_key_id and \
+                                client_secret_access_key"
+                            .into(),
+                    );
+                }
+            }
+            VendedMode::AssumeRole => {
+                if self.role_arn.is_none() {
+                    return Err("s3.delegation.vended: assume-role needs role_arn".into());
+                }
+                if !(900..=43_200).contains(&self.duration_seconds) {
+                    return Err("s3.delegation.duration_seconds must be 900 to 43200".into());
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use crate::warehouse::{ensure_local_root, normalize_location, validate_name};
 const SECRET_PROPERTIES: &[&str] = &[
     iceberg::io::S3_SECRET_ACCESS_KEY,
     iceberg::io::S3_SESSION_TOKEN,
+    crate::config::delegation_keys::CLIENT_SECRET_ACCESS_KEY,
 ];
 
 /// `POST /management/v1/warehouses`.
@@ -58,9 +59,12 @@ fn view(name: String, location: String, mut properties: BTreeMap<String, String>
     }
 }
 
-fn checked(name: &str, location: &str) -> Result<String> {
+fn checked(name: &str, location: &str, s3: &S3Config) -> Result<String> {
     validate_name(name)
         .map_err(|e| CatalogError::BadRequest(format!("Invalid warehouse name: {e}")))?;
+    s3.validate().map_err(|e| {
+        CatalogError::BadRequest(format!("Invalid warehouse storage settings: {e}"))
+    })?;
     let location = normalize_location(location)
         .map_err(|e| CatalogError::BadRequest(format!("Invalid warehouse location: {e}")))?;
     ensure_local_root(&location)
@@ -70,7 +74,7 @@ fn checked(name: &str, location: &str) -> Result<String> {
 
 /// Creates a warehouse.
 pub async fn create_warehouse(store: &Store, req: CreateWarehouseRequest) -> Result<WarehouseView> {
-    let location = checked(&req.name, &req.location)?;
+    let location = checked(&req.name, &req.location, &req.s3)?;
     let record = store
         .insert_warehouse(&req.name, &location, &req.s3.to_properties())
         .await?;
@@ -80,7 +84,7 @@ pub async fn create_warehouse(store: &Store, req: CreateWarehouseRequest) -> Res
 /// Creates the warehouse or brings its location and storage settings in
 /// line with configuration (used for the default warehouse at start-up).
 pub async fn ensure_warehouse(store: &Store, req: CreateWarehouseRequest) -> Result<()> {
-    let location = checked(&req.name, &req.location)?;
+    let location = checked(&req.name, &req.location, &req.s3)?;
     let properties = req.s3.to_properties();
     match store.warehouse(&req.name).await? {
         Some(existing) if existing.location == location && existing.properties == properties => {

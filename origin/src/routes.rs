@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,9 @@ use floe_shared::wire::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Caller;
 use crate::catalog::{Catalog, TableResponse, page_request};
+use crate::delegation::{DelegationRequest, Requested, StorageAccess};
 use crate::error::{CatalogError, Result};
 use crate::extract::{JsonBody, QueryParams, Target};
 use crate::metrics::Metrics;
@@ -86,6 +88,8 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
     "GET /v1/{prefix}/namespaces/{namespace}/functions",
     "GET /v1/{prefix}/namespaces/{namespace}/functions/{function}",
     "GET /v1/{prefix}/namespaces/{namespace}/views",
@@ -110,8 +114,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
     ),
     ("POST", "/namespaces/{namespace}/tables/{table}/tasks"),
-    ("GET", "/namespaces/{namespace}/tables/{table}/credentials"),
-    ("POST", "/namespaces/{namespace}/tables/{table}/sign"),
 ];
 
 fn catalog_routes() -> Router<AppState> {
@@ -146,6 +148,14 @@ fn catalog_routes() -> Router<AppState> {
         .route(
             "/namespaces/{namespace}/tables/{table}/unregister",
             post(unregister_table),
+        )
+        .route(
+            "/namespaces/{namespace}/tables/{table}/credentials",
+            get(load_credentials),
+        )
+        .route(
+            "/namespaces/{namespace}/tables/{table}/sign",
+            post(sign_request),
         )
         .route("/namespaces/{namespace}/functions", get(list_functions))
         .route(
@@ -278,15 +288,41 @@ fn to_json<T: Serialize>(state: &AppState, status: StatusCode, value: &T) -> Res
     Ok(json_response(status, state.bodies.to_bytes(value)?))
 }
 
-/// A table result with its ETag (when it has a metadata location).
+/// A table result with its ETag (when it has a metadata location); one that
+/// carries credentials is marked for no shared cache to keep.
 fn table_result(table: TableResponse, mode: SnapshotsMode) -> Response {
     let mut response = json_response(StatusCode::OK, table.body);
     if let Some(location) = &table.metadata_location
-        && let Ok(value) = HeaderValue::from_str(&etag::table_etag(location, mode, ""))
+        && let Ok(value) =
+            HeaderValue::from_str(&etag::table_etag(location, mode, &table.delegation))
     {
         response.headers_mut().insert(header::ETAG, value);
     }
+    if table.private {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
     response
+}
+
+/// What storage access a table request asked for, and what its caller may do.
+fn delegation(headers: &HeaderMap, caller: Option<&Caller>, target: &Target) -> DelegationRequest {
+    let requested = Requested::parse(
+        headers
+            .get(crate::delegation::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let write = caller.is_some_and(|c| c.may_write(&target.prefix, &target.namespace));
+    DelegationRequest {
+        requested,
+        access: if write {
+            StorageAccess::ReadWrite
+        } else {
+            StorageAccess::ReadOnly
+        },
+    }
 }
 
 async fn unsupported(method: Method, uri: axum::http::Uri) -> CatalogError {
@@ -429,11 +465,14 @@ async fn list_tables(
 async fn create_table(
     State(state): State<AppState>,
     target: Target,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     JsonBody(req): JsonBody<CreateTableRequest>,
 ) -> Result<Response> {
+    let delegation = delegation(&headers, caller.as_deref(), &target);
     let table = state
         .catalog
-        .create_table(&target.prefix, &target.namespace, req)
+        .create_table(&target.prefix, &target.namespace, req, delegation)
         .await?;
     Ok(table_result(table, SnapshotsMode::All))
 }
@@ -447,8 +486,10 @@ async fn load_table(
     State(state): State<AppState>,
     target: Target,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     QueryParams(params): QueryParams<LoadParams>,
 ) -> Result<Response> {
+    let delegation = delegation(&headers, caller.as_deref(), &target);
     let mode = match params.snapshots.as_deref() {
         None => SnapshotsMode::All,
         Some(value) => SnapshotsMode::parse(value).ok_or_else(|| {
@@ -457,7 +498,13 @@ async fn load_table(
     };
     let table = state
         .catalog
-        .load_table(&target.prefix, &target.namespace, &target.table, mode)
+        .load_table(
+            &target.prefix,
+            &target.namespace,
+            &target.table,
+            mode,
+            delegation,
+        )
         .await?;
     if let (Some(location), Some(inm)) = (
         table.metadata_location.as_deref(),
@@ -465,7 +512,7 @@ async fn load_table(
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok()),
     ) {
-        let tag = etag::table_etag(location, mode, "");
+        let tag = etag::table_etag(location, mode, &table.delegation);
         if etag::if_none_match_matches(inm, &tag) {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             if let Ok(value) = HeaderValue::from_str(&tag) {
@@ -702,13 +749,75 @@ async fn load_function(
 async fn register_table(
     State(state): State<AppState>,
     target: Target,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     JsonBody(req): JsonBody<RegisterTableRequest>,
 ) -> Result<Response> {
+    let delegation = delegation(&headers, caller.as_deref(), &target);
     let table = state
         .catalog
-        .register_table(&target.prefix, &target.namespace, req)
+        .register_table(&target.prefix, &target.namespace, req, delegation)
         .await?;
     Ok(table_result(table, SnapshotsMode::All))
+}
+
+// ---- storage access: credentials and signing ---------------------------------
+
+#[derive(Serialize)]
+struct LoadCredentialsResponse {
+    #[serde(rename = "storage-credentials")]
+    storage_credentials: Vec<crate::delegation::StorageCredential>,
+}
+
+async fn load_credentials(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+) -> Result<Response> {
+    let access = delegation(&headers, caller.as_deref(), &target).access;
+    let credentials = state
+        .catalog
+        .load_credentials(&target.prefix, &target.namespace, &target.table, access)
+        .await?;
+    let mut response = to_json(
+        &state,
+        StatusCode::OK,
+        &LoadCredentialsResponse {
+            storage_credentials: credentials,
+        },
+    )?;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    Ok(response)
+}
+
+async fn sign_request(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    JsonBody(req): JsonBody<crate::delegation::RemoteSignRequest>,
+) -> Result<Response> {
+    let access = delegation(&headers, caller.as_deref(), &target).access;
+    let signed = state
+        .catalog
+        .sign_request(
+            &target.prefix,
+            &target.namespace,
+            &target.table,
+            req,
+            access,
+        )
+        .await?;
+    let mut response = to_json(&state, StatusCode::OK, &signed)?;
+    // A signature is for one request at one time: not to be reused.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
+use crate::config::delegation_keys;
+use crate::delegation::Delegator;
 use crate::error::{CatalogError, Result};
 use crate::store::{Store, WarehouseRecord};
 
@@ -21,22 +23,36 @@ const CLIENT_VISIBLE_PROPERTIES: &[&str] = &[
     iceberg::io::S3_PATH_STYLE_ACCESS,
 ];
 
-/// A warehouse ready to serve: its record and its FileIO.
+/// A warehouse ready to serve: its record, its FileIO and what it
+/// delegates to clients.
 #[derive(Debug)]
 pub struct Warehouse {
     /// The stored record.
     pub record: WarehouseRecord,
     /// Storage access for metadata files.
     pub file_io: FileIO,
+    /// Vended credentials and remote signing.
+    pub delegator: Delegator,
 }
 
 impl Warehouse {
     /// Builds the FileIO of a warehouse record.
     pub fn new(record: WarehouseRecord) -> Self {
+        let storage_props: HashMap<String, String> = record
+            .properties
+            .iter()
+            .filter(|(k, _)| !k.starts_with(delegation_keys::PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let file_io = FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
-            .with_props(record.properties.clone())
+            .with_props(storage_props)
             .build();
-        Self { record, file_io }
+        let delegator = Delegator::new(&record.properties);
+        Self {
+            record,
+            file_io,
+            delegator,
+        }
     }
 
     /// True when `location` lies inside this warehouse.

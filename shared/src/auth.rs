@@ -234,8 +234,15 @@ pub fn required(
         ),
         ["namespaces", ns, "register" | "register-view"] => (levels(ns), Role::Admin),
         ["namespaces", ns, "tables", _, "unregister"] => (levels(ns), Role::Admin),
-        // Scan planning and metrics reports are part of reading a table.
-        ["namespaces", ns, "tables", _, "metrics" | "plan" | "tasks"]
+        // Scan planning, metrics reports, credentials and signing are part
+        // of reading a table (the origin signs writes only for writers).
+        [
+            "namespaces",
+            ns,
+            "tables",
+            _,
+            "metrics" | "plan" | "tasks" | "credentials" | "sign",
+        ]
         | ["namespaces", ns, "tables", _, "plan", _] => (levels(ns), Role::Reader),
         ["namespaces", ns, ..] => (levels(ns), if read { Role::Reader } else { Role::Writer }),
         _ => (Vec::new(), if read { Role::Reader } else { Role::Writer }),

@@ -60,7 +60,32 @@ impl JsonBodies {
         config: Option<&BTreeMap<String, String>>,
     ) -> Result<Bytes, serde_json::Error> {
         let mut buf = self.pool.borrow(metadata_json.len() + 512);
-        write_load_table_result(&mut buf, metadata_location, metadata_json, config)?;
+        write_load_table_result(
+            &mut buf,
+            metadata_location,
+            metadata_json,
+            config,
+            None::<&()>,
+        )?;
+        Ok(buf.into_bytes())
+    }
+
+    /// A table load result with `storage-credentials` (vended credentials).
+    pub fn load_table_result_with_credentials<C: Serialize + ?Sized>(
+        &self,
+        metadata_location: Option<&str>,
+        metadata_json: &str,
+        config: Option<&BTreeMap<String, String>>,
+        storage_credentials: &C,
+    ) -> Result<Bytes, serde_json::Error> {
+        let mut buf = self.pool.borrow(metadata_json.len() + 1024);
+        write_load_table_result(
+            &mut buf,
+            metadata_location,
+            metadata_json,
+            config,
+            Some(storage_credentials),
+        )?;
         Ok(buf.into_bytes())
     }
 }
@@ -74,15 +99,22 @@ pub fn load_table_result(
     config: Option<&BTreeMap<String, String>>,
 ) -> Result<Bytes, serde_json::Error> {
     let mut buf = Vec::with_capacity(metadata_json.len() + 512);
-    write_load_table_result(&mut buf, metadata_location, metadata_json, config)?;
+    write_load_table_result(
+        &mut buf,
+        metadata_location,
+        metadata_json,
+        config,
+        None::<&()>,
+    )?;
     Ok(Bytes::from(buf))
 }
 
-fn write_load_table_result(
+fn write_load_table_result<C: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     metadata_location: Option<&str>,
     metadata_json: &str,
     config: Option<&BTreeMap<String, String>>,
+    storage_credentials: Option<&C>,
 ) -> Result<(), serde_json::Error> {
     debug_assert!(serde_json::from_str::<&RawValue>(metadata_json).is_ok());
     buf.push(b'{');
@@ -96,6 +128,10 @@ fn write_load_table_result(
     if let Some(config) = config {
         buf.extend_from_slice(b",\"config\":");
         serde_json::to_writer(&mut *buf, config)?;
+    }
+    if let Some(credentials) = storage_credentials {
+        buf.extend_from_slice(b",\"storage-credentials\":");
+        serde_json::to_writer(&mut *buf, credentials)?;
     }
     buf.push(b'}');
     Ok(())
@@ -131,6 +167,11 @@ mod tests {
         let bodies = JsonBodies::new(pool.clone());
         let doc = r#"{"format-version":2}"#;
         let pooled = bodies.load_table_result(Some("m"), doc, None).unwrap();
+        let with = bodies
+            .load_table_result_with_credentials(Some("m"), doc, None, &[("p", 1)])
+            .unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&with).unwrap();
+        assert_eq!(parsed["storage-credentials"], serde_json::json!([["p", 1]]));
         assert_eq!(pooled, load_table_result(Some("m"), doc, None).unwrap());
         let value = serde_json::json!({"k": ["v"]});
         assert_eq!(
@@ -138,8 +179,9 @@ mod tests {
             to_json_bytes(&value).unwrap()
         );
         drop(pooled);
+        drop(with);
         assert_eq!(pool.stats().in_use, 0);
-        assert_eq!(pool.stats().returns, 2);
+        assert_eq!(pool.stats().returns, 3);
     }
 
     #[test]
