@@ -103,6 +103,7 @@ pub struct Catalog {
     metrics: Metrics,
     bodies: JsonBodies,
     events: EventBus,
+    plans: Arc<crate::planning::service::Running>,
 }
 
 /// Checks one namespace level or table name.
@@ -235,6 +236,11 @@ pub(crate) fn path_segment(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Parses a stored metadata document (on the blocking pool when large).
+pub(crate) async fn parse_stored_metadata(text: String) -> Result<TableMetadata> {
+    parse_metadata(text).await
 }
 
 async fn parse_metadata(text: String) -> Result<TableMetadata> {
@@ -394,7 +400,13 @@ impl Catalog {
             metrics,
             bodies,
             events,
+            plans: Arc::default(),
         }
+    }
+
+    /// Scan planning tasks running in this process.
+    pub(crate) fn running_plans(&self) -> &Arc<crate::planning::service::Running> {
+        &self.plans
     }
 
     /// The change publisher.

@@ -248,6 +248,13 @@ pub struct CatalogSettings {
     /// How long the outcome of a request with an `Idempotency-Key` is kept
     /// for replay (advertised as `idempotency-key-lifetime`).
     pub idempotency_key_lifetime_seconds: u64,
+    /// Scan planning answers at once when it finishes within this budget,
+    /// else with a plan id to poll (0: always asynchronous).
+    pub plan_sync_budget_ms: u64,
+    /// File scan tasks per page of a plan (one plan task each).
+    pub plan_page_size: usize,
+    /// How long a plan and its pages are kept.
+    pub plan_ttl_seconds: u64,
 }
 
 impl Default for CatalogSettings {
@@ -257,6 +264,9 @@ impl Default for CatalogSettings {
             default_page_size: 100,
             max_page_size: 1000,
             idempotency_key_lifetime_seconds: 1800,
+            plan_sync_budget_ms: 2000,
+            plan_page_size: 1000,
+            plan_ttl_seconds: 3600,
         }
     }
 }
@@ -333,6 +343,9 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("warehouse.name: {e}"))?;
         crate::warehouse::normalize_location(&self.warehouse.location)
             .map_err(|e| anyhow::anyhow!("warehouse.location: {e}"))?;
+        if self.catalog.plan_page_size == 0 {
+            anyhow::bail!("catalog.plan_page_size must be at least 1");
+        }
         self.warehouse
             .s3
             .validate()

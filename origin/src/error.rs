@@ -29,6 +29,12 @@ pub enum CatalogError {
     /// 404: function.
     #[error("{0}")]
     NoSuchFunction(String),
+    /// 404: scan plan.
+    #[error("{0}")]
+    NoSuchPlanId(String),
+    /// 404: plan task.
+    #[error("{0}")]
+    NoSuchPlanTask(String),
     /// 404: warehouse (prefix).
     #[error("{0}")]
     NoSuchWarehouse(String),
@@ -83,6 +89,8 @@ impl CatalogError {
             NoSuchWarehouse(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_WAREHOUSE),
             NoSuchView(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_VIEW),
             NoSuchFunction(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_FUNCTION),
+            NoSuchPlanId(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_PLAN_ID),
+            NoSuchPlanTask(_) => (StatusCode::NOT_FOUND, types::NO_SUCH_PLAN_TASK),
             NotFound(_) => (StatusCode::NOT_FOUND, types::NOT_FOUND),
             MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, types::METHOD_NOT_ALLOWED),
             Unsupported(_) => (StatusCode::NOT_ACCEPTABLE, types::UNSUPPORTED_OPERATION),

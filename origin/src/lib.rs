@@ -16,6 +16,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod management;
 pub mod metrics;
+pub mod planning;
 pub mod principals;
 pub mod routes;
 pub mod server;

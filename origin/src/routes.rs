@@ -90,6 +90,10 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
     "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/tasks",
     "GET /v1/{prefix}/namespaces/{namespace}/functions",
     "GET /v1/{prefix}/namespaces/{namespace}/functions/{function}",
     "GET /v1/{prefix}/namespaces/{namespace}/views",
@@ -102,22 +106,8 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/register-view",
 ];
 
-/// Spec operations not implemented yet: they answer 406 UnsupportedOperation.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("POST", "/namespaces/{namespace}/tables/{table}/plan"),
-    (
-        "GET",
-        "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
-    ),
-    (
-        "DELETE",
-        "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
-    ),
-    ("POST", "/namespaces/{namespace}/tables/{table}/tasks"),
-];
-
 fn catalog_routes() -> Router<AppState> {
-    let mut router = Router::new()
+    Router::new()
         .route("/namespaces", get(list_namespaces).post(create_namespace))
         .route(
             "/namespaces/{namespace}",
@@ -176,17 +166,19 @@ fn catalog_routes() -> Router<AppState> {
         .route("/views/rename", post(rename_view))
         .route("/namespaces/{namespace}/register-view", post(register_view))
         .route("/tables/rename", post(rename_table))
-        .route("/transactions/commit", post(commit_transaction));
-    for (method, path) in UNSUPPORTED {
-        let filter = match *method {
-            "GET" => axum::routing::MethodFilter::GET,
-            "POST" => axum::routing::MethodFilter::POST,
-            "DELETE" => axum::routing::MethodFilter::DELETE,
-            _ => axum::routing::MethodFilter::HEAD,
-        };
-        router = router.route(path, axum::routing::on(filter, unsupported));
-    }
-    router
+        .route("/transactions/commit", post(commit_transaction))
+        .route(
+            "/namespaces/{namespace}/tables/{table}/plan",
+            post(plan_table_scan),
+        )
+        .route(
+            "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
+            get(fetch_planning_result).delete(cancel_planning),
+        )
+        .route(
+            "/namespaces/{namespace}/tables/{table}/tasks",
+            post(fetch_scan_tasks),
+        )
 }
 
 /// Builds the whole application: the REST API (with and without prefix),
@@ -759,6 +751,87 @@ async fn register_table(
         .register_table(&target.prefix, &target.namespace, req, delegation)
         .await?;
     Ok(table_result(table, SnapshotsMode::All))
+}
+
+// ---- scan planning -------------------------------------------------------------
+
+fn plan_answer(answer: crate::planning::service::PlanAnswer) -> Response {
+    (answer.status, axum::Json(answer.body)).into_response()
+}
+
+async fn plan_table_scan(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response> {
+    // An empty body plans the current snapshot, unfiltered.
+    let req: crate::planning::PlanRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| CatalogError::BadRequest(format!("Invalid scan request: {e}")))?
+    };
+    let delegation = delegation(&headers, caller.as_deref(), &target);
+    let answer = state
+        .catalog
+        .plan_scan(
+            &target.prefix,
+            &target.namespace,
+            &target.table,
+            req,
+            delegation,
+        )
+        .await?;
+    Ok(plan_answer(answer))
+}
+
+async fn fetch_planning_result(
+    State(state): State<AppState>,
+    target: Target,
+    headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+) -> Result<Response> {
+    let id = params.get("plan_id").cloned().unwrap_or_default();
+    let delegation = delegation(&headers, caller.as_deref(), &target);
+    let answer = state
+        .catalog
+        .fetch_plan(
+            &target.prefix,
+            &target.namespace,
+            &target.table,
+            &id,
+            delegation,
+        )
+        .await?;
+    Ok(plan_answer(answer))
+}
+
+async fn cancel_planning(
+    State(state): State<AppState>,
+    target: Target,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+) -> Result<StatusCode> {
+    let id = params.get("plan_id").cloned().unwrap_or_default();
+    state
+        .catalog
+        .cancel_plan(&target.prefix, &target.namespace, &target.table, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn fetch_scan_tasks(
+    State(state): State<AppState>,
+    target: Target,
+    JsonBody(req): JsonBody<crate::planning::FetchTasksRequest>,
+) -> Result<Response> {
+    let tasks = state
+        .catalog
+        .fetch_scan_tasks(&target.prefix, &target.namespace, &target.table, req)
+        .await?;
+    to_json(&state, StatusCode::OK, &tasks)
 }
 
 // ---- storage access: credentials and signing ---------------------------------

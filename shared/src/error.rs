@@ -19,6 +19,10 @@ pub mod types {
     pub const NO_SUCH_VIEW: &str = "NoSuchViewException";
     /// 404: the function does not exist.
     pub const NO_SUCH_FUNCTION: &str = "NoSuchFunctionException";
+    /// 404: the scan plan does not exist (or expired).
+    pub const NO_SUCH_PLAN_ID: &str = "NoSuchPlanIdException";
+    /// 404: the plan task does not exist (or expired).
+    pub const NO_SUCH_PLAN_TASK: &str = "NoSuchPlanTaskException";
     /// 404: the warehouse does not exist.
     pub const NO_SUCH_WAREHOUSE: &str = "NoSuchWarehouseException";
     /// 404: no such route.

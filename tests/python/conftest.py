@@ -166,8 +166,10 @@ def floe_server(
         warehouse.as_uri(),
     ]
     with log_path.open("wb") as log:
+        # Small plan pages, so that every server-planned scan is paged.
+        env = {**os.environ, "FLOE_CATALOG__PLAN_PAGE_SIZE": "7"}
         process = subprocess.Popen(
-            command, cwd=state_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=state_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
         )
     server = FloeServer(url=url, warehouse_path=warehouse, log_path=log_path, process=process)
     request.config.stash[SERVER_KEY] = server
