@@ -166,6 +166,24 @@ pub(crate) fn table_display(namespace: &[String], name: &str) -> String {
     format!("{}.{name}", display(namespace))
 }
 
+/// A 400 when a body's identifier contradicts the path.
+pub(crate) fn check_identifier(
+    ident: Option<&TableIdentifier>,
+    levels: &[String],
+    name: &str,
+) -> Result<()> {
+    match ident {
+        Some(ident) if ident.namespace != levels || ident.name != name => {
+            Err(CatalogError::BadRequest(format!(
+                "Identifier in body ({}) does not match the path ({})",
+                table_display(&ident.namespace, &ident.name),
+                table_display(levels, name)
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds the page request from `pageToken` / `pageSize`.
 pub fn page_request(
     token: Option<&str>,
@@ -849,6 +867,28 @@ impl Catalog {
         })
     }
 
+    /// Moves a table or view to `to` in namespace `namespace_id`; false
+    /// when it is gone; a taken name is a 409 saying what holds it.
+    pub(crate) async fn move_object(
+        &self,
+        id: &str,
+        namespace_id: &str,
+        to: &TableIdentifier,
+        kind: ObjectKind,
+    ) -> Result<bool> {
+        let target = table_display(&to.namespace, &to.name);
+        match self
+            .store
+            .rename_table(id, namespace_id, &to.name, &target)
+            .await
+        {
+            Err(CatalogError::AlreadyExists(_)) => Err(self
+                .name_taken(namespace_id, &to.namespace, &to.name, kind)
+                .await),
+            other => other,
+        }
+    }
+
     /// Whether `name` is a view of that namespace.
     async fn view_named(
         &self,
@@ -988,15 +1028,7 @@ impl Catalog {
         name: &str,
         req: CommitTableRequest,
     ) -> Result<TableResponse> {
-        if let Some(ident) = &req.identifier
-            && (ident.namespace != levels || ident.name != name)
-        {
-            return Err(CatalogError::BadRequest(format!(
-                "Identifier in body ({}) does not match the path ({})",
-                table_display(&ident.namespace, &ident.name),
-                table_display(levels, name)
-            )));
-        }
+        check_identifier(req.identifier.as_ref(), levels, name)?;
         let warehouse = self.warehouse(prefix).await?;
         for update in &req.updates {
             if let TableUpdate::SetLocation { location } = update {
@@ -1498,24 +1530,14 @@ impl Catalog {
                     display(&req.destination.namespace)
                 ))
             })?;
-        let target = table_display(&req.destination.namespace, &req.destination.name);
-        let renamed = match self
-            .store
-            .rename_table(&source.id, &destination.id, &req.destination.name, &target)
-            .await
-        {
-            Err(CatalogError::AlreadyExists(_)) => {
-                return Err(self
-                    .name_taken(
-                        &destination.id,
-                        &req.destination.namespace,
-                        &req.destination.name,
-                        ObjectKind::Table,
-                    )
-                    .await);
-            }
-            other => other?,
-        };
+        let renamed = self
+            .move_object(
+                &source.id,
+                &destination.id,
+                &req.destination,
+                ObjectKind::Table,
+            )
+            .await?;
         if renamed {
             let (src, dst) = (&req.source, &req.destination);
             self.events

@@ -360,6 +360,16 @@ async fn get_config(
 
 // ---- namespaces ------------------------------------------------------------
 
+impl ListParams {
+    fn page(&self, state: &AppState) -> Result<crate::catalog::PageRequest> {
+        page_request(
+            self.page_token.as_deref(),
+            self.page_size.as_deref(),
+            state.catalog.settings(),
+        )
+    }
+}
+
 #[derive(Deserialize)]
 struct ListParams {
     #[serde(rename = "pageToken")]
@@ -374,11 +384,7 @@ async fn list_namespaces(
     target: Target,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
-    let page = page_request(
-        params.page_token.as_deref(),
-        params.page_size.as_deref(),
-        state.catalog.settings(),
-    )?;
+    let page = params.page(&state)?;
     let parent = match params.parent.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(crate::catalog::parse_namespace(raw)?),
@@ -442,11 +448,7 @@ async fn list_tables(
     target: Target,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
-    let page = page_request(
-        params.page_token.as_deref(),
-        params.page_size.as_deref(),
-        state.catalog.settings(),
-    )?;
+    let page = params.page(&state)?;
     let list = state
         .catalog
         .list_tables(&target.prefix, &target.namespace, page)
@@ -603,11 +605,7 @@ async fn list_views(
     target: Target,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
-    let page = page_request(
-        params.page_token.as_deref(),
-        params.page_size.as_deref(),
-        state.catalog.settings(),
-    )?;
+    let page = params.page(&state)?;
     let list = state
         .catalog
         .list_views(&target.prefix, &target.namespace, page)
@@ -707,11 +705,7 @@ async fn list_functions(
     target: Target,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
-    page_request(
-        params.page_token.as_deref(),
-        params.page_size.as_deref(),
-        state.catalog.settings(),
-    )?;
+    params.page(&state)?;
     state
         .catalog
         .load_namespace(&target.prefix, &target.namespace)

@@ -13,8 +13,8 @@ use floe_shared::wire::{ListTablesResponse, RenameTableRequest, TableIdentifier}
 use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
 use crate::catalog::{
-    Catalog, PageRequest, delete_quietly, display, fetch_limit, finish_page, table_display,
-    validate_name, validate_namespace,
+    Catalog, PageRequest, check_identifier, delete_quietly, display, fetch_limit, finish_page,
+    table_display, validate_name, validate_namespace,
 };
 use crate::error::{CatalogError, Result};
 use crate::store::{NamespaceRecord, ObjectKind, TableDocs, TableRecord};
@@ -244,15 +244,7 @@ impl Catalog {
         name: &str,
         req: CommitViewRequest,
     ) -> Result<ViewResponse> {
-        if let Some(ident) = &req.identifier
-            && (ident.namespace != levels || ident.name != name)
-        {
-            return Err(CatalogError::BadRequest(format!(
-                "Identifier in body ({}) does not match the path ({})",
-                table_display(&ident.namespace, &ident.name),
-                table_display(levels, name)
-            )));
-        }
+        check_identifier(req.identifier.as_ref(), levels, name)?;
         let warehouse = self.warehouse(prefix).await?;
         for update in &req.updates {
             if let iceberg::ViewUpdate::SetLocation { location } = update {
@@ -354,24 +346,14 @@ impl Catalog {
         let destination = self
             .namespace_record(&warehouse, &req.destination.namespace)
             .await?;
-        let target = table_display(&req.destination.namespace, &req.destination.name);
-        let renamed = match self
-            .store()
-            .rename_table(&source.id, &destination.id, &req.destination.name, &target)
-            .await
-        {
-            Err(CatalogError::AlreadyExists(_)) => {
-                return Err(self
-                    .name_taken(
-                        &destination.id,
-                        &req.destination.namespace,
-                        &req.destination.name,
-                        ObjectKind::View,
-                    )
-                    .await);
-            }
-            other => other?,
-        };
+        let renamed = self
+            .move_object(
+                &source.id,
+                &destination.id,
+                &req.destination,
+                ObjectKind::View,
+            )
+            .await?;
         if !renamed {
             return Err(no_such_view(&req.source.namespace, &req.source.name));
         }

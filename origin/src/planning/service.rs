@@ -179,6 +179,10 @@ impl Catalog {
             result.and_then(|pages| stored.map(|_| pages))
         });
         self.running_plans().insert(&id, handle.abort_handle());
+        let submitted = || Ok(ok(json!({"status": "submitted", "plan-id": id})));
+        if settings.plan_sync_budget_ms == 0 {
+            return submitted();
+        }
         let budget = Duration::from_millis(settings.plan_sync_budget_ms);
         match tokio::time::timeout(budget, &mut handle).await {
             Ok(Ok(Ok(pages))) => {
@@ -197,7 +201,7 @@ impl Catalog {
             Ok(Err(join)) => Err(CatalogError::Internal(format!(
                 "scan planning stopped: {join}"
             ))),
-            Err(_) => Ok(ok(json!({"status": "submitted", "plan-id": id}))),
+            Err(_) => submitted(),
         }
     }
 
