@@ -277,7 +277,8 @@ http {{
     nginx_url = f"http://127.0.0.1:{nginx_port}"
     wait_until("nginx", lambda: answers(f"{nginx_url}/t20.json"))
     # The framework's floor: a bare Pingora proxy answering the same bytes
-    # with the edge's server settings (edge/examples/pingora_floor.rs).
+    # with the edge's server settings (edge/examples/pingora_floor.rs), and
+    # the same answer from pingora-core's server loop without the proxy layer.
     edge_conf = (REPO / "conf/edge.yaml").read_text()
     threads = re.search(r"^\s+threads:\s*(\d+)", edge_conf, re.MULTILINE).group(1)
     stealing = re.search(r"^\s+work_stealing:\s*(\w+)", edge_conf, re.MULTILINE).group(1)
@@ -285,11 +286,15 @@ http {{
     floor = stack.start("floor", [str(bins / "examples" / "pingora_floor"), f"127.0.0.1:{floor_port}", str(root / "t20.json"), threads, stealing], {})
     floor_url = f"http://127.0.0.1:{floor_port}"
     wait_until("pingora floor", lambda: answers(f"{floor_url}/t20.json"))
+    core_port = free_port()
+    core = stack.start("core-floor", [str(bins / "examples" / "pingora_floor"), f"127.0.0.1:{core_port}", str(root / "t20.json"), threads, stealing, "server"], {})
+    core_url = f"http://127.0.0.1:{core_port}"
+    wait_until("pingora-core floor", lambda: answers(f"{core_url}/t20.json"))
     request = urllib.request.Request(f"{edge_url}/v1/namespaces/bench/tables/t20", headers=auth_headers)
     with urllib.request.urlopen(request) as response:
         etag = response.headers["ETag"]
 
-    pids = {"origin": origin.pid, "edge": edge.pid, "nginx": nginx.pid, "floor": floor.pid}
+    pids = {"origin": origin.pid, "edge": edge.pid, "nginx": nginx.pid, "floor": floor.pid, "core-floor": core.pid}
     idle = {name: rss_kib(pid) for name, pid in pids.items()}
     peak = dict(idle)
     sampling = threading.Event()
@@ -305,6 +310,7 @@ http {{
     steps = [
         ("nginx: static loadTable bytes (t20)", f"{nginx_url}/t20.json", [], {}, "get"),
         ("pingora floor: bare proxy answering the t20 bytes", f"{floor_url}/t20.json", [], {}, "get"),
+        ("pingora-core floor: bare HTTP server answering the t20 bytes", f"{core_url}/t20.json", [], {}, "get"),
         ("edge: loadTable, cache hit (t20)", f"{edge_url}/v1/namespaces/bench/tables/t20", [], {}, "get"),
         ("edge: loadTable, 304 (t20)", f"{edge_url}/v1/namespaces/bench/tables/t20", ["-H", f"If-None-Match: {etag}"], {}, "get"),
         ("origin: loadTable (t20)", f"{origin_url}/v1/namespaces/bench/tables/t20", [], {}, "get"),
@@ -328,7 +334,7 @@ http {{
                 env = {**env, "FLOE_PATH": urllib.parse.urlsplit(url).path}
             recorder = None
             if args.perf and label.startswith(args.perf):
-                process = {"nginx": "nginx", "pingora floor": "floor"}.get(label.split(":")[0], label.split(":")[0])
+                process = {"nginx": "nginx", "pingora floor": "floor", "pingora-core floor": "core-floor"}.get(label.split(":")[0], label.split(":")[0])
                 recorder = subprocess.Popen(
                     ["perf", "record", "-F", "999", "-g", "-p", str(pids[process]), "-o", str(tmp / "perf.data")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -386,13 +392,14 @@ def report(args, seconds: int, results, idle, peak, pool, sizes) -> None:
         "| Process | RSS idle (MiB) | RSS peak under load (MiB) | pool idle bytes after load |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for name in ("origin", "edge", "nginx", "floor"):
+    for name in ("origin", "edge", "nginx", "floor", "core-floor"):
         lines.append(f"| {name} | {idle[name] / 1024:.1f} | {peak[name] / 1024:.1f} | {pool.get(name, '')} |")
     c = 64
     ratios = [
         ("edge-hit/nginx", rps(results, "edge: loadTable, cache hit", c) / rps(results, "nginx: static loadTable", c)),
         ("edge-hit/pingora-floor", rps(results, "edge: loadTable, cache hit", c) / rps(results, "pingora floor", c)),
         ("pingora-floor/nginx", rps(results, "pingora floor", c) / rps(results, "nginx: static loadTable", c)),
+        ("pingora-core-floor/nginx", rps(results, "pingora-core floor", c) / rps(results, "nginx: static loadTable", c)),
         ("edge-hit/origin", rps(results, "edge: loadTable, cache hit", c) / rps(results, "origin: loadTable (t20)", c)),
         (
             "load-10k-snapshots/load-1-snapshot",
