@@ -24,7 +24,6 @@ use floe_shared::ErrorModel;
 use floe_shared::error::types;
 use floe_shared::etag::if_none_match_matches;
 use http::{Method, header};
-use percent_encoding::percent_decode_str;
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
 use pingora::prelude::*;
@@ -61,7 +60,7 @@ pub enum Invalidation {
 }
 
 fn decode(segment: &str) -> String {
-    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+    floe_shared::wire::decode_path_segment(segment)
 }
 
 /// Classifies a request by method and path; the second value is the route
@@ -839,6 +838,10 @@ mod tests {
         assert_eq!(kind, Kind::Load(t("wh", "a\u{1f}b", "t")));
         let (kind, _) = classify(&Method::GET, "/v1/namespaces/a/tables/t");
         assert_eq!(kind, Kind::Load(t("", "a", "t")));
+        // Names as Java clients encode them: `+` is a space, `%2B` a plus,
+        // the same table the origin's events name.
+        let (kind, _) = classify(&Method::GET, "/v1/namespaces/my+ns/tables/a%2Bb");
+        assert_eq!(kind, Kind::Load(t("", "my ns", "a+b")));
         let (kind, _) = classify(&Method::POST, "/v1/wh/namespaces/a/tables/t");
         assert_eq!(kind, Kind::Write(Invalidation::Table(t("wh", "a", "t"))));
         let (kind, _) = classify(&Method::DELETE, "/v1/namespaces/a/tables/t");

@@ -4,10 +4,12 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+
+use floe_shared::wire::decode_path_segment;
 
 use crate::catalog::parse_namespace;
 use crate::error::CatalogError;
@@ -65,6 +67,56 @@ pub struct Target {
     pub table: String,
 }
 
+/// The still-encoded prefix, namespace and table segments of a catalog path
+/// (`/v1[/{prefix}]/namespaces/{namespace}[/tables|views/{table}…]`).
+#[derive(Debug, Default, PartialEq)]
+struct RawNames<'a> {
+    prefix: Option<&'a str>,
+    namespace: Option<&'a str>,
+    table: Option<&'a str>,
+}
+
+impl<'a> RawNames<'a> {
+    fn of(parts: &'a Parts) -> Self {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |original| &original.0);
+        Self::parse(uri.path())
+    }
+
+    fn parse(path: &'a str) -> Self {
+        let Some(rest) = path.strip_prefix("/v1/") else {
+            return Self::default();
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let (prefix, rest) = match segments.split_first() {
+            Some((&"namespaces", _)) => (None, &segments[..]),
+            Some((prefix, rest)) => (Some(*prefix), rest),
+            None => return Self::default(),
+        };
+        match rest {
+            ["namespaces", namespace, kind, table, ..] if matches!(*kind, "tables" | "views") => {
+                Self {
+                    prefix,
+                    namespace: Some(namespace),
+                    table: Some(table),
+                }
+            }
+            ["namespaces", namespace, ..] => Self {
+                prefix,
+                namespace: Some(namespace),
+                table: None,
+            },
+            _ => Self {
+                prefix,
+                namespace: None,
+                table: None,
+            },
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Target {
     type Rejection = CatalogError;
 
@@ -75,21 +127,61 @@ impl FromRequestParts<AppState> for Target {
         let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| CatalogError::BadRequest(format!("Invalid path: {e}")))?;
-        let prefix = params
-            .remove("prefix")
-            .unwrap_or_else(|| state.default_warehouse.clone());
+        // The router has percent-decoded the captures, which leaves a `+`
+        // (a space, as Java clients encode it) indistinguishable from `%2B`:
+        // decode the names again from the path as it was sent.
+        let raw = RawNames::of(parts);
+        let prefix = match params.remove("prefix") {
+            Some(decoded) => raw.prefix.map_or(decoded, decode_path_segment),
+            None => state.default_warehouse.clone(),
+        };
         let namespace = match params.remove("namespace") {
-            Some(raw) => parse_namespace(&raw)?,
+            Some(decoded) => parse_namespace(&raw.namespace.map_or(decoded, decode_path_segment))?,
             None => Vec::new(),
         };
-        let table = params
-            .remove("table")
-            .or_else(|| params.remove("view"))
-            .unwrap_or_default();
+        let table = match params.remove("table").or_else(|| params.remove("view")) {
+            Some(decoded) => raw.table.map_or(decoded, decode_path_segment),
+            None => String::new(),
+        };
         Ok(Target {
             prefix,
             namespace,
             table,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawNames;
+
+    #[test]
+    fn raw_names_come_from_the_path_as_sent() {
+        assert_eq!(
+            RawNames::parse("/v1/wh+1/namespaces/a%1Fmy+ns/tables/t+1/metrics"),
+            RawNames {
+                prefix: Some("wh+1"),
+                namespace: Some("a%1Fmy+ns"),
+                table: Some("t+1"),
+            }
+        );
+        assert_eq!(
+            RawNames::parse("/v1/namespaces/my+ns/views/v"),
+            RawNames {
+                prefix: None,
+                namespace: Some("my+ns"),
+                table: Some("v"),
+            }
+        );
+        assert_eq!(
+            RawNames::parse("/v1/namespaces/my+ns/properties"),
+            RawNames {
+                prefix: None,
+                namespace: Some("my+ns"),
+                table: None,
+            }
+        );
+        assert_eq!(RawNames::parse("/v1/namespaces"), RawNames::default());
+        assert_eq!(RawNames::parse("/health"), RawNames::default());
     }
 }

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::Digest;
 
+use crate::auth::Caller;
 use crate::error::CatalogError;
 use crate::routes::AppState;
 
@@ -52,9 +53,13 @@ fn replay(status: u16, body: String) -> Response {
             HeaderValue::from_static("application/json"),
         );
     }
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    let headers = response.headers_mut();
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    // What was stored may carry vended credentials: no cache keeps a replay.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     response
 }
 
@@ -101,6 +106,12 @@ async fn run_once(
     digest.update(parts.uri.to_string());
     digest.update(b"\n");
     digest.update(&body);
+    // The key is the caller's: another principal's request with the same
+    // key is a different request, and never gets this one's answer.
+    if let Some(Caller::Principal(principal)) = parts.extensions.get::<Caller>() {
+        digest.update(b"\n");
+        digest.update(principal.id.as_bytes());
+    }
     let fingerprint = floe_shared::auth::hex(&digest.finalize());
     let store = state.catalog.store().clone();
     let lifetime_ms = i64::try_from(state.idempotency_lifetime.as_millis()).unwrap_or(i64::MAX);

@@ -29,6 +29,7 @@ both_backends!(
     unregister_then_register_elsewhere,
     functions_list_none,
     idempotency_keys_replay_and_never_run_twice,
+    names_are_decoded_as_java_clients_encode_them,
 );
 
 /// Every operation of the REST spec (rest-catalog-open-api.yaml) but
@@ -1684,4 +1685,52 @@ async fn idempotency_keys_replay_and_never_run_twice(backend: Backend) {
         before + 1,
         "committed exactly once"
     );
+}
+
+/// Java clients encode names with `URLEncoder`: a space is `+`, a `+` is `%2B`.
+async fn names_are_decoded_as_java_clients_encode_them(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.create_namespace(&["my ns"]).await;
+    app.create_namespace(&["a+b"]).await;
+    let r = app.get("/v1/default/namespaces/my+ns").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["namespace"], json!(["my ns"]));
+    let r = app.get("/v1/namespaces/my%20ns").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app.get("/v1/default/namespaces/a%2Bb").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["namespace"], json!(["a+b"]));
+    // A literal `+` means a space, so it names the other namespace.
+    let r = app.get("/v1/default/namespaces/a+b").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_type(), "NoSuchNamespaceException");
+
+    app.create_table("my+ns", "daily sales").await;
+    let r = app.get("/v1/default/namespaces/my%20ns/tables").await;
+    assert_eq!(
+        r.body["identifiers"],
+        json!([{"namespace": ["my ns"], "name": "daily sales"}])
+    );
+    let r = app
+        .get("/v1/default/namespaces/my+ns/tables/daily+sales")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .call(
+            Method::HEAD,
+            "/v1/namespaces/my%20ns/tables/daily%20sales",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call(
+            Method::DELETE,
+            "/v1/default/namespaces/my+ns/tables/daily+sales",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app.get("/v1/default/namespaces/my+ns/tables").await;
+    assert_eq!(r.body["identifiers"], json!([]));
 }

@@ -15,6 +15,7 @@ both_backends!(
     tokens_are_required_and_verified,
     roles_bound_what_principals_do,
     clients_and_api_keys_through_the_management_api,
+    idempotency_keys_belong_to_their_principal,
 );
 
 async fn send(
@@ -572,4 +573,51 @@ async fn clients_and_api_keys_through_the_management_api(backend: Backend) {
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The same `Idempotency-Key` and request from another principal is not a
+/// retry: it never gets the first principal's stored answer.
+async fn idempotency_keys_belong_to_their_principal(backend: Backend) {
+    let (app, auth, _keys) = authed_app(backend).await;
+    for name in ["etl-a", "etl-b"] {
+        client(&app, name, vec![grant("default", &[], Role::Writer)]).await;
+    }
+    let key = "0b6a1a52-5c1e-4b5e-9d47-2f4a3c8e9a10";
+    let keyed = |who: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/v1/default/namespaces")
+            .header("content-type", "application/json")
+            .header("authorization", bearer(&auth, who))
+            .header("idempotency-key", key)
+            .body(Body::from(
+                json!({"namespace": ["shared"], "properties": {"by": who}}).to_string(),
+            ))
+            .expect("request")
+    };
+    let first = app.send(keyed("etl-a")).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let retry = app.send(keyed("etl-a")).await;
+    assert_eq!(retry.status, StatusCode::OK, "{:?}", retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.headers["cache-control"], "private, no-store");
+    assert_eq!(retry.body, first.body);
+    let other = app.send(keyed("etl-b")).await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        other.body
+    );
+    assert!(other.headers.get("idempotent-replayed").is_none());
+    // Nothing changed: the namespace is still the first principal's.
+    let r = send(
+        &app,
+        Method::GET,
+        "/v1/default/namespaces/shared",
+        Some(&bearer(&auth, "etl-a")),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["properties"]["by"], "etl-a");
 }

@@ -150,9 +150,7 @@ pub struct Access {
 }
 
 fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+    crate::wire::decode_path_segment(segment)
 }
 
 fn levels(encoded: &str) -> Vec<String> {
@@ -1038,6 +1036,14 @@ mod tests {
         assert_eq!(a.role, Role::Reader);
         let a = access(required("POST", "/v1/namespaces/a/tables/t", None, "d"));
         assert_eq!((a.warehouse.as_deref(), a.role), (Some("d"), Role::Writer));
+        let a = access(required(
+            "GET",
+            "/v1/w+h/namespaces/my+ns/tables/t",
+            None,
+            "d",
+        ));
+        assert_eq!(a.warehouse.as_deref(), Some("w h"));
+        assert_eq!(a.namespace, vec!["my ns"]);
         let a = access(required("DELETE", "/v1/wh/namespaces/a", None, "d"));
         assert_eq!(a.role, Role::Admin);
         let a = access(required(

@@ -116,3 +116,38 @@ pub struct RegisterTableRequest {
     #[serde(default)]
     pub overwrite: bool,
 }
+
+/// Decodes one segment of a request path (a warehouse prefix, a namespace,
+/// a table or view name) the way Iceberg's Java client encodes it.
+///
+/// The Java client (and so Spark and Trino) encodes names with
+/// `URLEncoder`, which writes a space as `+` and a literal `+` as `%2B`;
+/// the reference server decodes them with `URLDecoder`. So `+` is a space
+/// here, and everything else is percent-decoded.
+pub fn decode_path_segment(segment: &str) -> String {
+    let spaced;
+    let segment = if segment.contains('+') {
+        spaced = segment.replace('+', " ");
+        spaced.as_str()
+    } else {
+        segment
+    };
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_path_segment;
+
+    #[test]
+    fn plus_is_a_space_and_percent_escapes_decode() {
+        assert_eq!(decode_path_segment("sales"), "sales");
+        assert_eq!(decode_path_segment("my+table"), "my table");
+        assert_eq!(decode_path_segment("my%20table"), "my table");
+        assert_eq!(decode_path_segment("a%2Bb"), "a+b");
+        assert_eq!(decode_path_segment("a%1Fb+c"), "a\u{1f}b c");
+        assert_eq!(decode_path_segment("caf%C3%A9"), "café");
+    }
+}
