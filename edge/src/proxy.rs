@@ -59,9 +59,7 @@ pub enum Invalidation {
     Warehouse(String),
 }
 
-fn decode(segment: &str) -> String {
-    floe_shared::wire::decode_path_segment(segment)
-}
+use floe_shared::wire::decode_path_segment as decode;
 
 /// Classifies a request by method and path; the second value is the route
 /// pattern used as a metrics label.

@@ -110,8 +110,7 @@ impl<'a> RawNames<'a> {
             },
             _ => Self {
                 prefix,
-                namespace: None,
-                table: None,
+                ..Self::default()
             },
         }
     }
@@ -129,18 +128,22 @@ impl FromRequestParts<AppState> for Target {
             .map_err(|e| CatalogError::BadRequest(format!("Invalid path: {e}")))?;
         // The router has percent-decoded the captures, which leaves a `+`
         // (a space, as Java clients encode it) indistinguishable from `%2B`:
-        // decode the names again from the path as it was sent.
+        // a segment sent with a `+` is decoded again from the path as sent.
         let raw = RawNames::of(parts);
+        let redecode = |decoded: String, raw: Option<&str>| match raw {
+            Some(raw) if raw.contains('+') => decode_path_segment(raw),
+            _ => decoded,
+        };
         let prefix = match params.remove("prefix") {
-            Some(decoded) => raw.prefix.map_or(decoded, decode_path_segment),
+            Some(decoded) => redecode(decoded, raw.prefix),
             None => state.default_warehouse.clone(),
         };
         let namespace = match params.remove("namespace") {
-            Some(decoded) => parse_namespace(&raw.namespace.map_or(decoded, decode_path_segment))?,
+            Some(decoded) => parse_namespace(&redecode(decoded, raw.namespace))?,
             None => Vec::new(),
         };
         let table = match params.remove("table").or_else(|| params.remove("view")) {
-            Some(decoded) => raw.table.map_or(decoded, decode_path_segment),
+            Some(decoded) => redecode(decoded, raw.table),
             None => String::new(),
         };
         Ok(Target {

@@ -149,9 +149,7 @@ pub struct Access {
     pub role: Role,
 }
 
-fn decode(segment: &str) -> String {
-    crate::wire::decode_path_segment(segment)
-}
+use crate::wire::decode_path_segment as decode;
 
 fn levels(encoded: &str) -> Vec<String> {
     decode(encoded)
