@@ -263,6 +263,7 @@ fn bench(c: &mut Criterion) {
         exp: 1_700_003_600,
         jti: String::new(),
         scope: "catalog".into(),
+        generation: 0,
     };
     let mut group = c.benchmark_group("token");
     group.bench_function("pooled", |b| {

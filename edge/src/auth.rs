@@ -11,7 +11,20 @@
 //! Both are dropped at once by the origin's change events for that principal
 //! or key, and flushed whenever the event stream is (re)established; so a
 //! disabled or rotated client stops working within the event delay, and
-//! within `principal_cache_seconds` when events are lost.
+//! within `principal_cache_seconds` when events are lost (a record ages from
+//! the moment its read began). Tokens carry the credential generation of the
+//! record they were minted from, so a token minted from a stale record is
+//! refused everywhere once the change is known, whatever its `iat`.
+//!
+//! A secret or API key refused against a cached record is checked once more
+//! against a fresh read of the record, so a rotated secret works at once on
+//! every edge. That read follows a failed argon2id check (one blocking thread
+//! per core at most), so it can never come more often than those.
+//!
+//! Failed attempts are counted per (client id, source address) and per
+//! source address, never per client id alone: one address cannot lock a
+//! client out for everyone else. The counters are count-min sketches of
+//! fixed size, whatever the number of addresses and client ids.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +46,16 @@ use crate::metrics::EdgeMetrics;
 
 const CACHE_CAPACITY: usize = 100_000;
 const SUBJECTS_PATH: &str = "/internal/v1/subjects";
+/// Width of the failure counters (count-min sketches, 4 rows): 4 × 16384
+/// counters per window, two windows, 1 MiB per limiter whatever the traffic.
+/// Raising every counter to a limit of 10 by spraying random keys takes about
+/// 160,000 failures a minute, from thousands of addresses (each is stopped
+/// at its own limit).
+const LIMITER_SLOTS: usize = 16_384;
+const LIMITER_HASHES: usize = 4;
+/// A cached record younger than this is not read again on suspicion alone
+/// (a token minted from a newer record).
+const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a request was refused.
 #[derive(Debug)]
@@ -63,7 +86,9 @@ pub struct EdgeAuth {
     api_keys: ExpiringMap<Arc<ApiKeyRecord>>,
     /// `c:<client id>` / `k:<key id>` → SHA-256 of the secret that verified.
     verified: ExpiringMap<[u8; 32]>,
+    /// Failed attempts per (client id, address).
     failures_by_client: Rate,
+    /// Failed attempts per address.
     failures_by_address: Rate,
     tokens: BufferPool,
     metrics: EdgeMetrics,
@@ -118,8 +143,8 @@ impl EdgeAuth {
                 Duration::from_secs(config.credential_cache_seconds),
                 CACHE_CAPACITY,
             ),
-            failures_by_client: Rate::new(Duration::from_secs(60)),
-            failures_by_address: Rate::new(Duration::from_secs(60)),
+            failures_by_client: limiter(),
+            failures_by_address: limiter(),
             tokens,
             metrics,
             hashing: tokio::sync::Semaphore::new(
@@ -206,19 +231,54 @@ impl EdgeAuth {
         if let Some(p) = self.principals.get(&key) {
             return Ok(Some(p));
         }
+        self.read_principal(key).await
+    }
+
+    /// Reads a principal from an origin and caches it.
+    async fn read_principal(&self, key: String) -> Result<Option<Arc<Principal>>, Refusal> {
         let path = match key.split_once(':') {
             Some(("c", id)) => format!("{PRINCIPALS_PATH}/{}", encode(id)),
             Some((_, subject)) => format!("{SUBJECTS_PATH}/{}", encode(subject)),
             None => return Ok(None),
         };
-        // A change event during the fetch must win over what the fetch read.
-        let generation = self.principals.generation();
+        // A change event during the fetch must win over what the fetch read,
+        // and the record ages from the start of the fetch.
+        let ticket = self.principals.ticket();
         let fetched: Option<Principal> = self.fetch(&path).await?;
         Ok(fetched.map(|p| {
             let p = Arc::new(p);
-            self.principals.insert_since(&key, p.clone(), generation);
+            self.principals.insert_since(&key, p.clone(), ticket);
             p
         }))
+    }
+
+    /// The principal of a Floe token. A token minted from a newer record than
+    /// the cached one proves the cache stale (a change event was missed): the
+    /// record is read again, at most once a second.
+    async fn token_principal(&self, claims: &Claims) -> Result<Option<Arc<Principal>>, Refusal> {
+        let key = format!("c:{}", claims.sub);
+        match self.principals.get_aged(&key) {
+            Some((p, age)) if claims.generation <= p.generation || age < REREAD_AFTER => {
+                Ok(Some(p))
+            }
+            _ => self.read_principal(key).await,
+        }
+    }
+
+    async fn api_key(&self, id: &str, fresh: bool) -> Result<Option<Arc<ApiKeyRecord>>, Refusal> {
+        if !fresh && let Some(r) = self.api_keys.get(id) {
+            return Ok(Some(r));
+        }
+        let ticket = self.api_keys.ticket();
+        let Some(r) = self
+            .fetch::<ApiKeyRecord>(&format!("{API_KEYS_PATH}/{}", encode(id)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let r = Arc::new(r);
+        self.api_keys.insert_since(id, r.clone(), ticket);
+        Ok(Some(r))
     }
 
     /// argon2id off the async runtime (a few at a time), remembered as a
@@ -228,7 +288,7 @@ impl EdgeAuth {
         if self.verified.get(cache_key) == Some(digest) {
             return true;
         }
-        let generation = self.verified.generation();
+        let ticket = self.verified.ticket();
         let Ok(_permit) = self.hashing.acquire().await else {
             return false;
         };
@@ -237,9 +297,39 @@ impl EdgeAuth {
             .await
             .unwrap_or(false);
         if ok {
-            self.verified.insert_since(cache_key, digest, generation);
+            self.verified.insert_since(cache_key, digest, ticket);
         }
         ok
+    }
+
+    /// Whether `secret` is the API key's; a refusal against a cached record
+    /// is checked again against a fresh read (the key may have been rotated
+    /// by a process whose change event has not arrived).
+    async fn api_key_matches(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, Refusal> {
+        let Some(record) = self.api_key(id, false).await? else {
+            return Ok(None);
+        };
+        if record.revoked {
+            return Ok(None);
+        }
+        let cache_key = format!("k:{id}");
+        if self.verify(&cache_key, secret, &record.secret_hash).await {
+            return Ok(Some(record));
+        }
+        let Some(fresh) = self.api_key(id, true).await? else {
+            return Ok(None);
+        };
+        if fresh.revoked || fresh.secret_hash == record.secret_hash {
+            return Ok(None);
+        }
+        Ok(self
+            .verify(&cache_key, secret, &fresh.secret_hash)
+            .await
+            .then_some(fresh))
     }
 
     async fn resolve(
@@ -248,59 +338,42 @@ impl EdgeAuth {
         address: IpAddr,
     ) -> Result<Arc<Principal>, Refusal> {
         let revoked = || unauthorized(AuthError::Revoked);
-        let (principal, iat) = match identity {
+        match identity {
             Identity::Token(claims) => {
                 if claims.scope == INTERNAL_SCOPE {
                     return Err(Refusal::Forbidden(
                         "Service tokens are not accepted here".into(),
                     ));
                 }
-                (
-                    self.principal(format!("c:{}", claims.sub)).await?,
-                    claims.iat,
-                )
+                let principal = self.token_principal(&claims).await?.ok_or_else(revoked)?;
+                Authenticator::check_token(&principal, &claims).map_err(unauthorized)?;
+                Ok(principal)
             }
             Identity::External { subject, iat } => {
-                (self.principal(format!("s:{subject}")).await?, iat)
+                let principal = self
+                    .principal(format!("s:{subject}"))
+                    .await?
+                    .ok_or_else(revoked)?;
+                Authenticator::check_external(&principal, iat).map_err(unauthorized)?;
+                Ok(principal)
             }
             Identity::ApiKey { id, secret } => {
                 // Guessing API keys costs argon2id: limited like the token endpoint.
                 if self.limited(None, address).is_some() {
                     return Err(Refusal::TooMany);
                 }
-                let record = match self.api_keys.get(&id) {
-                    Some(r) => r,
-                    None => {
-                        let generation = self.api_keys.generation();
-                        let Some(r) = self
-                            .fetch::<ApiKeyRecord>(&format!("{API_KEYS_PATH}/{id}"))
-                            .await?
-                        else {
-                            self.failed(None, address);
-                            return Err(revoked());
-                        };
-                        let r = Arc::new(r);
-                        self.api_keys.insert_since(&id, r.clone(), generation);
-                        r
-                    }
-                };
-                if record.revoked
-                    || !self
-                        .verify(&format!("k:{id}"), &secret, &record.secret_hash)
-                        .await
-                {
+                let Some(record) = self.api_key_matches(&id, &secret).await? else {
                     self.failed(None, address);
                     return Err(revoked());
-                }
-                (
-                    self.principal(format!("c:{}", record.principal)).await?,
-                    u64::MAX,
-                )
+                };
+                let principal = self
+                    .principal(format!("c:{}", record.principal))
+                    .await?
+                    .ok_or_else(revoked)?;
+                Authenticator::check_key_holder(&principal).map_err(unauthorized)?;
+                Ok(principal)
             }
-        };
-        let principal = principal.ok_or_else(revoked)?;
-        Authenticator::check_principal(&principal, iat).map_err(unauthorized)?;
-        Ok(principal)
+        }
     }
 
     /// Verifies the request's credential and authorizes the request.
@@ -355,6 +428,8 @@ impl EdgeAuth {
         }
     }
 
+    /// `Retry-After` seconds when this address (or this client id from this
+    /// address) failed too often in the last minute.
     fn limited(&self, client: Option<&str>, address: IpAddr) -> Option<u64> {
         fn over<K: std::hash::Hash>(rate: &Rate, key: &K, limit: u32) -> bool {
             let limit = f64::from(limit.max(1));
@@ -368,7 +443,7 @@ impl EdgeAuth {
         ) || client.is_some_and(|c| {
             over(
                 &self.failures_by_client,
-                &c,
+                &(c, address),
                 limits.failures_per_client_per_minute,
             )
         });
@@ -378,7 +453,7 @@ impl EdgeAuth {
     fn failed(&self, client: Option<&str>, address: IpAddr) {
         self.failures_by_address.observe(&address, 1);
         if let Some(c) = client {
-            self.failures_by_client.observe(&c, 1);
+            self.failures_by_client.observe(&(c, address), 1);
         }
     }
 
@@ -441,7 +516,8 @@ impl EdgeAuth {
         }
     }
 
-    fn claims(&self, sub: &str) -> Claims {
+    /// Claims of a new token for `sub`, of credential `generation`.
+    fn claims(&self, sub: &str, generation: u64) -> Claims {
         let now = now_secs();
         Claims {
             iss: self.config.issuer.clone(),
@@ -450,6 +526,7 @@ impl EdgeAuth {
             exp: now + self.config.token_ttl_seconds,
             jti: String::new(),
             scope: floe_shared::auth::CATALOG_SCOPE.to_string(),
+            generation,
         }
     }
 
@@ -462,23 +539,51 @@ impl EdgeAuth {
     }
 
     async fn client_credentials(&self, id: &str, secret: &str) -> Result<Claims, OAuthError> {
-        let principal = self
-            .principal(format!("c:{id}"))
-            .await
-            .map_err(|_| OAuthError {
-                status: 503,
-                error: "invalid_request",
-                error_description: "The catalog origin could not be asked about this client".into(),
-            })?
-            .ok_or_else(OAuthError::invalid_client)?;
-        let hash = principal
-            .secret_hash
-            .as_deref()
-            .ok_or_else(OAuthError::invalid_client)?;
-        if principal.disabled || !self.verify(&format!("c:{id}"), secret, hash).await {
+        let unavailable = |_| OAuthError {
+            status: 503,
+            error: "invalid_request",
+            error_description: "The catalog origin could not be asked about this client".into(),
+        };
+        let key = format!("c:{id}");
+        let cached = self.principals.get(&key);
+        let from_cache = cached.is_some();
+        let mut principal = match cached {
+            Some(p) => p,
+            None => self
+                .read_principal(key.clone())
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(OAuthError::invalid_client)?,
+        };
+        let mut ok = self.secret_matches(&principal, id, secret).await;
+        if !ok && from_cache && principal.secret_hash.is_some() && !principal.disabled {
+            // The secret may have been rotated by a process whose change event
+            // has not arrived: one fresh read before refusing (only after a
+            // failed argon2id check, so never more often than those).
+            let fresh = self
+                .read_principal(key)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(OAuthError::invalid_client)?;
+            if fresh.secret_hash != principal.secret_hash || fresh.disabled {
+                ok = self.secret_matches(&fresh, id, secret).await;
+            }
+            principal = fresh;
+        }
+        if !ok {
             return Err(OAuthError::invalid_client());
         }
-        Ok(self.claims(id))
+        // The token carries the generation of the record its secret matched.
+        Ok(self.claims(id, principal.generation))
+    }
+
+    async fn secret_matches(&self, principal: &Principal, id: &str, secret: &str) -> bool {
+        match principal.secret_hash.as_deref() {
+            Some(hash) if !principal.disabled => {
+                self.verify(&format!("c:{id}"), secret, hash).await
+            }
+            _ => false,
+        }
     }
 
     async fn exchange(&self, subject_token: &str) -> Result<Claims, OAuthError> {
@@ -487,11 +592,14 @@ impl EdgeAuth {
             .authenticator
             .identify(Some(&header), now_secs())
             .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
-        let Identity::Token(_) = &identity else {
+        let Identity::Token(subject) = &identity else {
             return Err(OAuthError::invalid_grant(
                 "only Floe access tokens can be exchanged",
             ));
         };
+        // The new token keeps the subject token's credential generation: it
+        // is revoked with it, however often it is exchanged again.
+        let generation = subject.generation;
         let principal = self
             .resolve(identity, IpAddr::from([0, 0, 0, 0]))
             .await
@@ -504,8 +612,12 @@ impl EdgeAuth {
                 Refusal::TooMany => OAuthError::invalid_grant("too many failed attempts"),
                 Refusal::Unauthorized(m, _) | Refusal::Forbidden(m) => OAuthError::invalid_grant(m),
             })?;
-        Ok(self.claims(&principal.id))
+        Ok(self.claims(&principal.id, generation))
     }
+}
+
+fn limiter() -> Rate {
+    Rate::new_with_estimator_config(Duration::from_secs(60), LIMITER_HASHES, LIMITER_SLOTS)
 }
 
 fn encode(segment: &str) -> String {

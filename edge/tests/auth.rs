@@ -801,3 +801,671 @@ async fn one_address_guessing_many_clients_is_limited() {
         .unwrap();
     assert_eq!(r.status(), 429);
 }
+
+// ---- credential changes: CLI and management API, every tier -----------------
+
+/// Documented bound for tiers that hear change events: a serving origin reads
+/// the principal change log once a second (what the CLI changed) and relays
+/// what it changed itself at once; delivery to edges takes milliseconds.
+const EVENT_BOUND: Duration = Duration::from_secs(2);
+/// `auth.principal_cache_seconds` in these tests: the documented bound for an
+/// edge that missed the change event.
+const CACHE_SECONDS: u64 = 5;
+
+/// An origin, an edge subscribed to its change events and one that hears
+/// nothing (events off), each with warm caches once a test has used them.
+struct Tiers {
+    origin: Origin,
+    live: Edge,
+    deaf: Edge,
+    auth: AuthConfig,
+    url: String,
+    _pg: Option<floe_shared::testkit::PgDb>,
+    _dir: tempfile::TempDir,
+}
+
+impl Tiers {
+    async fn start(postgres: bool) -> Tiers {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = if postgres {
+            Some(floe_shared::testkit::PgDb::new("edge_auth").await)
+        } else {
+            None
+        };
+        let url = pg
+            .as_ref()
+            .map_or_else(|| sqlite_url(&dir), |pg| pg.url.clone());
+        let mut auth = testkit::auth_config(dir.path());
+        auth.principal_cache_seconds = CACHE_SECONDS;
+        auth.rate_limit.failures_per_client_per_minute = 10_000;
+        auth.rate_limit.failures_per_address_per_minute = 10_000;
+        let origin_auth = auth.clone();
+        let origin = Origin::start_with(&url, &dir.path().join("wh"), free_port(), |c| {
+            c.auth = origin_auth
+        })
+        .await;
+        let live_auth = auth.clone();
+        let live = Edge::start(&[&origin.addr], |c| c.auth = live_auth).await;
+        let deaf_auth = auth.clone();
+        let deaf = Edge::start(&[&origin.addr], |c| {
+            c.auth = deaf_auth;
+            c.events.enabled = false;
+        })
+        .await;
+        live.subscribed(&reqwest::Client::new()).await;
+        Tiers {
+            origin,
+            live,
+            deaf,
+            auth,
+            url,
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+
+    fn origin_url(&self) -> String {
+        format!("http://{}", self.origin.addr)
+    }
+
+    async fn record(&self, id: &str) -> floe_shared::auth::Principal {
+        self.origin
+            .state
+            .catalog
+            .store()
+            .principal(id)
+            .await
+            .unwrap()
+            .expect("principal")
+            .principal
+    }
+}
+
+/// What `floe-origin client …` / `api-key …` open: a pool and an event bus of
+/// their own on the same database (another process id, no stream, no hooks).
+struct Cli {
+    store: floe_origin::store::Store,
+    events: floe_origin::events::EventBus,
+}
+
+impl Cli {
+    async fn open(url: &str) -> Cli {
+        let store = floe_origin::store::Store::connect(&floe_origin::config::DatabaseConfig {
+            url: url.to_string(),
+            max_connections: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let events = floe_origin::events::EventBus::start(store.clone(), url);
+        Cli { store, events }
+    }
+}
+
+const LOAD: &str = "/v1/namespaces/ops/tables/t";
+
+async fn token_status(
+    http: &reqwest::Client,
+    edge: &Edge,
+    id: &str,
+    secret: &str,
+) -> (u16, String) {
+    let (status, body) = token_request(
+        http,
+        edge,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+        ],
+    )
+    .await;
+    (
+        status,
+        body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+async fn exchange(http: &reqwest::Client, edge: &Edge, subject: &str) -> (u16, String) {
+    let (status, body) = token_request(
+        http,
+        edge,
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", subject),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ],
+    )
+    .await;
+    (
+        status,
+        body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// Status of a table load; `hit` when the edge answered it from its cache.
+async fn load(http: &reqwest::Client, base: &str, credential: &str) -> (u16, bool) {
+    let r = http
+        .get(format!("{base}{LOAD}"))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap();
+    let hit = r.headers().get("x-floe-cache").is_some_and(|v| v == "hit");
+    (r.status().as_u16(), hit)
+}
+
+/// A token as a tier holding `generation`'s record would mint it at `iat`.
+fn minted(auth: &AuthConfig, sub: &str, iat: u64, generation: u64) -> String {
+    let claims = floe_shared::token::Claims {
+        iss: auth.issuer.clone(),
+        sub: sub.into(),
+        iat,
+        exp: iat + 3600,
+        jti: String::new(),
+        scope: floe_shared::auth::CATALOG_SCOPE.into(),
+        generation,
+    };
+    String::from_utf8(auth.signer().unwrap().issue(&claims).unwrap().to_vec()).unwrap()
+}
+
+/// A documented bound, counted from the moment a change was committed.
+#[derive(Clone, Copy)]
+struct Bound {
+    changed: std::time::Instant,
+    within: Duration,
+}
+
+fn within(changed: std::time::Instant, within: Duration) -> Bound {
+    Bound { changed, within }
+}
+
+/// Waits until `check` holds, failing once the bound has passed; reports how
+/// long after the change it held.
+async fn by(bound: Bound, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    loop {
+        if check().await {
+            eprintln!("{what}: {:?} after the change", bound.changed.elapsed());
+            return;
+        }
+        assert!(
+            bound.changed.elapsed() < bound.within,
+            "{what}: not true {:?} after the change (the documented bound)",
+            bound.within
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Seeds `ops.t` with `writer` and loads it through both edges until each
+/// answers from its cache.
+async fn warm(http: &reqwest::Client, t: &Tiers, writer: &str, readers: &[(&Edge, &str)]) {
+    for (path, body) in [
+        ("/v1/namespaces", json!({"namespace": ["ops"]})),
+        ("/v1/namespaces/ops/tables", table_body("t")),
+    ] {
+        let r = http
+            .post(format!("{}{path}", t.live.url))
+            .bearer_auth(writer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(r.status().as_u16(), 200 | 409), "{}", r.status());
+    }
+    for (edge, credential) in readers {
+        wait_for("a cached load", Duration::from_secs(10), async || {
+            load(http, &edge.url, credential).await == (200, true)
+        })
+        .await;
+    }
+}
+
+async fn a_cli_rotation_ends_the_old_secret_and_every_token_minted_with_it(postgres: bool) {
+    let t = Tiers::start(postgres).await;
+    let http = reqwest::Client::new();
+    let s0 = create_client(&t.origin, "etl", vec![grant("*", &[], Role::Writer)]).await;
+    let live_token = token(&http, &t.live, "etl", &s0).await;
+    let deaf_token = token(&http, &t.deaf, "etl", &s0).await;
+    let (status, exchanged) = exchange(&http, &t.live, &live_token).await;
+    assert_eq!(status, 200);
+    warm(
+        &http,
+        &t,
+        &live_token,
+        &[(&t.live, &live_token), (&t.deaf, &deaf_token)],
+    )
+    .await;
+    let before = t.record("etl").await;
+
+    // `floe-origin client rotate etl`, from another process.
+    let cli = Cli::open(&t.url).await;
+    let s1 = floe_origin::principals::rotate_secret(&cli.store, &cli.events, "etl")
+        .await
+        .unwrap()
+        .client_secret
+        .unwrap();
+    let changed = std::time::Instant::now();
+    let after = t.record("etl").await;
+    assert!(after.generation > before.generation);
+    // What a tier still holding the old record mints in the rotation's own second.
+    let same_second = minted(&t.auth, "etl", after.not_before, before.generation);
+    // The edge without events still takes the old secret for now, and
+    // mints a token with it after the rotation: that token must die too.
+    let (_, stale) = token_status(&http, &t.deaf, "etl", &s0).await;
+
+    let (status, fresh) = token_status(&http, &t.live, "etl", &s1).await;
+    assert_eq!(status, 200, "the new secret works at once");
+    assert_eq!(load(&http, &t.live.url, &fresh).await.0, 200);
+    assert_eq!(load(&http, &t.origin_url(), &fresh).await.0, 200);
+
+    let old_tokens = [
+        ("the token minted before", live_token.as_str()),
+        ("the other edge's token", deaf_token.as_str()),
+        ("the exchanged token", exchanged.as_str()),
+        ("a token of the rotation's second", same_second.as_str()),
+        ("a token minted by a stale edge", stale.as_str()),
+    ];
+    let deadline = within(changed, EVENT_BOUND);
+    by(
+        deadline,
+        "old secret refused (subscribed edge)",
+        async || token_status(&http, &t.live, "etl", &s0).await.0 == 401,
+    )
+    .await;
+    for (what, old) in old_tokens {
+        if old.is_empty() {
+            continue;
+        }
+        by(
+            deadline,
+            &format!("{what}: refused by the subscribed edge"),
+            async || load(&http, &t.live.url, old).await.0 == 401,
+        )
+        .await;
+        by(
+            deadline,
+            &format!("{what}: refused by the origin"),
+            async || load(&http, &t.origin_url(), old).await.0 == 401,
+        )
+        .await;
+    }
+    by(deadline, "exchanging the old token refused", async || {
+        exchange(&http, &t.live, &live_token).await.0 == 400
+    })
+    .await;
+    assert_eq!(exchange(&http, &t.live, &exchanged).await.0, 400);
+
+    // The edge that heard nothing: within principal_cache_seconds, whatever
+    // its cache holds (the table load is answered by the edge alone).
+    let deadline = within(changed, Duration::from_secs(CACHE_SECONDS));
+    by(
+        deadline,
+        "old secret refused (edge without events)",
+        async || token_status(&http, &t.deaf, "etl", &s0).await.0 == 401,
+    )
+    .await;
+    for (what, old) in old_tokens {
+        if old.is_empty() {
+            continue;
+        }
+        by(
+            deadline,
+            &format!("{what}: refused by the edge without events"),
+            async || load(&http, &t.deaf.url, old).await.0 == 401,
+        )
+        .await;
+    }
+    let (status, deaf_fresh) = token_status(&http, &t.deaf, "etl", &s1).await;
+    assert_eq!(status, 200);
+    assert_eq!(load(&http, &t.deaf.url, &deaf_fresh).await, (200, true));
+    assert_eq!(load(&http, &t.deaf.url, &fresh).await, (200, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_rotation_ends_old_tokens_sqlite() {
+    a_cli_rotation_ends_the_old_secret_and_every_token_minted_with_it(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_rotation_ends_old_tokens_postgres() {
+    a_cli_rotation_ends_the_old_secret_and_every_token_minted_with_it(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_management_api_rotation_ends_tokens_of_its_second_and_their_exchanges() {
+    let t = Tiers::start(false).await;
+    let http = reqwest::Client::new();
+    let admin_secret = create_client(&t.origin, "ops", vec![grant("*", &[], Role::Admin)]).await;
+    let s0 = create_client(&t.origin, "etl", vec![grant("*", &[], Role::Writer)]).await;
+    let admin = token(&http, &t.live, "ops", &admin_secret).await;
+    let live_token = token(&http, &t.live, "etl", &s0).await;
+    let deaf_token = token(&http, &t.deaf, "etl", &s0).await;
+    let (_, exchanged) = exchange(&http, &t.live, &live_token).await;
+    let (status, exchanged_twice) = exchange(&http, &t.live, &exchanged).await;
+    assert_eq!(status, 200);
+    warm(
+        &http,
+        &t,
+        &live_token,
+        &[(&t.live, &exchanged_twice), (&t.deaf, &deaf_token)],
+    )
+    .await;
+    let before = t.record("etl").await;
+
+    let r = http
+        .post(format!("{}/management/v1/clients/etl/rotate", t.live.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s1 = r.json::<Value>().await.unwrap()["client-secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let changed = std::time::Instant::now();
+    let after = t.record("etl").await;
+    let same_second = minted(&t.auth, "etl", after.not_before, before.generation);
+
+    // The edge without events: the new secret works at once (a refused
+    // secret makes it read the record again), and from that read on it
+    // refuses everything minted with the old one.
+    let (status, fresh) = token_status(&http, &t.deaf, "etl", &s1).await;
+    assert_eq!(
+        status, 200,
+        "the new secret works at once on an edge without events"
+    );
+    assert_eq!(token_status(&http, &t.deaf, "etl", &s0).await.0, 401);
+    let old_tokens = [
+        ("the token minted before", live_token.as_str()),
+        ("the other edge's token", deaf_token.as_str()),
+        ("the exchanged token", exchanged.as_str()),
+        ("the token exchanged twice", exchanged_twice.as_str()),
+        ("a token of the rotation's second", same_second.as_str()),
+    ];
+    for (what, old) in old_tokens {
+        assert_eq!(load(&http, &t.deaf.url, old).await.0, 401, "{what}");
+    }
+    assert_eq!(load(&http, &t.deaf.url, &fresh).await, (200, true));
+
+    let deadline = within(changed, EVENT_BOUND);
+    for (what, old) in old_tokens {
+        by(
+            deadline,
+            &format!("{what}: refused by the subscribed edge"),
+            async || load(&http, &t.live.url, old).await.0 == 401,
+        )
+        .await;
+        by(
+            deadline,
+            &format!("{what}: refused by the origin"),
+            async || load(&http, &t.origin_url(), old).await.0 == 401,
+        )
+        .await;
+    }
+    for old in [&live_token, &exchanged, &exchanged_twice] {
+        assert_eq!(
+            exchange(&http, &t.live, old).await.0,
+            400,
+            "no exchange outlives the revocation of its subject"
+        );
+    }
+    assert_eq!(token_status(&http, &t.live, "etl", &s0).await.0, 401);
+    assert_eq!(load(&http, &t.live.url, &fresh).await.0, 200);
+    let (status, renewed) = exchange(&http, &t.live, &fresh).await;
+    assert_eq!(status, 200);
+    assert_eq!(load(&http, &t.origin_url(), &renewed).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_and_disabling_from_the_cli_reach_every_tier() {
+    let t = Tiers::start(false).await;
+    let http = reqwest::Client::new();
+    let secret = create_client(&t.origin, "etl", vec![grant("*", &[], Role::Writer)]).await;
+    let live_token = token(&http, &t.live, "etl", &secret).await;
+    let deaf_token = token(&http, &t.deaf, "etl", &secret).await;
+    let (_, exchanged) = exchange(&http, &t.live, &live_token).await;
+    warm(
+        &http,
+        &t,
+        &live_token,
+        &[(&t.live, &live_token), (&t.deaf, &deaf_token)],
+    )
+    .await;
+    let before = t.record("etl").await;
+    let cli = Cli::open(&t.url).await;
+
+    floe_origin::principals::revoke_tokens(&cli.store, &cli.events, "etl")
+        .await
+        .unwrap();
+    let changed = std::time::Instant::now();
+    let after = t.record("etl").await;
+    let same_second = minted(&t.auth, "etl", after.not_before, before.generation);
+    let deadline = within(changed, EVENT_BOUND);
+    for (what, old) in [
+        ("the token minted before", live_token.as_str()),
+        ("the exchanged token", exchanged.as_str()),
+        ("a token of the revocation's second", same_second.as_str()),
+    ] {
+        for (tier, base) in [
+            ("subscribed edge", t.live.url.clone()),
+            ("origin", t.origin_url()),
+        ] {
+            by(
+                deadline,
+                &format!("{what}: refused by the {tier}"),
+                async || load(&http, &base, old).await.0 == 401,
+            )
+            .await;
+        }
+    }
+    let deadline = within(changed, Duration::from_secs(CACHE_SECONDS));
+    by(
+        deadline,
+        "revoked token refused by the edge without events",
+        async || load(&http, &t.deaf.url, &deaf_token).await.0 == 401,
+    )
+    .await;
+    // The secret still works, for new tokens.
+    let renewed = token(&http, &t.live, "etl", &secret).await;
+    assert_eq!(load(&http, &t.live.url, &renewed).await.0, 200);
+    assert_eq!(load(&http, &t.origin_url(), &renewed).await.0, 200);
+
+    floe_origin::principals::set_disabled(&cli.store, &cli.events, "etl", true)
+        .await
+        .unwrap();
+    let changed = std::time::Instant::now();
+    let deadline = within(changed, EVENT_BOUND);
+    by(deadline, "disabled client's secret refused", async || {
+        token_status(&http, &t.live, "etl", &secret).await.0 == 401
+    })
+    .await;
+    for (tier, base) in [
+        ("subscribed edge", t.live.url.clone()),
+        ("origin", t.origin_url()),
+    ] {
+        by(
+            deadline,
+            &format!("disabled client's token refused by the {tier}"),
+            async || load(&http, &base, &renewed).await.0 == 401,
+        )
+        .await;
+    }
+    let deadline = within(changed, Duration::from_secs(CACHE_SECONDS));
+    by(
+        deadline,
+        "disabled client refused by the edge without events",
+        async || token_status(&http, &t.deaf, "etl", &secret).await.0 == 401,
+    )
+    .await;
+    // Enabling again does not bring the old tokens back.
+    floe_origin::principals::set_disabled(&cli.store, &cli.events, "etl", false)
+        .await
+        .unwrap();
+    by(
+        within(std::time::Instant::now(), EVENT_BOUND),
+        "enabled again",
+        async || token_status(&http, &t.live, "etl", &secret).await.0 == 200,
+    )
+    .await;
+    assert_eq!(load(&http, &t.live.url, &renewed).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_rotated_or_revoked_from_the_cli() {
+    let t = Tiers::start(false).await;
+    let http = reqwest::Client::new();
+    let secret = create_client(&t.origin, "etl", vec![grant("*", &[], Role::Writer)]).await;
+    let writer = token(&http, &t.live, "etl", &secret).await;
+    let key = floe_origin::principals::create_api_key(
+        t.origin.state.catalog.store(),
+        t.origin.state.catalog.events(),
+        "etl",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    warm(
+        &http,
+        &t,
+        &writer,
+        &[(&t.live, &key.api_key), (&t.deaf, &key.api_key)],
+    )
+    .await;
+    assert_eq!(load(&http, &t.origin_url(), &key.api_key).await.0, 200);
+    let cli = Cli::open(&t.url).await;
+
+    let rotated = floe_origin::principals::rotate_api_key(&cli.store, &cli.events, &key.key_id)
+        .await
+        .unwrap()
+        .api_key;
+    let changed = std::time::Instant::now();
+    // The new key works at once everywhere (a refused key is checked again
+    // against a fresh read of its record).
+    for base in [&t.deaf.url, &t.live.url, &t.origin_url()] {
+        assert_eq!(load(&http, base, &rotated).await.0, 200, "{base}");
+    }
+    assert_eq!(
+        load(&http, &t.deaf.url, &key.api_key).await.0,
+        401,
+        "the edge that read the new record refuses the old key"
+    );
+    let deadline = within(changed, EVENT_BOUND);
+    for (tier, base) in [
+        ("subscribed edge", t.live.url.clone()),
+        ("origin", t.origin_url()),
+    ] {
+        by(
+            deadline,
+            &format!("old API key refused by the {tier}"),
+            async || load(&http, &base, &key.api_key).await.0 == 401,
+        )
+        .await;
+    }
+
+    floe_origin::principals::revoke_api_key(&cli.store, &cli.events, &key.key_id)
+        .await
+        .unwrap();
+    let changed = std::time::Instant::now();
+    let deadline = within(changed, EVENT_BOUND);
+    for (tier, base) in [
+        ("subscribed edge", t.live.url.clone()),
+        ("origin", t.origin_url()),
+    ] {
+        by(
+            deadline,
+            &format!("revoked API key refused by the {tier}"),
+            async || load(&http, &base, &rotated).await.0 == 401,
+        )
+        .await;
+    }
+    let deadline = within(changed, Duration::from_secs(CACHE_SECONDS));
+    by(
+        deadline,
+        "revoked API key refused by the edge without events",
+        async || load(&http, &t.deaf.url, &rotated).await.0 == 401,
+    )
+    .await;
+}
+
+// ---- guessing: no targeted lockout -------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_lock_a_client_out_for_everyone() {
+    // The shipped limits: 10 failures per client id and address, 30 per address.
+    let s = stack(|_| {}).await;
+    let secret = create_client(&s.origin, "etl", vec![grant("*", &[], Role::Reader)]).await;
+    let attacker = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+        .build()
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        statuses.push(token_status(&attacker, &s.edge, "etl", "guess").await.0);
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (status, real) = token_status(&client, &s.edge, "etl", &secret).await;
+    assert_eq!(
+        status, 200,
+        "the real client, from its own address, is not locked out"
+    );
+    let r = client
+        .get(format!("{}/v1/namespaces", s.edge.url))
+        .bearer_auth(&real)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        token_status(&attacker, &s.edge, "etl", &secret).await.0,
+        429,
+        "the guessing address stays limited, right secret or not"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openid_connect_issuer_without_an_audience_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
+    let mut auth = testkit::auth_config(dir.path());
+    auth.oidc.issuer = "https://idp.example.test".into();
+    auth.oidc.jwks_file = jwks.display().to_string();
+    let config = floe_edge::config::EdgeConfig {
+        auth: auth.clone(),
+        ..Default::default()
+    };
+    let err = floe_edge::server::build(config, None)
+        .err()
+        .expect("the edge refuses to start")
+        .to_string();
+    assert!(err.contains("auth.oidc.audience is required"), "{err}");
+    let mut origin = floe_origin::config::Config::default();
+    origin.database.url = sqlite_url(&dir);
+    origin.warehouse.location = dir.path().join("wh").display().to_string();
+    origin.auth = auth;
+    let err = floe_origin::server::prepare(&origin)
+        .await
+        .err()
+        .expect("the origin refuses to start")
+        .to_string();
+    assert!(err.contains("auth.oidc.audience is required"), "{err}");
+}

@@ -3,10 +3,17 @@
 //! principals and API keys from.
 //!
 //! Principal and API-key records are cached for `auth.principal_cache_seconds`;
-//! every change to them (from this process, or relayed from others through
-//! PostgreSQL) drops the cached record at once.
+//! every change to them drops the cached record: at once when this process
+//! made it, as soon as PostgreSQL relays it from another origin, and within
+//! a second (the change log's poll) when another process such as the CLI made
+//! it. A refused API key whose record may be stale is checked once more
+//! against a fresh read, so a rotated key works at once.
+//!
+//! argon2id on the API-key path runs on at most one blocking thread per
+//! core at once, however many requests present keys.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
@@ -17,6 +24,7 @@ use floe_shared::auth::{
     INTERNAL_SCOPE, Identity, Principal, Required, allows, credential_digest, now_secs, required,
     verify_secret,
 };
+use floe_shared::token::Claims;
 
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
@@ -40,6 +48,27 @@ struct Inner {
     api_keys: ExpiringMap<Arc<ApiKeyRecord>>,
     /// API key id → digest of the secret that verified.
     verified: ExpiringMap<[u8; 32]>,
+    /// argon2id runs on at most this many blocking threads at once.
+    hashing: tokio::sync::Semaphore,
+    hashing_now: AtomicUsize,
+    hashing_peak: AtomicUsize,
+}
+
+/// How many argon2id checks run at once on the API-key path: now, the most
+/// ever seen, and the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingStats {
+    /// Running now.
+    pub running: usize,
+    /// The most that ever ran at once.
+    pub peak: usize,
+    /// The bound (one per core).
+    pub limit: usize,
+}
+
+/// Blocking threads argon2id may occupy at once: one per core.
+fn hashing_limit() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 impl std::fmt::Debug for OriginAuth {
@@ -67,10 +96,13 @@ impl OriginAuth {
         events: &EventBus,
         default_warehouse: &str,
     ) -> anyhow::Result<Self> {
+        config.validate(false).map_err(anyhow::Error::msg)?;
+        // Edges hear about principal changes other processes (the CLI) made
+        // through this origin, whether or not it checks credentials itself.
+        events.watch_principals();
         if !config.enabled {
             return Ok(Self::disabled());
         }
-        config.validate(false).map_err(anyhow::Error::msg)?;
         let oidc = floe_shared::oidc::load(&config.oidc)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -91,6 +123,9 @@ impl OriginAuth {
                 Duration::from_secs(config.credential_cache_seconds),
                 CACHE_CAPACITY,
             ),
+            hashing: tokio::sync::Semaphore::new(hashing_limit()),
+            hashing_now: AtomicUsize::new(0),
+            hashing_peak: AtomicUsize::new(0),
         });
         let weak = Arc::downgrade(&inner);
         events.on_auth(Arc::new(move |event| {
@@ -120,6 +155,21 @@ impl OriginAuth {
     /// Whether requests must authenticate.
     pub fn enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// argon2id checks of API keys: running now, the most at once, the bound.
+    pub fn hashing_stats(&self) -> HashingStats {
+        let (running, peak) = self.inner.as_ref().map_or((0, 0), |i| {
+            (
+                i.hashing_now.load(Ordering::Relaxed),
+                i.hashing_peak.load(Ordering::Relaxed),
+            )
+        });
+        HashingStats {
+            running,
+            peak,
+            limit: hashing_limit(),
+        }
     }
 
     /// Authenticates and authorizes one request; says who made it.
@@ -212,8 +262,13 @@ impl Inner {
         if let Some(p) = self.principals.get(&key) {
             return Ok(Some(p));
         }
-        // A change during the read must win over what the read saw.
-        let generation = self.principals.generation();
+        self.read_principal(key).await
+    }
+
+    /// Reads a principal from the database and caches it (unless a change
+    /// arrived meanwhile: then the read may predate it).
+    async fn read_principal(&self, key: String) -> Result<Option<Arc<Principal>>> {
+        let ticket = self.principals.ticket();
         let record = match key.split_once(':') {
             Some(("c", id)) => self.store.principal(id).await?,
             Some((_, subject)) => self.store.principal_by_subject(subject).await?,
@@ -221,20 +276,72 @@ impl Inner {
         };
         Ok(record.map(|r| {
             let p = Arc::new(r.principal);
-            self.principals.insert_since(&key, p.clone(), generation);
+            self.principals.insert_since(&key, p.clone(), ticket);
             p
         }))
+    }
+
+    /// The principal of a Floe token. A token minted from a newer record than
+    /// the cached one proves the cache stale: it is read again (at most once
+    /// a second per principal).
+    async fn token_principal(&self, claims: &Claims) -> Result<Option<Arc<Principal>>> {
+        let key = format!("c:{}", claims.sub);
+        match self.principals.get_aged(&key) {
+            Some((p, age)) if claims.generation <= p.generation || age < REREAD_AFTER => {
+                Ok(Some(p))
+            }
+            _ => self.read_principal(key).await,
+        }
+    }
+
+    async fn api_key(&self, id: &str, fresh: bool) -> Result<Option<Arc<ApiKeyRecord>>> {
+        if !fresh && let Some(k) = self.api_keys.get(id) {
+            return Ok(Some(k));
+        }
+        let ticket = self.api_keys.ticket();
+        let Some((record, _)) = self.store.api_key(id).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.api_keys.insert_since(id, record.clone(), ticket);
+        Ok(Some(record))
+    }
+
+    /// argon2id on a blocking thread, at most one per core at once.
+    async fn hash_check(&self, secret: &str, hash: &str) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
+        let running = self.hashing_now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.hashing_peak.fetch_max(running, Ordering::Relaxed);
+        let (secret, hash) = (secret.to_string(), hash.to_string());
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
+            .await
+            .unwrap_or(false);
+        self.hashing_now.fetch_sub(1, Ordering::Relaxed);
+        ok
+    }
+
+    /// Whether `secret` is the key's, remembered as a digest bound to the hash.
+    async fn key_matches(&self, key: &ApiKeyRecord, secret: &str) -> bool {
+        let digest = credential_digest(secret, &key.secret_hash);
+        if self.verified.get(&key.id) == Some(digest) {
+            return true;
+        }
+        let ticket = self.verified.ticket();
+        let ok = self.hash_check(secret, &key.secret_hash).await;
+        if ok {
+            self.verified.insert_since(&key.id, digest, ticket);
+        }
+        ok
     }
 
     async fn resolve(&self, identity: Identity) -> Result<Arc<Principal>> {
         let revoked = || unauthorized(AuthError::Revoked);
         match identity {
             Identity::Token(claims) => {
-                let p = self
-                    .principal(format!("c:{}", claims.sub))
-                    .await?
-                    .ok_or_else(revoked)?;
-                Authenticator::check_principal(&p, claims.iat).map_err(unauthorized)?;
+                let p = self.token_principal(&claims).await?.ok_or_else(revoked)?;
+                Authenticator::check_token(&p, &claims).map_err(unauthorized)?;
                 Ok(p)
             }
             Identity::External { subject, iat } => {
@@ -242,45 +349,38 @@ impl Inner {
                     .principal(format!("s:{subject}"))
                     .await?
                     .ok_or_else(revoked)?;
-                Authenticator::check_principal(&p, iat).map_err(unauthorized)?;
+                Authenticator::check_external(&p, iat).map_err(unauthorized)?;
                 Ok(p)
             }
             Identity::ApiKey { id, secret } => {
-                let key = match self.api_keys.get(&id) {
-                    Some(k) => k,
-                    None => {
-                        let generation = self.api_keys.generation();
-                        let (record, _) = self.store.api_key(&id).await?.ok_or_else(revoked)?;
-                        let record = Arc::new(record);
-                        self.api_keys.insert_since(&id, record.clone(), generation);
-                        record
+                let mut key = self.api_key(&id, false).await?.ok_or_else(revoked)?;
+                let mut ok = !key.revoked && self.key_matches(&key, &secret).await;
+                if !ok && !key.revoked {
+                    // The key may have been rotated by another process since
+                    // it was cached: one fresh read before refusing (only
+                    // after an argon2id check failed, so never more often).
+                    let fresh = self.api_key(&id, true).await?.ok_or_else(revoked)?;
+                    if fresh.secret_hash != key.secret_hash || fresh.revoked {
+                        ok = !fresh.revoked && self.key_matches(&fresh, &secret).await;
                     }
-                };
-                if key.revoked {
-                    return Err(revoked());
+                    key = fresh;
                 }
-                let digest = credential_digest(&secret, &key.secret_hash);
-                if self.verified.get(&id) != Some(digest) {
-                    let generation = self.verified.generation();
-                    let hash = key.secret_hash.clone();
-                    let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-                        .await
-                        .unwrap_or(false);
-                    if !ok {
-                        return Err(revoked());
-                    }
-                    self.verified.insert_since(&id, digest, generation);
+                if !ok {
+                    return Err(revoked());
                 }
                 let p = self
                     .principal(format!("c:{}", key.principal))
                     .await?
                     .ok_or_else(revoked)?;
-                Authenticator::check_principal(&p, u64::MAX).map_err(unauthorized)?;
+                Authenticator::check_key_holder(&p).map_err(unauthorized)?;
                 Ok(p)
             }
         }
     }
 }
+
+/// A cached record younger than this is not read again on suspicion alone.
+const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// Middleware: every request passes [`OriginAuth::check`] first.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {

@@ -6,6 +6,13 @@
 //! origin hears about commits made through all of them. When the listener
 //! loses its connection, notifications may have been missed: every open
 //! stream is closed, and subscribers flush their caches and subscribe again.
+//!
+//! Principal changes are also appended to the database's change log
+//! (`auth_changes`), whatever process makes them: every serving origin reads
+//! the log once a second ([`EventBus::watch_principals`]) and publishes what
+//! other processes changed, so a change made by the CLI (which serves no
+//! stream) reaches every edge within [`PRINCIPAL_POLL`] plus delivery, on
+//! SQLite as on PostgreSQL.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,6 +24,13 @@ use tokio::sync::broadcast;
 use crate::store::{Backend, Store};
 
 const CHANNEL: &str = "floe_events";
+
+/// How often a serving origin reads the principal change log.
+pub const PRINCIPAL_POLL: Duration = Duration::from_secs(1);
+/// Rows of the principal change log kept (older ones are pruned).
+const CHANGES_KEPT: i64 = 10_000;
+/// Rows read per poll at most (the rest on the next round, at once).
+const CHANGES_PER_READ: i64 = 256;
 
 /// What the broadcast channel carries.
 #[derive(Debug, Clone)]
@@ -122,19 +136,40 @@ impl EventBus {
         let _ = self.tx.send(Signal::Change(event));
     }
 
-    /// Publishes a change to a principal (and one of its API keys).
+    /// Publishes a change to a principal (and one of its API keys): in the
+    /// database's change log (for origins of other processes, and changes
+    /// made by the CLI), over NOTIFY, and to this process's hooks and streams.
     pub async fn publish_auth(&self, principal: &str, api_key: Option<&str>) {
         let event = AuthEvent {
             principal: principal.to_string(),
             api_key: api_key.map(str::to_string),
             origin: self.origin.clone(),
         };
+        if let Err(err) = self
+            .store
+            .record_auth_change(principal, api_key, &self.origin)
+            .await
+        {
+            tracing::warn!(error = %err, "could not log a principal change for other origins");
+        }
         if self.store.backend() == Backend::Postgres {
             let payload = serde_json::to_string(&Frame::Auth(event.clone())).unwrap_or_default();
             if let Err(err) = self.store.notify(CHANNEL, &payload).await {
                 tracing::warn!(error = %err, "could not relay a principal change to other origins");
             }
         }
+        self.run_hooks(Some(&event));
+        let _ = self.tx.send(Signal::Auth(event));
+    }
+
+    /// Reads the principal change log every [`PRINCIPAL_POLL`] and publishes
+    /// the changes other processes made (to hooks and streams), until the
+    /// store is closed. Serving origins start it; the CLI does not.
+    pub fn watch_principals(&self) {
+        tokio::spawn(watch_principals(self.clone()));
+    }
+
+    fn relay_auth(&self, event: AuthEvent) {
         self.run_hooks(Some(&event));
         let _ = self.tx.send(Signal::Auth(event));
     }
@@ -210,8 +245,7 @@ async fn listen(bus: EventBus, url: String) {
                             Frame::parse(note.payload().as_bytes())
                             && event.origin != bus.origin
                         {
-                            bus.run_hooks(Some(&event));
-                            let _ = bus.tx.send(Signal::Auth(event));
+                            bus.relay_auth(event);
                         }
                     }
                 }
@@ -222,5 +256,71 @@ async fn listen(bus: EventBus, url: String) {
         bus.run_hooks(None);
         let _ = bus.tx.send(Signal::Reset);
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The principal change log, read once a second: what other processes
+/// changed is published here as if this process had changed it.
+async fn watch_principals(bus: EventBus) {
+    let mut last = loop {
+        if bus.store.is_closed() {
+            return;
+        }
+        match bus.store.last_auth_change().await {
+            Ok(seq) => break seq,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the principal change log; retrying");
+                tokio::time::sleep(PRINCIPAL_POLL).await;
+            }
+        }
+    };
+    let mut ticker = tokio::time::interval(PRINCIPAL_POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds: u64 = 0;
+    loop {
+        ticker.tick().await;
+        if bus.store.is_closed() {
+            return;
+        }
+        rounds += 1;
+        loop {
+            let changes = match bus.store.auth_changes_since(last, CHANGES_PER_READ).await {
+                Ok(changes) => changes,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the principal change log");
+                    break;
+                }
+            };
+            let full = changes.len() as i64 == CHANGES_PER_READ;
+            if changes.first().is_some_and(|c| c.seq > last + 1) {
+                // Rows were pruned before this origin read them: what
+                // changed is unknown, so everything is forgotten.
+                tracing::warn!(
+                    after = last,
+                    "principal changes were pruned unread; dropping every cached principal"
+                );
+                bus.run_hooks(None);
+                let _ = bus.tx.send(Signal::Reset);
+            }
+            for change in changes {
+                last = change.seq;
+                if change.origin != bus.origin {
+                    bus.relay_auth(AuthEvent {
+                        principal: change.principal,
+                        api_key: change.api_key,
+                        origin: change.origin,
+                    });
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        // Now and then, and never the last row.
+        if rounds % 600 == 1
+            && let Err(err) = bus.store.prune_auth_changes(CHANGES_KEPT).await
+        {
+            tracing::debug!(error = %err, "could not prune the principal change log");
+        }
     }
 }

@@ -1,7 +1,11 @@
 //! Managing clients (principals), their grants and API keys; shared by the
 //! HTTP management API and the CLI. Secrets are generated here, shown once,
 //! and stored only as argon2id hashes. Every change is published as an auth
-//! event, so edges and other origins drop what they cached.
+//! event (and written to the database's change log, which serving origins
+//! poll: changes made by the CLI reach edges too), so edges and other origins
+//! drop what they cached. Rotation, disabling and token revocation start a new
+//! credential generation: every token minted before is refused, whatever its
+//! `iat`.
 
 use floe_shared::auth::{Grant, hash_secret, new_key_id, new_secret, validate_client_id};
 use serde::{Deserialize, Serialize};
@@ -48,6 +52,9 @@ pub struct ClientView {
     /// Tokens issued before this (seconds since the epoch) are revoked.
     #[serde(rename = "tokens-not-before")]
     pub not_before: u64,
+    /// Credential generation: tokens minted before its last bump are revoked.
+    #[serde(rename = "credential-generation", default)]
+    pub generation: u64,
     /// Roles.
     pub grants: Vec<Grant>,
 }
@@ -123,6 +130,7 @@ fn view(record: PrincipalRecord) -> ClientView {
         has_secret: record.principal.secret_hash.is_some(),
         oidc_subject: record.oidc_subject,
         not_before: record.principal.not_before,
+        generation: record.principal.generation,
         grants: record.principal.grants,
     }
 }

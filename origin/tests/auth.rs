@@ -16,6 +16,7 @@ both_backends!(
     roles_bound_what_principals_do,
     clients_and_api_keys_through_the_management_api,
     idempotency_keys_belong_to_their_principal,
+    the_cli_changes_credentials_for_a_running_origin,
 );
 
 async fn send(
@@ -173,10 +174,18 @@ async fn tokens_are_required_and_verified(backend: Backend) {
         .unwrap();
     let r = send(&app, Method::GET, "/v1/config", Some(&old), None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "revoked before now");
-    let fresh = format!(
-        "Bearer {}",
-        testkit::token(&auth, "ops", now + 1, now + 600)
+    // A token minted after the revocation carries the new credential
+    // generation; one of the old generation is refused whatever its iat.
+    let generation = record(&app, "ops").await.generation;
+    let stale = minted(&auth, "ops", now + 1, generation - 1);
+    assert_eq!(
+        send(&app, Method::GET, "/v1/config", Some(&stale), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED,
+        "minted from the record before the revocation"
     );
+    let fresh = minted(&auth, "ops", now, generation);
     assert_eq!(
         send(&app, Method::GET, "/v1/config", Some(&fresh), None)
             .await
@@ -309,12 +318,10 @@ async fn roles_bound_what_principals_do(backend: Backend) {
         StatusCode::OK,
         "listing below a granted namespace"
     );
+    // The warehouse root lists only what the reader may read.
     let r = send(&app, Method::GET, "/v1/namespaces", Some(&reader), None).await;
-    assert_eq!(
-        r.status,
-        StatusCode::FORBIDDEN,
-        "listing the warehouse root needs a warehouse grant"
-    );
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["namespaces"], json!([["sales"]]));
 
     // Dropping a namespace and the management API need admin.
     let r = send(&app, Method::DELETE, "/v1/namespaces/hr", Some(&etl), None).await;
@@ -620,4 +627,194 @@ async fn idempotency_keys_belong_to_their_principal(backend: Backend) {
     )
     .await;
     assert_eq!(r.body["properties"]["by"], "etl-a");
+}
+
+/// Documented bound for an origin to act on a change another process (the
+/// CLI) made: it reads the principal change log once a second.
+const CLI_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs the real `floe-origin` binary on the test's database, as an operator
+/// would; returns its output.
+fn floe_origin(app: &TestApp, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe-origin"))
+        .args(["--database-url", &app.db.url])
+        .args(args)
+        .current_dir(app.db.dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("floe-origin runs");
+    assert!(
+        out.status.success(),
+        "floe-origin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn printed<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} in {out}"))
+        .trim()
+}
+
+async fn record(app: &TestApp, id: &str) -> floe_shared::auth::Principal {
+    app.state
+        .catalog
+        .store()
+        .principal(id)
+        .await
+        .unwrap()
+        .expect("principal")
+        .principal
+}
+
+/// `Bearer` header of a token as a tier holding `generation`'s record mints it.
+fn minted(auth: &AuthConfig, sub: &str, iat: u64, generation: u64) -> String {
+    let claims = floe_shared::token::Claims {
+        iss: auth.issuer.clone(),
+        sub: sub.into(),
+        iat,
+        exp: iat + 600,
+        jti: String::new(),
+        scope: floe_shared::auth::CATALOG_SCOPE.into(),
+        generation,
+    };
+    let token = auth.signer().unwrap().issue(&claims).unwrap();
+    format!("Bearer {}", std::str::from_utf8(&token).unwrap())
+}
+
+async fn status(app: &TestApp, credential: &str) -> StatusCode {
+    send(app, Method::GET, "/v1/namespaces", Some(credential), None)
+        .await
+        .status
+}
+
+/// Waits until `credential` gets `expected`, failing `CLI_BOUND` after `changed`.
+async fn within_bound(
+    app: &TestApp,
+    changed: std::time::Instant,
+    what: &str,
+    credential: &str,
+    expected: StatusCode,
+) {
+    loop {
+        if status(app, credential).await == expected {
+            eprintln!("{what}: {:?} after the change", changed.elapsed());
+            return;
+        }
+        assert!(
+            changed.elapsed() < CLI_BOUND,
+            "{what}: not {expected} {CLI_BOUND:?} after the change"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// `floe-origin client rotate | revoke-tokens | disable` and `api-key rotate`
+/// from another process: a running origin (cache warm) refuses what they end
+/// within the bound, including tokens minted in the change's own second, and
+/// takes the new credentials at once.
+async fn the_cli_changes_credentials_for_a_running_origin(backend: Backend) {
+    let (app, auth, _keys) = authed_app(backend).await;
+    client(&app, "etl", vec![grant("*", &[], Role::Writer)]).await;
+    let key = floe_origin::principals::create_api_key(
+        app.state.catalog.store(),
+        app.state.catalog.events(),
+        "etl",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let key = format!("Bearer {}", key.api_key);
+    let g0 = record(&app, "etl").await.generation;
+    let now = testkit::now();
+    let before = minted(&auth, "etl", now, g0);
+    assert_eq!(status(&app, &before).await, StatusCode::OK);
+    assert_eq!(status(&app, &key).await, StatusCode::OK);
+
+    let out = floe_origin(&app, &["client", "rotate", "etl"]);
+    let changed = std::time::Instant::now();
+    assert_eq!(printed(&out, "client_secret:").len(), 43);
+    let rotated = record(&app, "etl").await;
+    assert_eq!(rotated.generation, g0 + 1);
+    let new = minted(&auth, "etl", rotated.not_before, rotated.generation);
+    assert_eq!(status(&app, &new).await, StatusCode::OK, "at once");
+    let same_second = minted(&auth, "etl", rotated.not_before, g0);
+    for (what, old) in [("old token", &before), ("same-second token", &same_second)] {
+        within_bound(&app, changed, what, old, StatusCode::UNAUTHORIZED).await;
+    }
+    assert_eq!(
+        status(&app, &key).await,
+        StatusCode::OK,
+        "keys are not tokens"
+    );
+
+    let key_id = key
+        .trim_start_matches("Bearer floe_")
+        .split('_')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = floe_origin(&app, &["api-key", "rotate", &key_id]);
+    let changed = std::time::Instant::now();
+    let new_key = format!("Bearer {}", printed(&out, "api_key:"));
+    assert_eq!(
+        status(&app, &new_key).await,
+        StatusCode::OK,
+        "the new key works at once (a refused key is checked against a fresh read)"
+    );
+    within_bound(&app, changed, "old API key", &key, StatusCode::UNAUTHORIZED).await;
+
+    floe_origin(&app, &["client", "revoke-tokens", "etl"]);
+    let changed = std::time::Instant::now();
+    let revoked = record(&app, "etl").await;
+    assert_eq!(revoked.generation, rotated.generation + 1);
+    let same_second = minted(&auth, "etl", revoked.not_before, rotated.generation);
+    for (what, old) in [("revoked token", &new), ("same-second token", &same_second)] {
+        within_bound(&app, changed, what, old, StatusCode::UNAUTHORIZED).await;
+    }
+    let after = minted(&auth, "etl", revoked.not_before, revoked.generation);
+    assert_eq!(status(&app, &after).await, StatusCode::OK);
+
+    floe_origin(&app, &["client", "disable", "etl"]);
+    let changed = std::time::Instant::now();
+    for (what, credential) in [("token", &after), ("API key", &new_key)] {
+        within_bound(&app, changed, what, credential, StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+/// argon2id on the origin's own API-key path runs on at most one blocking
+/// thread per core, however many wrong keys arrive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_bad_api_keys_never_run_more_argon2_than_cores() {
+    let (app, _auth, _keys) = authed_app(Backend::Sqlite).await;
+    client(&app, "etl", vec![grant("*", &[], Role::Reader)]).await;
+    let key = floe_origin::principals::create_api_key(
+        app.state.catalog.store(),
+        app.state.catalog.events(),
+        "etl",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let guesses: Vec<String> = (0..64)
+        .map(|i| format!("Bearer floe_{}_wrong{i}", key.key_id))
+        .collect();
+    let statuses =
+        futures::future::join_all(guesses.iter().map(|g| status(&app, g.as_str()))).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let stats = app.state.auth.hashing_stats();
+    assert!(
+        stats.peak >= 1 && stats.peak <= stats.limit,
+        "argon2id checks at once: {stats:?}"
+    );
+    assert_eq!(stats.running, 0);
+    assert_eq!(
+        status(&app, &format!("Bearer {}", key.api_key)).await,
+        StatusCode::OK
+    );
 }

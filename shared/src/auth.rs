@@ -97,9 +97,17 @@ pub struct Principal {
     #[serde(default)]
     pub disabled: bool,
     /// Tokens issued before this instant (seconds) are revoked: set by
-    /// rotation, disabling and explicit revocation.
+    /// rotation, disabling and explicit revocation. Floe's own tokens are
+    /// judged by [`Principal::generation`]; this second is what tokens of the
+    /// external issuer (and Floe tokens of earlier releases) are judged by.
     #[serde(default)]
     pub not_before: u64,
+    /// Credential generation: bumped by rotation, disabling and explicit
+    /// revocation. Every Floe token carries the generation of the record it
+    /// was minted from, and is refused once the record's has moved past it,
+    /// whatever its `iat` (no one-second window, no clock involved).
+    #[serde(default)]
+    pub generation: u64,
     /// What it may do.
     #[serde(default)]
     pub grants: Vec<Grant>,
@@ -136,6 +144,10 @@ pub enum Required {
     Internal,
     /// A role on a warehouse (`None`: every warehouse, i.e. management) and namespace.
     Access(Access),
+    /// A listing of the namespace's children: any authenticated principal
+    /// may ask; the origin shows what [`listing`] allows (and refuses with
+    /// 403 when that is nothing).
+    List(Access),
 }
 
 /// A role needed on a place.
@@ -215,10 +227,21 @@ pub fn required(
                 })
                 .unwrap_or_default();
             if read {
-                (parent, Role::Reader)
+                return Required::List(Access {
+                    warehouse: Some(warehouse),
+                    namespace: parent,
+                    role: Role::Reader,
+                });
             } else {
                 (Vec::new(), Role::Writer)
             }
+        }
+        ["namespaces", ns, "tables" | "views"] if method == "GET" => {
+            return Required::List(Access {
+                warehouse: Some(warehouse),
+                namespace: levels(ns),
+                role: Role::Reader,
+            });
         }
         ["namespaces", ns] => (
             levels(ns),
@@ -262,6 +285,46 @@ pub fn allows(grants: &[Grant], access: &Access) -> bool {
                 }
             }
     })
+}
+
+/// What a listing of a namespace's children (namespaces, tables, views)
+/// may show a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    /// The principal may read the namespace: every child.
+    All,
+    /// The principal may read only namespaces below: the children on the
+    /// way to them (no tables or views of this namespace).
+    OnTheWay(std::collections::BTreeSet<String>),
+    /// Nothing here or below: the listing is refused (403).
+    Nothing,
+}
+
+/// What the principal with `grants` may see when listing `namespace` of
+/// `warehouse` (empty: the top level).
+pub fn listing(grants: &[Grant], warehouse: &str, namespace: &[String]) -> Listing {
+    let read = Access {
+        warehouse: Some(warehouse.to_string()),
+        namespace: namespace.to_vec(),
+        role: Role::Reader,
+    };
+    if allows(grants, &read) {
+        return Listing::All;
+    }
+    let below: std::collections::BTreeSet<String> = grants
+        .iter()
+        .filter(|g| {
+            (g.warehouse == "*" || g.warehouse == warehouse)
+                && g.namespace.len() > namespace.len()
+                && g.namespace.starts_with(namespace)
+        })
+        .map(|g| g.namespace[namespace.len()].clone())
+        .collect();
+    if below.is_empty() {
+        Listing::Nothing
+    } else {
+        Listing::OnTheWay(below)
+    }
 }
 
 /// A fresh random secret: 32 bytes, base64url.
@@ -330,7 +393,9 @@ pub struct KeyFile {
 pub struct OidcConfig {
     /// Expected `iss`; empty disables OpenID Connect.
     pub issuer: String,
-    /// Expected `aud`; empty accepts any.
+    /// Expected `aud`: required with an issuer (start-up refuses an issuer
+    /// without one, so tokens the issuer minted for other applications are
+    /// never accepted).
     pub audience: String,
     /// JWKS file with the issuer's keys.
     pub jwks_file: String,
@@ -340,14 +405,21 @@ pub struct OidcConfig {
     pub jwks_refresh_seconds: u64,
 }
 
-/// Limits on the token endpoint: after this many failed attempts within a
-/// minute, further requests for that client id (or from that address) get 429.
+/// Limits on failed credentials: after this many failed attempts within a
+/// minute, further token requests for that client id *from that address*
+/// (or anything from that address) get 429.
+///
+/// There is deliberately no limit per client id alone: it would let anyone,
+/// from anywhere, lock a known client out. Secrets and API keys are 256-bit
+/// random values Floe generates, so spreading guesses over many addresses
+/// gains an attacker nothing but argon2 work, which runs on at most one
+/// blocking thread per core.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RateLimitConfig {
-    /// Failed attempts per client id per minute.
+    /// Failed attempts per client id from one source address per minute.
     pub failures_per_client_per_minute: u32,
-    /// Failed attempts per source address per minute.
+    /// Failed attempts per source address per minute (any client ids, API keys).
     pub failures_per_address_per_minute: u32,
 }
 
@@ -460,6 +532,13 @@ pub fn load_verifying_key(path: &str) -> Result<VerifyingKey, String> {
 impl AuthConfig {
     /// Checks the section and loads its keys; `signing` when this tier issues tokens.
     pub fn validate(&self, signing: bool) -> Result<(), String> {
+        if !self.oidc.issuer.is_empty() && self.oidc.audience.trim().is_empty() {
+            return Err(format!(
+                "auth.oidc.audience is required with auth.oidc.issuer ({}): without it, tokens \
+                 that issuer minted for any other application would be accepted here",
+                self.oidc.issuer
+            ));
+        }
         if !self.enabled {
             return Ok(());
         }
@@ -618,9 +697,36 @@ impl Authenticator {
         }
     }
 
-    /// Checks a Floe token of `principal` against its state.
-    pub fn check_principal(principal: &Principal, iat: u64) -> Result<(), AuthError> {
-        if principal.disabled || iat < principal.not_before {
+    /// Checks a Floe token of `principal` against its state: refused when the
+    /// principal is disabled, or the token was minted from a record of an
+    /// older credential generation (rotation, disabling, revocation since).
+    /// Tokens without a generation (earlier releases) are judged by `iat`.
+    pub fn check_token(principal: &Principal, claims: &Claims) -> Result<(), AuthError> {
+        let revoked = principal.disabled
+            || claims.generation < principal.generation
+            || (claims.generation == 0 && claims.iat < principal.not_before);
+        if revoked {
+            Err(AuthError::Revoked)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks a token of the external issuer against the principal's state.
+    /// Its `iat` has one-second resolution, so a token issued in the second
+    /// of a revocation is refused too (as are tokens without `iat`, once the
+    /// principal has been revoked at all).
+    pub fn check_external(principal: &Principal, iat: u64) -> Result<(), AuthError> {
+        if principal.disabled || (principal.not_before > 0 && iat <= principal.not_before) {
+            Err(AuthError::Revoked)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks the principal an API key acts as (the key itself was checked).
+    pub fn check_key_holder(principal: &Principal) -> Result<(), AuthError> {
+        if principal.disabled {
             Err(AuthError::Revoked)
         } else {
             Ok(())
@@ -637,6 +743,7 @@ pub fn service_claims(issuer: &str, now: u64, ttl: u64) -> Claims {
         exp: now + ttl,
         jti: String::new(),
         scope: INTERNAL_SCOPE.to_string(),
+        generation: 0,
     }
 }
 
@@ -862,7 +969,8 @@ pub fn write_token_response(out: &mut Vec<u8>, token: &[u8], expires_in: u64) {
 }
 
 /// A small map whose entries expire: the principal, API-key and
-/// verified-credential caches of both tiers. Bounded: when full, it starts over.
+/// verified-credential caches of both tiers. Bounded: it never holds more
+/// than `capacity` entries (when full of live entries, it starts over).
 /// Keys are strings unless said otherwise (digests are kept as bytes).
 #[derive(Debug)]
 pub struct ExpiringMap<V, K = String> {
@@ -878,12 +986,22 @@ struct Entries<K, V> {
     generation: u64,
 }
 
+/// What a reader notes before fetching a value it means to cache (see
+/// [`ExpiringMap::ticket`]): the map's removal count and the instant. A value
+/// stored with it ages from that instant, not from when the fetch ended, so
+/// a record read before a change is never kept `ttl` past the change.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    generation: u64,
+    at: std::time::Instant,
+}
+
 impl<V: Clone, K: std::hash::Hash + Eq> ExpiringMap<V, K> {
     /// Entries live `ttl`; at most `capacity` are kept.
     pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
         Self {
             ttl,
-            capacity,
+            capacity: capacity.max(1),
             entries: std::sync::Mutex::new(Entries {
                 map: std::collections::HashMap::new(),
                 generation: 0,
@@ -897,32 +1015,46 @@ impl<V: Clone, K: std::hash::Hash + Eq> ExpiringMap<V, K> {
         K: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized,
     {
+        self.get_aged(key).map(|(v, _)| v)
+    }
+
+    /// The live value of `key` and how long ago it was read.
+    pub fn get_aged<Q>(&self, key: &Q) -> Option<(V, std::time::Duration)>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let entries = self.entries.lock().ok()?;
         entries
             .map
             .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
+            .map(|(at, v)| (at.elapsed(), v))
+            .filter(|(age, _)| *age < self.ttl)
+            .map(|(age, v)| (v.clone(), age))
     }
 
-    /// The current generation: read it before fetching a value, and pass it
-    /// to [`ExpiringMap::insert_since`].
-    pub fn generation(&self) -> u64 {
-        self.entries.lock().map(|e| e.generation).unwrap_or(0)
+    /// Note this before fetching a value, and pass it to
+    /// [`ExpiringMap::insert_since`].
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            generation: self.entries.lock().map(|e| e.generation).unwrap_or(0),
+            at: std::time::Instant::now(),
+        }
     }
 
     /// Stores `value` under `key`.
     pub fn insert(&self, key: impl Into<K>, value: V) {
-        let generation = self.generation();
-        self.insert_since(key, value, generation);
+        let ticket = self.ticket();
+        self.insert_since(key, value, ticket);
     }
 
-    /// Stores `value` unless something was removed since `generation` was
-    /// read (the value may predate that removal).
-    pub fn insert_since(&self, key: impl Into<K>, value: V, generation: u64) {
+    /// Stores `value` (read after `ticket` was taken) unless something was
+    /// removed since: the value may predate that removal. It ages from the
+    /// ticket's instant.
+    pub fn insert_since(&self, key: impl Into<K>, value: V, ticket: Ticket) {
         let key = key.into();
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.generation != generation {
+            if entries.generation != ticket.generation {
                 return;
             }
             if entries.map.len() >= self.capacity && !entries.map.contains_key(&key) {
@@ -931,8 +1063,18 @@ impl<V: Clone, K: std::hash::Hash + Eq> ExpiringMap<V, K> {
                     entries.map.clear();
                 }
             }
-            entries.map.insert(key, (std::time::Instant::now(), value));
+            entries.map.insert(key, (ticket.at, value));
         }
+    }
+
+    /// How many entries are held (live or not yet swept).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.map.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Drops `key`.
@@ -1051,13 +1193,24 @@ mod tests {
             "d",
         ));
         assert_eq!(a.role, Role::Reader);
-        let a = access(required(
-            "GET",
-            "/v1/wh/namespaces",
-            Some("parent=a%1Fb"),
-            "d",
-        ));
+        let Required::List(a) = required("GET", "/v1/wh/namespaces", Some("parent=a%1Fb"), "d")
+        else {
+            panic!("a listing");
+        };
         assert_eq!((a.namespace.len(), a.role), (2, Role::Reader));
+        for path in ["/v1/wh/namespaces/a/tables", "/v1/wh/namespaces/a/views"] {
+            assert!(matches!(
+                required("GET", path, None, "d"),
+                Required::List(Access { ref namespace, .. }) if namespace == &["a"]
+            ));
+            assert!(matches!(
+                required("POST", path, None, "d"),
+                Required::Access(Access {
+                    role: Role::Writer,
+                    ..
+                })
+            ));
+        }
         let a = access(required("POST", "/v1/wh/namespaces", None, "d"));
         assert_eq!((a.namespace.len(), a.role), (0, Role::Writer));
         let a = access(required("POST", "/v1/wh/tables/rename", None, "d"));
@@ -1111,15 +1264,131 @@ mod tests {
     }
 
     #[test]
+    fn listings_show_what_grants_reach() {
+        let levels = |ns: &[&str]| ns.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let sales = vec![grant("wh", &["corp", "sales"], Role::Reader)];
+        assert_eq!(
+            listing(&sales, "wh", &[]),
+            Listing::OnTheWay(["corp".to_string()].into())
+        );
+        assert_eq!(
+            listing(&sales, "wh", &levels(&["corp"])),
+            Listing::OnTheWay(["sales".to_string()].into())
+        );
+        assert_eq!(
+            listing(&sales, "wh", &levels(&["corp", "sales"])),
+            Listing::All
+        );
+        assert_eq!(
+            listing(&sales, "wh", &levels(&["corp", "sales", "eu"])),
+            Listing::All
+        );
+        assert_eq!(listing(&sales, "wh", &levels(&["hr"])), Listing::Nothing);
+        assert_eq!(listing(&sales, "other", &[]), Listing::Nothing);
+        let everywhere = vec![grant("*", &["x", "y"], Role::Writer)];
+        assert_eq!(
+            listing(&everywhere, "any", &[]),
+            Listing::OnTheWay(["x".to_string()].into())
+        );
+        assert_eq!(
+            listing(&[grant("wh", &[], Role::Reader)], "wh", &[]),
+            Listing::All
+        );
+    }
+
+    #[test]
     fn a_removal_during_a_fetch_wins_over_the_fetched_value() {
         let map: ExpiringMap<i32> = ExpiringMap::new(std::time::Duration::from_secs(60), 10);
-        let before = map.generation();
+        let before = map.ticket();
         map.remove("p");
         map.insert_since("p", 1, before);
         assert_eq!(map.get("p"), None, "read before the removal: not cached");
-        map.insert_since("p", 2, map.generation());
+        map.insert_since("p", 2, map.ticket());
         assert_eq!(map.get("p"), Some(2));
         assert_ne!(credential_digest("s", "h1"), credential_digest("s", "h2"));
+    }
+
+    #[test]
+    fn entries_age_from_the_start_of_their_fetch_and_the_map_stays_bounded() {
+        let ttl = std::time::Duration::from_millis(200);
+        let map: ExpiringMap<i32> = ExpiringMap::new(ttl, 3);
+        let ticket = map.ticket();
+        std::thread::sleep(ttl);
+        map.insert_since("slow", 1, ticket);
+        assert_eq!(
+            map.get("slow"),
+            None,
+            "a fetch that began a ttl ago is already stale"
+        );
+        map.insert("fresh", 2);
+        let (value, age) = map.get_aged("fresh").unwrap();
+        assert!(value == 2 && age < ttl);
+        for i in 0..1_000 {
+            map.insert(format!("k{i}"), i);
+            assert!(map.len() <= 3, "never more than the capacity");
+        }
+    }
+
+    #[test]
+    fn generations_revoke_tokens_without_a_clock() {
+        let mut principal = Principal {
+            id: "etl".into(),
+            disabled: false,
+            not_before: 1_000,
+            generation: 3,
+            grants: Vec::new(),
+            secret_hash: None,
+            default_warehouse: String::new(),
+        };
+        let token = |iat: u64, generation: u64| Claims {
+            iss: "floe".into(),
+            sub: "etl".into(),
+            iat,
+            exp: iat + 60,
+            jti: String::new(),
+            scope: CATALOG_SCOPE.into(),
+            generation,
+        };
+        assert!(Authenticator::check_token(&principal, &token(1_000, 3)).is_ok());
+        assert!(Authenticator::check_token(&principal, &token(999, 4)).is_ok());
+        assert_eq!(
+            Authenticator::check_token(&principal, &token(1_000, 2)),
+            Err(AuthError::Revoked),
+            "minted in the revocation's own second from the older record"
+        );
+        assert_eq!(
+            Authenticator::check_token(&principal, &token(5_000, 2)),
+            Err(AuthError::Revoked),
+            "minted long after, by a tier that still had the older record"
+        );
+        principal.generation = 0;
+        assert!(Authenticator::check_token(&principal, &token(999, 0)).is_err());
+        assert!(Authenticator::check_token(&principal, &token(1_000, 0)).is_ok());
+        assert!(Authenticator::check_external(&principal, 1_000).is_err());
+        assert!(Authenticator::check_external(&principal, 1_001).is_ok());
+        principal.not_before = 0;
+        assert!(
+            Authenticator::check_external(&principal, 0).is_ok(),
+            "never revoked"
+        );
+        principal.disabled = true;
+        assert!(Authenticator::check_token(&principal, &token(9_999, 9)).is_err());
+        assert!(Authenticator::check_key_holder(&principal).is_err());
+    }
+
+    #[test]
+    fn an_openid_connect_issuer_needs_an_audience() {
+        let mut config = AuthConfig::default();
+        config.oidc.issuer = "https://idp.example".into();
+        config.oidc.jwks_file = "/nonexistent".into();
+        let err = config.validate(false).unwrap_err();
+        assert!(err.contains("auth.oidc.audience is required"), "{err}");
+        config.enabled = true;
+        let err = config.validate(true).unwrap_err();
+        assert!(err.contains("auth.oidc.audience is required"), "{err}");
+        config.oidc.audience = "floe".into();
+        config.enabled = false;
+        assert!(config.validate(false).is_ok());
     }
 
     #[test]

@@ -31,8 +31,14 @@ const ACCEPTED: &[Algorithm] = &[
 ];
 
 impl OidcVerifier {
-    /// A verifier with the keys of `jwks` (JSON).
+    /// A verifier with the keys of `jwks` (JSON). The audience is required:
+    /// an issuer's tokens for other applications are never accepted.
     pub fn new(issuer: &str, audience: &str, jwks: &str) -> Result<Self, String> {
+        if issuer.trim().is_empty() || audience.trim().is_empty() {
+            return Err(
+                "OpenID Connect needs both auth.oidc.issuer and auth.oidc.audience".to_string(),
+            );
+        }
         Ok(Self {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
@@ -64,11 +70,7 @@ impl OidcVerifier {
         };
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
-        if self.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&[&self.audience]);
-        }
+        validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| format!("token refused: {e}"))?;
@@ -104,6 +106,12 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
 pub async fn load(config: &OidcConfig) -> Result<Option<Arc<OidcVerifier>>, String> {
     if config.issuer.is_empty() {
         return Ok(None);
+    }
+    if config.audience.trim().is_empty() {
+        return Err(format!(
+            "auth.oidc.audience is required with auth.oidc.issuer ({})",
+            config.issuer
+        ));
     }
     let jwks = if !config.jwks_file.is_empty() {
         std::fs::read_to_string(&config.jwks_file)
@@ -142,5 +150,32 @@ pub async fn refresh_loop(verifier: Arc<OidcVerifier>, config: OidcConfig) {
                 tracing::warn!(url = %config.jwks_url, error = %e, "JWKS refresh failed; keeping the previous keys")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issuer_without_an_audience_is_refused() {
+        let jwks = r#"{"keys": []}"#;
+        assert!(OidcVerifier::new("https://idp.example", "", jwks).is_err());
+        assert!(OidcVerifier::new("https://idp.example", "  ", jwks).is_err());
+        assert!(OidcVerifier::new("https://idp.example", "floe", jwks).is_ok());
+        let config = OidcConfig {
+            issuer: "https://idp.example".into(),
+            jwks_file: "/nonexistent".into(),
+            ..OidcConfig::default()
+        };
+        let err = block_on(load(&config)).unwrap_err();
+        assert!(err.contains("audience"), "{err}");
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
     }
 }

@@ -93,6 +93,7 @@ pub fn token(config: &crate::auth::AuthConfig, sub: &str, iat: u64, exp: u64) ->
         exp,
         jti: String::new(),
         scope: crate::auth::CATALOG_SCOPE.into(),
+        generation: 0,
     };
     let bytes = config
         .signer()

@@ -31,6 +31,13 @@ pub struct Claims {
     /// Space-separated scopes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// The credential generation of the principal record the token was
+    /// minted from (claim `gen`): a token is revoked once its principal's
+    /// generation has moved past it (rotation, disabling, revocation). An
+    /// exchanged token keeps the generation of the token it replaced.
+    /// Tokens of earlier releases have none (0).
+    #[serde(default, rename = "gen")]
+    pub generation: u64,
 }
 
 /// Why a token was refused.
@@ -156,6 +163,7 @@ impl TokenSigner {
                 exp: claims.exp,
                 jti,
                 scope: &claims.scope,
+                generation: claims.generation,
             },
         )
         .map_err(|_| TokenError::Encoding)?;
@@ -178,6 +186,8 @@ struct ClaimsRef<'a> {
     jti: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
+    #[serde(rename = "gen")]
+    generation: u64,
 }
 
 fn append_base64(out: &mut Vec<u8>, input: &[u8]) {
@@ -262,6 +272,7 @@ mod tests {
             exp: 2_000,
             jti: String::new(),
             scope: "catalog".into(),
+            generation: 7,
         }
     }
 
@@ -278,6 +289,10 @@ mod tests {
         assert_eq!(got.sub, "client-1");
         assert_eq!(got.scope, "catalog");
         assert_eq!(got.jti.len(), 22, "16 random bytes, base64url");
+        assert_eq!(
+            got.generation, 7,
+            "the credential generation travels signed"
+        );
         drop(token);
         assert_eq!(pool.stats().in_use, 0);
     }
