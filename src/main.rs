@@ -67,6 +67,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(metrics) = cli.edge_metrics_listen {
         edge_config.metrics_listen = metrics;
     }
+    // Before anything listens: no tier on a network address without
+    // authentication, unless the configuration says so explicitly.
+    origin_config.check_exposure()?;
+    edge_config.check_exposure()?;
 
     // The origin first, on a runtime of its own; the edge once it is ready.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<SocketAddr>>();

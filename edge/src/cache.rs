@@ -8,10 +8,22 @@
 //! invalidation is not stored. So a write invalidates every variant of a
 //! table (snapshot modes, delegation) at once, and a load racing a commit
 //! cannot put the old metadata back.
+//!
+//! Warehouse and table generations live in a fixed array of counters
+//! ([`GenerationSlots`]), indexed by a keyed hash of the name: writes name
+//! tables the client chooses (a write to a table that does not exist still
+//! invalidates before the origin refuses it), so a map keyed by those names
+//! would grow without bound. A table's generation is the counter of its
+//! slot; an invalidation bumps that slot. Two names sharing a slot only cost
+//! each other spurious misses, never a stale read: whatever slot a table
+//! maps to, an invalidation of the table bumps exactly the counter its
+//! entries were filled under.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -148,16 +160,83 @@ impl Drop for FlightGuard {
 pub struct CacheCounters {
     /// Entries evicted by the admission/eviction policy.
     pub evictions: AtomicU64,
-    /// Approximate bytes held.
+    /// Approximate bytes held: bodies, keys and heads of the entries.
     pub bytes: AtomicI64,
+}
+
+/// Default number of generation slots (8 bytes each: 512 KiB).
+pub const DEFAULT_GENERATION_SLOTS: usize = 1 << 16;
+
+/// Fixed-size generation counters of warehouses and tables.
+///
+/// The memory is allocated once and never grows, whatever names requests
+/// carry. The hash is keyed per process (`RandomState`), so a client cannot
+/// pick names that land on the slot of a table it wants to keep out of the
+/// cache. With `n` slots, a commit bumps at most three distinct ones (the
+/// table as the client spelled it, with the warehouse's name, and without),
+/// so another table loses its entries to a collision with probability about
+/// 3/n per commit: at the default 65,536 slots and 100 commits a second, once
+/// in some 220 s per table, against a refetch every `cache.max_age_seconds`
+/// anyway. A writer sending writes to made-up names can cause such misses
+/// (each costs one origin load); it could commit to real tables as well.
+struct GenerationSlots {
+    slots: Box<[AtomicU64]>,
+    mask: usize,
+    hasher: RandomState,
+    /// Slots bumped at least once (for `floe_edge_cache_generation_slots_used`).
+    used: AtomicU64,
+}
+
+/// Hash domains: a warehouse and a table of the same spelling get different slots.
+const WAREHOUSE_DOMAIN: u8 = 0;
+const TABLE_DOMAIN: u8 = 1;
+
+impl GenerationSlots {
+    /// `slots` counters (rounded up to a power of two, at least one).
+    fn new(slots: usize) -> Self {
+        let n = slots.max(1).next_power_of_two();
+        Self {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            mask: n - 1,
+            hasher: RandomState::new(),
+            used: AtomicU64::new(0),
+        }
+    }
+
+    fn index<K: Hash + ?Sized>(&self, domain: u8, key: &K) -> usize {
+        // Truncating the hash is fine: only its low bits pick the slot.
+        (self.hasher.hash_one((domain, key)) as usize) & self.mask
+    }
+
+    fn get(&self, index: usize) -> u64 {
+        // SeqCst: an invalidation and a later check of the same slot are
+        // ordered as they happened, the same as the lock they replace.
+        self.slots
+            .get(index)
+            .map_or(0, |slot| slot.load(Ordering::SeqCst))
+    }
+
+    fn bump(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index)
+            && slot.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            self.used.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Bytes an entry holds besides its body: key, ETag and content type (in the
+/// entry and in both prebuilt heads), and the structures around them.
+fn entry_overhead(entry: &Entry) -> usize {
+    const FIXED: usize = 1024;
+    FIXED + entry.key.len() + 3 * entry.etag.len() + 2 * entry.content_type.len()
 }
 
 /// The cache.
 pub struct TableCache {
     store: TinyUfo<String, Arc<Entry>>,
     global: AtomicU64,
-    warehouses: RwLock<HashMap<String, u64>>,
-    tables: RwLock<HashMap<TableRef, u64>>,
+    generations: GenerationSlots,
     flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
     enabled: AtomicBool,
     max_age: Duration,
@@ -168,20 +247,37 @@ pub struct TableCache {
 }
 
 impl TableCache {
-    /// A cache of at most `max_bytes` of bodies.
+    /// A cache of at most `max_bytes` (bodies, keys and heads), with the
+    /// default number of generation slots.
     pub fn new(
         max_bytes: usize,
         max_entry_bytes: usize,
         max_age: Duration,
         stale_for: Duration,
     ) -> Self {
+        Self::with_generation_slots(
+            max_bytes,
+            max_entry_bytes,
+            max_age,
+            stale_for,
+            DEFAULT_GENERATION_SLOTS,
+        )
+    }
+
+    /// A cache whose invalidations are tracked in `slots` counters.
+    pub fn with_generation_slots(
+        max_bytes: usize,
+        max_entry_bytes: usize,
+        max_age: Duration,
+        stale_for: Duration,
+        slots: usize,
+    ) -> Self {
         let kib = (max_bytes / 1024).max(1);
         Self {
             // Weights are KiB; assume entries of ~16 KiB for the sketch size.
             store: TinyUfo::new(kib, (kib / 16).max(64)),
             global: AtomicU64::new(0),
-            warehouses: RwLock::new(HashMap::new()),
-            tables: RwLock::new(HashMap::new()),
+            generations: GenerationSlots::new(slots),
             flights: Arc::new(Mutex::new(HashMap::new())),
             enabled: AtomicBool::new(true),
             max_age,
@@ -204,21 +300,22 @@ impl TableCache {
 
     /// Current generations for `table`.
     pub fn generations(&self, table: &TableRef) -> Generations {
+        let slots = &self.generations;
         Generations {
             global: self.global.load(Ordering::Acquire),
-            warehouse: self
-                .warehouses
-                .read()
-                .ok()
-                .and_then(|m| m.get(&table.warehouse).copied())
-                .unwrap_or(0),
-            table: self
-                .tables
-                .read()
-                .ok()
-                .and_then(|m| m.get(table).copied())
-                .unwrap_or(0),
+            warehouse: slots.get(slots.index(WAREHOUSE_DOMAIN, table.warehouse.as_str())),
+            table: slots.get(slots.index(TABLE_DOMAIN, table)),
         }
+    }
+
+    /// Number of generation slots (fixed for the cache's life).
+    pub fn generation_slots(&self) -> usize {
+        self.generations.slots.len()
+    }
+
+    /// Generation slots bumped at least once (at most [`Self::generation_slots`]).
+    pub fn generation_slots_used(&self) -> u64 {
+        self.generations.used.load(Ordering::Relaxed)
     }
 
     /// Looks up `key` of `table`.
@@ -256,7 +353,11 @@ impl TableCache {
         if !self.admits(entry.body.len()) || entry.generations != self.generations(table) {
             return false;
         }
-        let weight = entry.body.len().div_ceil(1024).clamp(1, u16::MAX as usize) as u16;
+        // The weight counts the key too: the query string is part of it, and
+        // a client chooses it.
+        let weight = (entry.body.len() + entry_overhead(&entry))
+            .div_ceil(1024)
+            .clamp(1, u16::MAX as usize) as u16;
         let key = entry.key.clone();
         let evicted = self.store.force_put(key, Arc::new(entry), weight);
         self.counters
@@ -273,19 +374,19 @@ impl TableCache {
 
     /// Invalidates every variant of a table (with and without its prefix).
     pub fn invalidate_table(&self, table: &TableRef) {
-        if let Ok(mut tables) = self.tables.write() {
-            for t in [table.clone(), table.unprefixed()] {
-                *tables.entry(t).or_insert(0) += 1;
-            }
+        let slots = &self.generations;
+        slots.bump(slots.index(TABLE_DOMAIN, table));
+        if !table.warehouse.is_empty() {
+            slots.bump(slots.index(TABLE_DOMAIN, &table.unprefixed()));
         }
     }
 
     /// Invalidates every table of a warehouse (and the unprefixed routes).
     pub fn invalidate_warehouse(&self, warehouse: &str) {
-        if let Ok(mut warehouses) = self.warehouses.write() {
-            for w in [warehouse, ""] {
-                *warehouses.entry(w.to_string()).or_insert(0) += 1;
-            }
+        let slots = &self.generations;
+        slots.bump(slots.index(WAREHOUSE_DOMAIN, warehouse));
+        if !warehouse.is_empty() {
+            slots.bump(slots.index(WAREHOUSE_DOMAIN, ""));
         }
     }
 
@@ -435,6 +536,147 @@ mod tests {
         let c = TableCache::new(1 << 20, 4, Duration::from_secs(60), Duration::ZERO);
         let t = table("w", "t");
         assert!(!c.store(&t, entry(&c, &t, "all", b"too large")));
+    }
+
+    /// Many more tables than slots: every table shares its slot with others.
+    fn crowded(slots: usize) -> TableCache {
+        TableCache::with_generation_slots(
+            64 << 20,
+            1 << 19,
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            slots,
+        )
+    }
+
+    #[test]
+    fn invalidating_unknown_tables_uses_no_memory_beyond_the_slots() {
+        let c = crowded(64);
+        assert_eq!(c.generation_slots(), 64);
+        let kept = table("w", "kept");
+        assert!(c.store(&kept, entry(&c, &kept, "all", b"{}")));
+        for i in 0..10_000 {
+            c.invalidate_table(&table("w", &format!("missing-{i}-{}", "x".repeat(200))));
+            c.invalidate_warehouse(&format!("nowhere-{i}"));
+        }
+        assert!(c.generation_slots_used() <= 64);
+        assert_eq!(c.generation_slots(), 64, "the array never grows");
+        // Still a working cache: a fill now is served, and the table's own
+        // invalidation still reaches it.
+        assert!(c.store(&kept, entry(&c, &kept, "all", b"{}")));
+        assert!(matches!(
+            c.lookup(&TableCache::key(&kept, "all"), &kept),
+            Lookup::Fresh(_)
+        ));
+        c.invalidate_table(&kept);
+        assert!(matches!(
+            c.lookup(&TableCache::key(&kept, "all"), &kept),
+            Lookup::Miss
+        ));
+    }
+
+    /// The no-stale-read property, checked against a model over random
+    /// operations on more tables than slots: loads start (taking the
+    /// generations of the moment), finish later (storing, or refused),
+    /// writes invalidate tables and warehouses, lookups serve. An entry may
+    /// be served fresh only when nothing invalidated its table (itself, its
+    /// unprefixed twin, its warehouse, or everything) since its load started.
+    /// Collisions may turn a valid entry into a miss; never serve a stale one.
+    #[test]
+    fn no_stale_read_whatever_the_collisions() {
+        let c = crowded(4);
+        let tables: Vec<TableRef> = ["", "w", "v"]
+            .iter()
+            .flat_map(|w| (0..6).map(move |i| table(w, &format!("t{i}"))))
+            .collect();
+        // Model: per table, the time of its last invalidation, and the time
+        // the load behind its cached entry started.
+        let mut invalidated = vec![0u64; tables.len()];
+        let mut filled: Vec<Option<u64>> = vec![None; tables.len()];
+        let mut in_flight: Vec<(usize, Generations, u64)> = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut served, mut spurious) = (0, 0);
+        for time in 1..50_000u64 {
+            let i = next(tables.len());
+            let t = &tables[i];
+            match next(10) {
+                0 | 1 => in_flight.push((i, c.generations(t), time)),
+                2 | 3 if !in_flight.is_empty() => {
+                    let (j, generations, started) = in_flight.swap_remove(next(in_flight.len()));
+                    let u = &tables[j];
+                    let e = Entry::new(
+                        TableCache::key(u, "all"),
+                        generations,
+                        "\"e\"".into(),
+                        "application/json".into(),
+                        Bytes::from_static(b"{}"),
+                    )
+                    .expect("head");
+                    if c.store(u, e) {
+                        filled[j] = Some(started);
+                    }
+                }
+                4 => {
+                    c.invalidate_table(t);
+                    for (j, u) in tables.iter().enumerate() {
+                        if u.table == t.table
+                            && (u.warehouse == t.warehouse || u.warehouse.is_empty())
+                        {
+                            invalidated[j] = time;
+                        }
+                    }
+                }
+                5 if next(4) == 0 => {
+                    c.invalidate_warehouse(&t.warehouse);
+                    for (j, u) in tables.iter().enumerate() {
+                        if u.warehouse == t.warehouse || u.warehouse.is_empty() {
+                            invalidated[j] = time;
+                        }
+                    }
+                }
+                6 if next(100) == 0 => {
+                    c.flush();
+                    invalidated.iter_mut().for_each(|l| *l = time);
+                }
+                _ => {
+                    let fresh = matches!(c.lookup(&TableCache::key(t, "all"), t), Lookup::Fresh(_));
+                    let valid = filled[i].is_some_and(|started| started > invalidated[i]);
+                    assert!(!fresh || valid, "stale read of {t:?} at {time}");
+                    served += usize::from(fresh);
+                    spurious += usize::from(valid && !fresh);
+                }
+            }
+        }
+        assert!(served > 100, "the cache still serves: {served}");
+        assert!(spurious > 0, "4 slots for 18 tables collide");
+    }
+
+    #[test]
+    fn keys_count_against_the_byte_bound() {
+        // 64 KiB of cache; bodies of 2 bytes under 8 KiB keys (a long query
+        // string): a few entries fit, not thousands.
+        let c = TableCache::new(64 << 10, 1 << 10, Duration::from_secs(60), Duration::ZERO);
+        let t = table("w", "t");
+        let junk = "q".repeat(8 << 10);
+        for i in 0..1000 {
+            let e = Entry::new(
+                TableCache::key(&t, &format!("{i}{junk}")),
+                c.generations(&t),
+                "\"e\"".into(),
+                "application/json".into(),
+                Bytes::from_static(b"{}"),
+            )
+            .expect("head");
+            c.store(&t, e);
+        }
+        let held = c.counters.bytes.load(Ordering::Relaxed);
+        assert!(held <= 80 << 10, "{held} bytes held for a 64 KiB cache");
     }
 
     #[tokio::test]

@@ -23,6 +23,10 @@ pub struct EdgeConfig {
     pub metrics_listen: String,
     /// Origin addresses (`host:port`), balanced round-robin.
     pub origins: Vec<String>,
+    /// Serve clients on a non-loopback address with authentication off.
+    /// Refused at start-up unless set: anyone who reaches such an edge can
+    /// read and change every table.
+    pub allow_unauthenticated_network: bool,
     /// Pingora's own server settings.
     pub server: PingoraSettings,
     /// Active health checks of the origins.
@@ -86,6 +90,7 @@ impl Default for EdgeConfig {
             h2c: true,
             metrics_listen: "127.0.0.1:9181".into(),
             origins: vec!["127.0.0.1:8182".into()],
+            allow_unauthenticated_network: false,
             server: PingoraSettings::default(),
             health_check: HealthCheckSettings::default(),
             upstream: UpstreamSettings::default(),
@@ -202,6 +207,9 @@ pub struct CacheSettings {
     pub stale_if_error_seconds: u64,
     /// How long concurrent misses wait for the one request that fills the entry.
     pub coalesce_timeout_ms: u64,
+    /// Counters invalidations are tracked in (8 bytes each, allocated once;
+    /// rounded up to a power of two). Fewer slots: more spurious misses.
+    pub generation_slots: usize,
 }
 
 impl Default for CacheSettings {
@@ -213,6 +221,7 @@ impl Default for CacheSettings {
             max_age_seconds: 60,
             stale_if_error_seconds: 300,
             coalesce_timeout_ms: 5000,
+            generation_slots: crate::cache::DEFAULT_GENERATION_SLOTS,
         }
     }
 }
@@ -275,6 +284,28 @@ impl EdgeConfig {
         load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
     }
 
+    /// Refuses to serve clients on a non-loopback address with
+    /// authentication off, unless `allow_unauthenticated_network` says to.
+    /// (`metrics_listen` is not a client address: it is never authenticated
+    /// and serves counts only.)
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        if self.auth.enabled || self.allow_unauthenticated_network {
+            return Ok(());
+        }
+        for addr in self.listen.iter().chain(&self.tls.listen) {
+            if !is_loopback(addr) {
+                anyhow::bail!(
+                    "refusing to serve clients on {addr} with authentication off: anyone who \
+                     reaches it could read and change every table. Set auth.enabled: true (see \
+                     conf/production/edge.yaml), listen on a loopback address, or accept the risk \
+                     with allow_unauthenticated_network: true \
+                     (FLOE_EDGE_ALLOW_UNAUTHENTICATED_NETWORK=true)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.listen.is_empty() && self.tls.listen.is_empty() {
@@ -306,6 +337,9 @@ impl EdgeConfig {
         if self.cache.max_entry_bytes > self.cache.max_bytes {
             anyhow::bail!("cache.max_entry_bytes must not exceed cache.max_bytes");
         }
+        if !(64..=1 << 24).contains(&self.cache.generation_slots) {
+            anyhow::bail!("cache.generation_slots must be between 64 and 16777216");
+        }
         self.pools
             .tokens
             .validate()
@@ -328,6 +362,13 @@ impl EdgeConfig {
         self.auth.validate(true).map_err(anyhow::Error::msg)?;
         Ok(())
     }
+}
+
+/// Whether `addr` (`ip:port`) is a loopback address; anything that does not
+/// parse counts as exposed.
+fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback())
 }
 
 #[cfg(test)]
@@ -385,6 +426,51 @@ mod tests {
     }
 
     #[test]
+    fn unauthenticated_network_listeners_need_the_opt_in() {
+        let cfg = EdgeConfig::default();
+        cfg.check_exposure().expect("loopback is fine");
+        for listen in [
+            "0.0.0.0:8181",
+            "10.0.0.5:8181",
+            "[::]:8181",
+            "[::ffff:10.0.0.5]:8181",
+        ] {
+            let cfg = EdgeConfig {
+                listen: vec![listen.into()],
+                ..EdgeConfig::default()
+            };
+            let e = cfg.check_exposure().expect_err(listen).to_string();
+            assert!(e.contains("allow_unauthenticated_network"), "{e}");
+            let cfg = EdgeConfig {
+                allow_unauthenticated_network: true,
+                ..cfg
+            };
+            cfg.check_exposure().expect("opted in");
+        }
+        let mut cfg = EdgeConfig::default();
+        cfg.tls.listen = vec!["0.0.0.0:8443".into()];
+        assert!(cfg.check_exposure().is_err(), "TLS listeners count too");
+        cfg.auth.enabled = true;
+        cfg.check_exposure().expect("authenticated");
+        for listen in [
+            "127.0.0.1:1",
+            "127.8.9.10:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            let cfg = EdgeConfig {
+                listen: vec![listen.into()],
+                metrics_listen: "0.0.0.0:9181".into(),
+                ..EdgeConfig::default()
+            };
+            cfg.check_exposure().expect(listen);
+        }
+        let env = [("FLOE_EDGE_ALLOW_UNAUTHENTICATED_NETWORK", "true")];
+        let cfg = EdgeConfig::load(None, &StaticEnv(&env)).unwrap();
+        assert!(cfg.allow_unauthenticated_network);
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         let cfg = EdgeConfig {
             origins: vec!["not-an-address".into()],
@@ -394,6 +480,11 @@ mod tests {
         let mut cfg = EdgeConfig::default();
         cfg.cache.max_entry_bytes = cfg.cache.max_bytes + 1;
         assert!(cfg.validate().is_err());
+        for slots in [0, 63, (1 << 24) + 1] {
+            let mut cfg = EdgeConfig::default();
+            cfg.cache.generation_slots = slots;
+            assert!(cfg.validate().is_err(), "generation_slots {slots}");
+        }
         for bytes in [0, 511, (4 << 20) + 1] {
             let mut cfg = EdgeConfig::default();
             cfg.server.write_buffer_bytes = bytes;

@@ -1,4 +1,9 @@
 //! Prometheus metrics of the edge, in a registry of its own.
+//!
+//! Every label value comes from a closed set, never from a request as sent:
+//! methods outside the standard ones are counted as `OTHER`, routes are the
+//! patterns [`crate::proxy::classify`] names. A client choosing methods or
+//! paths cannot add series.
 
 use std::sync::Arc;
 
@@ -21,6 +26,8 @@ pub struct EdgeMetrics {
     cache: IntCounterVec,
     evictions: IntCounter,
     cache_bytes: IntGauge,
+    generation_slots: IntGauge,
+    generation_slots_used: IntGauge,
     invalidations: IntCounterVec,
     stream_up: IntGauge,
     reconnects: IntCounter,
@@ -37,6 +44,23 @@ struct Hot {
     cache_hit: IntCounter,
     cache_not_modified: IntCounter,
     auth_ok: IntCounter,
+}
+
+/// The `method` label of a request: one of the methods HTTP defines, else
+/// `OTHER` (extension methods are unbounded, and clients choose them).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 const BUCKETS: &[f64] = &[
@@ -129,7 +153,15 @@ impl EdgeMetrics {
             )?,
             cache_bytes: gauge(
                 "floe_edge_cache_bytes",
-                "Approximate bytes of cached bodies",
+                "Approximate bytes held by cached entries (bodies, keys, heads)",
+            )?,
+            generation_slots: gauge(
+                "floe_edge_cache_generation_slots",
+                "Counters invalidations are tracked in (fixed: names never add any)",
+            )?,
+            generation_slots_used: gauge(
+                "floe_edge_cache_generation_slots_used",
+                "Generation counters bumped at least once",
             )?,
             invalidations: counter_vec(
                 "floe_edge_invalidations_total",
@@ -150,8 +182,10 @@ impl EdgeMetrics {
         })
     }
 
-    /// One finished request.
+    /// One finished request; `route` is a pattern, `method` is mapped by
+    /// [`method_label`].
     pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
+        let method = method_label(method);
         self.requests
             .with_label_values(&[method, route, status])
             .inc();
@@ -207,6 +241,10 @@ impl EdgeMetrics {
                 .bytes
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        self.generation_slots
+            .set(i64::try_from(cache.generation_slots()).unwrap_or(i64::MAX));
+        self.generation_slots_used
+            .set(i64::try_from(cache.generation_slots_used()).unwrap_or(i64::MAX));
         for backend in lb.backends().get_backend().iter() {
             let healthy = lb.backends().ready(backend);
             self.origin_healthy

@@ -61,6 +61,21 @@ pub enum Invalidation {
 
 use floe_shared::wire::decode_path_segment as decode;
 
+/// Whether the edge forwards `path` to an origin. The Iceberg REST API
+/// (`/v1/…`) and the management API (`/management/…`, admins only) are for
+/// clients; `/health` and `/ready` answer load balancers and probes through
+/// the edge (up or not, nothing more). Everything else an origin serves is
+/// for operators and other tiers only: its `/metrics` (unauthenticated, and
+/// the edge's own are on `metrics_listen`) and `/internal/…` (principal
+/// records, change events) are answered 404 here, as is any path no origin
+/// route needs, so an origin-only route added later is not exposed by default.
+pub fn forwarded(path: &str) -> bool {
+    path.starts_with("/v1/")
+        || path.starts_with("/management/")
+        || path == "/health"
+        || path == "/ready"
+}
+
 /// Classifies a request by method and path; the second value is the route
 /// pattern used as a metrics label.
 pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
@@ -493,13 +508,13 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(true);
         }
-        if path.starts_with("/internal/") {
-            ctx.route = "/internal";
+        if !forwarded(path) {
+            ctx.route = "unserved";
             self.write_error(
                 session,
                 404,
                 types::NOT_FOUND,
-                "Internal endpoints are not served to clients",
+                "Not served to clients: the edge forwards /v1/…, /management/…, /health and /ready",
                 None,
             )
             .await?;
@@ -887,5 +902,34 @@ mod tests {
             classify(&Method::POST, "/v1/wh/namespaces/a/tables/t/plan").1,
             "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan"
         );
+    }
+
+    #[test]
+    fn only_client_routes_are_forwarded() {
+        for path in [
+            "/v1/config",
+            "/v1/wh/namespaces/a/tables/t",
+            "/management/v1/warehouses",
+            "/health",
+            "/ready",
+        ] {
+            assert!(forwarded(path), "{path}");
+        }
+        for path in [
+            "/metrics",
+            "/metrics/",
+            "/internal/v1/events",
+            "/internal/v1/principals/x",
+            "/",
+            "",
+            "/v1",
+            "/managementx",
+            "/Metrics",
+            "//metrics",
+            "/%6detrics",
+            "*",
+        ] {
+            assert!(!forwarded(path), "{path}");
+        }
     }
 }

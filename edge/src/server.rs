@@ -83,6 +83,7 @@ impl ServeHttp for MetricsApp {
 /// Builds the Pingora server of an edge (not started).
 pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, EdgeParts)> {
     config.validate()?;
+    config.check_exposure()?;
     let conf = ServerConf {
         threads: config.server.threads,
         pid_file: config.server.pid_file.clone(),
@@ -112,11 +113,12 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
     let lb = health.task();
     server.add_service(health);
 
-    let cache = Arc::new(TableCache::new(
+    let cache = Arc::new(TableCache::with_generation_slots(
         config.cache.max_bytes,
         config.cache.max_entry_bytes,
         Duration::from_secs(config.cache.max_age_seconds),
         Duration::from_secs(config.cache.stale_if_error_seconds),
+        config.cache.generation_slots,
     ));
     let metrics = EdgeMetrics::new()?;
     let tokens = BufferPool::new("token", config.pools.tokens.clone(), &metrics.pools);

@@ -688,3 +688,283 @@ async fn a_retry_after_a_dropped_response_commits_once() {
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert_eq!(log_len().await, before + 1, "committed exactly once");
 }
+
+/// Sends `request` (a raw HTTP/1.1 head, `Connection: close`) to `addr` and
+/// returns the status and body as received: the path is not normalized the
+/// way a URL library would (`/v1/../metrics` stays as written).
+async fn raw_request(addr: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// The origin's `/metrics` (unauthenticated, with every route's counts) and
+/// `/internal/…` are for operators and edges, not clients: the edge answers
+/// them, and anything else outside the client routes, with a 404 ErrorModel
+/// of its own, however the path is spelled. The client routes, `/health`
+/// and `/ready` still pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_operational_routes_are_not_served_through_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    let edge_addr = edge.url.trim_start_matches("http://").to_string();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+
+    // The request shape works against the origin itself.
+    let (status, body) = raw_request(&origin.addr, &get("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("floe_origin_http_requests_total"), "{body}");
+
+    for path in [
+        "/metrics",
+        "/metrics/",
+        "/metrics?format=text",
+        "//metrics",
+        "/./metrics",
+        "/v1/../metrics",
+        "/v1/%2e%2e/metrics",
+        "/%6detrics",
+        "/internal/v1/events",
+        "/internal/v1/principals/anyone",
+        "/",
+        "/anything-else",
+    ] {
+        let (status, body) = raw_request(&edge_addr, &get(path)).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("floe_origin"), "{path}: {body}");
+        let error: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(error["error"]["code"], 404, "{path}");
+        assert_eq!(error["error"]["type"], "NotFoundException", "{path}");
+    }
+    for method in ["HEAD", "POST", "DELETE"] {
+        let (status, body) = raw_request(
+            &edge_addr,
+            &format!("{method} /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 404, "{method} /metrics");
+        assert!(!body.contains("floe_origin"), "{method}: {body}");
+    }
+
+    // Client routes, probes and the management API still reach the origin.
+    for path in [
+        "/health",
+        "/ready",
+        "/v1/config",
+        "/management/v1/warehouses",
+    ] {
+        let r = http
+            .get(format!("{}{path}", edge.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // The edge's own metrics stay on its metrics listener.
+    let text = http
+        .get(&edge.metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("route=\"unserved\""), "{text}");
+    drop(edge);
+    origin.stop().await;
+}
+
+/// Number of lines of a Prometheus exposition at `url`.
+async fn metric_lines(http: &reqwest::Client, url: &str) -> usize {
+    http.get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// A deterministic stream of pseudo-random lowercase letters.
+struct Letters(u64);
+
+impl Letters {
+    fn take(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                char::from(b'a' + (self.0 % 26) as u8)
+            })
+            .collect()
+    }
+}
+
+/// 500 requests with made-up methods (`FOOBAR /v1/namespaces`, all 405)
+/// add no series to either tier's metrics: methods are labelled from a
+/// closed set (unknown ones as `OTHER`), routes are patterns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_methods_do_not_grow_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    let origin_metrics = format!("http://{}/metrics", origin.addr);
+    // Every standard request the edge and origin see is already labelled.
+    http.get(format!("{}/v1/namespaces", edge.url))
+        .send()
+        .await
+        .unwrap();
+    let edge_before = metric_lines(&http, &edge.metrics_url).await;
+    let origin_before = metric_lines(&http, &origin_metrics).await;
+    let mut letters = Letters(0x2545_f491_4f6c_dd1d);
+    let mut methods = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let name = letters.take(10).to_uppercase();
+        methods.insert(name.clone());
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let r = http
+            .request(method, format!("{}/v1/namespaces", edge.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{name}");
+    }
+    assert!(methods.len() > 490, "distinct methods");
+    let edge_after = metric_lines(&http, &edge.metrics_url).await;
+    let origin_after = metric_lines(&http, &origin_metrics).await;
+    println!(
+        "metrics lines: edge {edge_before} -> {edge_after}, origin {origin_before} -> {origin_after}"
+    );
+    // One new label value (OTHER) adds a counter and a latency histogram
+    // (at most 18 lines) per route and status it appears with; before this
+    // was bounded, each method added its own (about 9,000 lines for 500).
+    assert!(
+        edge_after <= edge_before + 40,
+        "edge: {edge_before} -> {edge_after}"
+    );
+    assert!(
+        origin_after <= origin_before + 40,
+        "origin: {origin_before} -> {origin_after}"
+    );
+    let text = http
+        .get(&edge.metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("method=\"OTHER\""), "{text}");
+    drop(edge);
+    origin.stop().await;
+}
+
+/// Writes to thousands of distinct tables that do not exist (each one
+/// invalidates before the origin refuses it) leave the invalidation
+/// structure at its fixed size, and a cached table is still served from the
+/// cache and still invalidated by its own commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_unknown_tables_keep_invalidation_bounded() {
+    const SLOTS: usize = 1024;
+    const WRITES: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |c| c.cache.generation_slots = SLOTS).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    seed(&http, &edge.url, "inv", "t").await;
+    let url = format!("{}/v1/namespaces/inv/tables/t", edge.url);
+    http.get(&url).send().await.unwrap();
+    assert_eq!(
+        http.get(&url).send().await.unwrap().headers()["x-floe-cache"],
+        "hit"
+    );
+
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (http, base, next) = (http.clone(), edge.url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut letters = Letters(0x9e37_79b9_7f4a_7c15 ^ (w + 1));
+                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < WRITES {
+                    let name = letters.take(200);
+                    // Both spellings: unprefixed and with the warehouse prefix.
+                    let prefix = if name.as_bytes()[0] < b'n' {
+                        ""
+                    } else {
+                        "/default"
+                    };
+                    let r = http
+                        .post(format!("{base}/v1{prefix}/namespaces/inv/tables/{name}"))
+                        .json(&set_property("k", "v"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status() == 404 || r.status() == 400, "{}", r.status());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let slots = edge
+        .metric(&http, "floe_edge_cache_generation_slots ")
+        .await;
+    let used = edge
+        .metric(&http, "floe_edge_cache_generation_slots_used")
+        .await;
+    println!("{WRITES} writes to unknown tables: {used} of {slots} generation slots used");
+    assert_eq!(slots, SLOTS as f64, "the structure has its configured size");
+    assert!(used <= slots, "{used} > {slots}");
+    assert!(
+        edge.metric(&http, "floe_edge_invalidations_total{source=\"local\"}")
+            .await
+            >= 2.0 * WRITES as f64,
+        "every write invalidated (before forwarding and after the answer)"
+    );
+
+    // The cache still works: a miss fills, the next load hits.
+    wait_for(
+        "the table hits again",
+        Duration::from_secs(10),
+        async || http.get(&url).send().await.unwrap().headers()["x-floe-cache"] == "hit",
+    )
+    .await;
+    // And the table's own commit invalidates it: the next load shows it.
+    let r = http
+        .post(&url)
+        .json(&set_property("after", "flood"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let committed: Value = r.json().await.unwrap();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-floe-cache"], "miss");
+    let loaded: Value = r.json().await.unwrap();
+    assert_eq!(loaded["metadata-location"], committed["metadata-location"]);
+    assert_eq!(loaded["metadata"]["properties"]["after"], "flood");
+    drop(edge);
+    origin.stop().await;
+}

@@ -1,4 +1,8 @@
 //! Prometheus metrics of the origin, in a registry of its own.
+//!
+//! Label values come from closed sets: routes are axum's matched patterns
+//! (or `unmatched`), methods outside the ones HTTP defines are `OTHER`. A
+//! client choosing methods or paths cannot add series.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -27,6 +31,23 @@ fn must<T>(result: prometheus::Result<T>) -> T {
     match result {
         Ok(v) => v,
         Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+/// The `method` label of a request: one of the methods HTTP defines, else
+/// `OTHER` (extension methods are unbounded, and clients choose them).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
     }
 }
 
@@ -96,8 +117,10 @@ impl Metrics {
         }
     }
 
-    /// Records one finished request.
+    /// Records one finished request; `route` is a matched pattern, `method`
+    /// is mapped by [`method_label`].
     pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
+        let method = method_label(method);
         self.requests
             .with_label_values(&[method, route, status])
             .inc();
@@ -134,5 +157,33 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_methods_share_one_label() {
+        let metrics = Metrics::new();
+        for method in ["FOOBAR", "PROPFIND", "get", "Xyz"] {
+            metrics.request(method, "/v1/{prefix}/namespaces", "405", 0.001);
+        }
+        metrics.request("GET", "/v1/{prefix}/namespaces", "200", 0.001);
+        let families = metrics.registry.gather();
+        let requests = families
+            .iter()
+            .find(|f| f.name() == "floe_origin_http_requests_total")
+            .expect("requests family");
+        let methods: Vec<&str> = requests
+            .get_metric()
+            .iter()
+            .flat_map(|m| m.get_label())
+            .filter(|l| l.name() == "method")
+            .map(|l| l.value())
+            .collect();
+        assert_eq!(methods.len(), 2, "{methods:?}");
+        assert!(methods.contains(&"OTHER") && methods.contains(&"GET"));
     }
 }

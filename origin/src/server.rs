@@ -106,6 +106,7 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
+    config.check_exposure()?;
     let state = prepare(&config).await?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
