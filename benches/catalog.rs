@@ -104,13 +104,18 @@ async fn fixture() -> Fixture {
         Some(table("fresh")),
     )
     .await;
-    call(
+    let created = call(
         &router,
         "POST",
         "/v1/namespaces/bench/tables",
         Some(table("history")),
     )
     .await;
+    let created: serde_json::Value = serde_json::from_slice(&created).expect("json");
+    let location = created["metadata"]["location"]
+        .as_str()
+        .expect("location")
+        .to_string();
     let start = now_ms();
     let mut updates = Vec::with_capacity(SNAPSHOTS as usize + 1);
     for i in 1..=SNAPSHOTS {
@@ -118,7 +123,7 @@ async fn fixture() -> Fixture {
             "snapshot-id": i,
             "sequence-number": i,
             "timestamp-ms": start + i,
-            "manifest-list": format!("file:///bench/metadata/snap-{i}-1-00000000-0000-0000-0000-000000000000.avro"),
+            "manifest-list": format!("{location}/metadata/snap-{i}-1-00000000-0000-0000-0000-000000000000.avro"),
             "summary": {"operation": "append", "added-data-files": "1", "added-records": "100"},
             "schema-id": 0
         });

@@ -99,14 +99,14 @@ def table_body(name: str, columns: int) -> bytes:
     return json.dumps({"name": name, "schema": {"type": "struct", "schema-id": 0, "fields": fields}}).encode()
 
 
-def snapshots(count: int, start_ms: int) -> list[dict]:
+def snapshots(location: str, count: int, start_ms: int) -> list[dict]:
     updates: list[dict] = []
     for i in range(1, count + 1):
         snap = {
             "snapshot-id": i,
             "sequence-number": i,
             "timestamp-ms": start_ms + i,
-            "manifest-list": f"s3://bench/metadata/snap-{i}-1-00000000-0000-0000-0000-000000000000.avro",
+            "manifest-list": f"{location}/metadata/snap-{i}-1-00000000-0000-0000-0000-000000000000.avro",
             "summary": {"operation": "append", "added-data-files": "1", "added-records": "100"},
             "schema-id": 0,
         }
@@ -226,9 +226,10 @@ def run(args, seconds: int, conn_counts: list[int], bins: Path, tmp: Path, db_ur
     token = json.loads(body)["access_token"]
     auth_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
-    def post(path: str, payload: bytes) -> None:
+    def post(path: str, payload: bytes) -> bytes:
         status, reply = http("POST", f"{edge_url}{path}", payload, auth_headers)
         assert status in (200, 204), (path, status, reply[:300])
+        return reply
 
     # Seed: namespaces, 20- and 200-column tables with one snapshot, a
     # 10,000-snapshot table, and tables to commit to.
@@ -237,8 +238,9 @@ def run(args, seconds: int, conn_counts: list[int], bins: Path, tmp: Path, db_ur
     post("/v1/namespaces", json.dumps({"namespace": ["bench"], "properties": {"owner": "bench"}}).encode())
     now_ms = int(time.time() * 1000)
     for name, columns, count in (("t20", 20, 1), ("t200", 200, 1), ("h10k", 20, 10_000)):
-        post("/v1/namespaces/bench/tables", table_body(name, columns))
-        post(f"/v1/namespaces/bench/tables/{name}", json.dumps({"requirements": [], "updates": snapshots(count, now_ms)}).encode())
+        location = json.loads(post("/v1/namespaces/bench/tables", table_body(name, columns)))["metadata"]["location"]
+        updates = snapshots(location, count, now_ms)
+        post(f"/v1/namespaces/bench/tables/{name}", json.dumps({"requirements": [], "updates": updates}).encode())
     for i in range(64):
         post("/v1/namespaces/bench/tables", table_body(f"c{i}", 20))
 

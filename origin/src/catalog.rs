@@ -8,6 +8,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use floe_shared::auth::Listing;
 use floe_shared::etag::SnapshotsMode;
 use floe_shared::json::JsonBodies;
 use floe_shared::wire::{
@@ -27,8 +28,9 @@ use crate::delegation::{
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::storage::{Confinement, StoragePath};
 use crate::store::{
-    NAMESPACE_SEPARATOR, NamespaceRecord, ObjectKind, Store, TableDocs, TableRecord,
+    NAMESPACE_SEPARATOR, NamespaceRecord, ObjectKind, Store, Swap, TableDocs, TableRecord,
 };
 use crate::warehouse::{Warehouse, WarehouseCache};
 use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
@@ -45,6 +47,150 @@ struct Prepared {
     metadata: TableMetadata,
     docs: TableDocs,
     expired: Vec<iceberg::spec::MetadataLog>,
+    /// The table's new location, when the commit moves it.
+    relocated: Option<StoragePath>,
+}
+
+/// Table properties whose values redirect where a table's files go: each
+/// must lie inside the table's location. Besides these, every `write.*`
+/// property whose name ends in `.path` or `.location`.
+const PATH_PROPERTIES: &[&str] = &[
+    "write.data.path",
+    "write.metadata.path",
+    "write.object-storage.path",
+    "write.folder-storage.path",
+];
+
+fn is_path_property(key: &str) -> bool {
+    PATH_PROPERTIES.contains(&key)
+        || (key.starts_with("write.") && (key.ends_with(".path") || key.ends_with(".location")))
+}
+
+/// The location of a namespace: its `location` property, or the
+/// warehouse's layout (`<warehouse>/<level>/…`).
+pub(crate) fn namespace_location(warehouse: &Warehouse, namespace: &NamespaceRecord) -> String {
+    match namespace.properties.get("location") {
+        Some(location) => location.trim_end_matches('/').to_string(),
+        None => {
+            let mut base = warehouse.record.location.clone();
+            for level in &namespace.levels {
+                base.push('/');
+                base.push_str(&path_segment(level));
+            }
+            base
+        }
+    }
+}
+
+/// The children a listing may show: `None` for all of them, else only
+/// these names; 403 when the caller may see nothing here or below.
+pub(crate) fn visible<'a>(
+    listing: &'a Listing,
+    levels: &[String],
+    what: &str,
+) -> Result<Option<&'a std::collections::BTreeSet<String>>> {
+    match listing {
+        Listing::All => Ok(None),
+        Listing::OnTheWay(children) => Ok(Some(children)),
+        Listing::Nothing => Err(CatalogError::Forbidden(format!(
+            "No grant to list {what} of {}",
+            if levels.is_empty() {
+                "this warehouse".to_string()
+            } else {
+                format!("namespace {}", display(levels))
+            }
+        ))),
+    }
+}
+
+/// The 403 for storage access to a table whose location (written before
+/// locations were confined) overlaps another object's.
+fn overlap_refusal() -> CatalogError {
+    CatalogError::Forbidden(
+        "Storage confinement: the table's location overlaps another table's or view's, or is \
+         not an allowed storage path; this storage access is not delegated for it until it is \
+         moved with set-location"
+            .into(),
+    )
+}
+
+/// The 400 for a location another live object's location overlaps.
+pub(crate) fn overlap_error(location: &str) -> CatalogError {
+    CatalogError::BadRequest(format!(
+        "Storage confinement: location {location} overlaps the location of another table or \
+         view (a location may neither contain nor lie inside another's)"
+    ))
+}
+
+/// Fails with 400 naming `what` when `path` is not inside `location`.
+fn check_inside(location: &StoragePath, what: &str, path: &str) -> Result<()> {
+    match StoragePath::parse(path) {
+        Ok(p) if location.contains(&p) => Ok(()),
+        Ok(_) => Err(CatalogError::BadRequest(format!(
+            "Storage confinement: {what} {path} lies outside the table's location {location}"
+        ))),
+        Err(e) => Err(CatalogError::BadRequest(format!(
+            "Storage confinement: {what} {path} is not an allowed storage path: {e}"
+        ))),
+    }
+}
+
+/// The paths a commit's updates introduce (statistics files, manifest
+/// lists, path properties) must lie inside the table's location.
+fn check_update_paths(location: &StoragePath, updates: &[TableUpdate]) -> Result<()> {
+    for update in updates {
+        match update {
+            TableUpdate::SetStatistics { statistics } => {
+                check_inside(location, "statistics file", &statistics.statistics_path)?
+            }
+            TableUpdate::SetPartitionStatistics {
+                partition_statistics,
+            } => check_inside(
+                location,
+                "partition statistics file",
+                &partition_statistics.statistics_path,
+            )?,
+            TableUpdate::AddSnapshot { snapshot } => {
+                check_inside(location, "manifest list", snapshot.manifest_list())?
+            }
+            TableUpdate::SetProperties { updates } => {
+                for (key, value) in updates.iter().filter(|(k, _)| is_path_property(k)) {
+                    check_inside(location, &format!("property {key}"), value)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every path a whole metadata document names (a registered or created
+/// table) must lie inside the table's location.
+fn check_metadata_paths(location: &StoragePath, metadata: &TableMetadata) -> Result<()> {
+    for snapshot in metadata.snapshots() {
+        check_inside(location, "manifest list", snapshot.manifest_list())?;
+    }
+    for statistics in metadata.statistics_iter() {
+        check_inside(location, "statistics file", &statistics.statistics_path)?;
+    }
+    for statistics in metadata.partition_statistics_iter() {
+        check_inside(
+            location,
+            "partition statistics file",
+            &statistics.statistics_path,
+        )?;
+    }
+    for entry in metadata.metadata_log() {
+        check_inside(location, "metadata log file", &entry.metadata_file)?;
+    }
+    for (key, value) in metadata
+        .properties()
+        .iter()
+        .filter(|(k, _)| is_path_property(k))
+    {
+        check_inside(location, &format!("property {key}"), value)?;
+    }
+    Ok(())
 }
 
 /// A serialized table result with what the HTTP layer needs for caching.
@@ -558,27 +704,50 @@ impl Catalog {
     }
 
     /// `GET /namespaces?parent=…`.
+    ///
+    /// `listing` says what the caller may see: every child, or only those
+    /// on the way to the namespaces it may read (paging stays exact: the
+    /// database pages over the visible ones alone).
     pub async fn list_namespaces(
         &self,
         prefix: &str,
         parent: Option<Vec<String>>,
         page: PageRequest,
+        listing: &Listing,
     ) -> Result<ListNamespacesResponse> {
         let warehouse = self.warehouse(prefix).await?;
+        let levels = parent.clone().unwrap_or_default();
+        let only = visible(listing, &levels, "namespaces")?;
         let parent_id = match &parent {
             Some(levels) => Some(self.namespace_record(&warehouse, levels).await?.id),
             None => None,
         };
         let after = page.after.as_deref();
-        let names = self
-            .store
-            .list_namespaces(
-                &warehouse.record.id,
-                parent_id.as_deref(),
-                after,
-                fetch_limit(&page),
-            )
-            .await?;
+        let names = match only {
+            None => {
+                self.store
+                    .list_namespaces(
+                        &warehouse.record.id,
+                        parent_id.as_deref(),
+                        after,
+                        fetch_limit(&page),
+                    )
+                    .await?
+            }
+            Some(children) => {
+                let names: Vec<String> = children
+                    .iter()
+                    .map(|child| {
+                        let mut full = levels.clone();
+                        full.push(child.clone());
+                        crate::store::join_levels(&full)
+                    })
+                    .collect();
+                self.store
+                    .namespaces_named(&warehouse.record.id, &names, after, fetch_limit(&page))
+                    .await?
+            }
+        };
         let (namespaces, next_page_token) =
             finish_page(names, &page, |levels| crate::store::join_levels(levels));
         Ok(ListNamespacesResponse {
@@ -593,6 +762,7 @@ impl Catalog {
         prefix: &str,
         levels: &[String],
         req: UpdateNamespacePropertiesRequest,
+        may_relocate: bool,
     ) -> Result<UpdateNamespacePropertiesResponse> {
         let removals: HashSet<&String> = req.removals.iter().collect();
         let mut both: Vec<&String> = req
@@ -611,6 +781,15 @@ impl Catalog {
             )));
         }
         let warehouse = self.warehouse(prefix).await?;
+        let relocates =
+            req.updates.contains_key("location") || req.removals.iter().any(|k| k == "location");
+        if relocates && !may_relocate {
+            return Err(CatalogError::Forbidden(format!(
+                "Storage confinement: changing the location of namespace {} needs the writer \
+                 role on the whole warehouse (as creating namespaces does)",
+                display(levels)
+            )));
+        }
         if let Some(location) = req.updates.get("location") {
             warehouse.check_location(location.trim_end_matches('/'))?;
         }
@@ -662,18 +841,26 @@ impl Catalog {
     // ---- tables -----------------------------------------------------------
 
     /// `GET /namespaces/{ns}/tables`.
+    ///
+    /// A caller who may read only namespaces below this one sees none of
+    /// its tables.
     pub async fn list_tables(
         &self,
         prefix: &str,
         levels: &[String],
         page: PageRequest,
+        listing: &Listing,
     ) -> Result<ListTablesResponse> {
+        let on_the_way = visible(listing, levels, "tables")?.is_some();
         let warehouse = self.warehouse(prefix).await?;
         let namespace = self.namespace_record(&warehouse, levels).await?;
-        let names = self
-            .store
-            .list_tables(&namespace.id, page.after.as_deref(), fetch_limit(&page))
-            .await?;
+        let names = if on_the_way {
+            Vec::new()
+        } else {
+            self.store
+                .list_tables(&namespace.id, page.after.as_deref(), fetch_limit(&page))
+                .await?
+        };
         let (names, next_page_token) = finish_page(names, &page, Clone::clone);
         Ok(ListTablesResponse {
             next_page_token,
@@ -707,6 +894,9 @@ impl Catalog {
 
     /// A table result with the storage access the client asked for
     /// (vended credentials or remote signing), when the warehouse offers it.
+    /// `stored` is the row of a table read from the database, whose location
+    /// is checked against the others first; `None` for a location this
+    /// request has just claimed (or a staged table, which has none yet).
     #[allow(clippy::too_many_arguments)]
     async fn delegated_response(
         &self,
@@ -717,11 +907,23 @@ impl Catalog {
         location: Option<&str>,
         metadata: &str,
         delegation: DelegationRequest,
+        stored: Option<&str>,
     ) -> Result<TableResponse> {
         if !warehouse.delegator.offers(delegation.requested) {
             return self.table_response(warehouse, location, metadata);
         }
         let table_location = table_location(metadata)?;
+        if let Some(id) = stored
+            && !self
+                .confinement(&table_location, Some(id))
+                .await?
+                .is_exclusive()
+        {
+            // A row from before locations were confined, overlapping
+            // another object: no credentials or signatures until it moves.
+            tracing::warn!(location = %table_location, "no storage access delegated: the table's location overlaps another's");
+            return self.table_response(warehouse, location, metadata);
+        }
         let delegated = warehouse
             .delegator
             .delegate(
@@ -791,6 +993,7 @@ impl Catalog {
             Some(&record.metadata_location),
             &record.metadata,
             delegation,
+            Some(&record.id),
         )
         .await
     }
@@ -807,6 +1010,13 @@ impl Catalog {
         let warehouse = self.warehouse(prefix).await?;
         let record = self.table_record(&warehouse, levels, name, true).await?;
         let location = table_location(&record.metadata)?;
+        if !self
+            .confinement(&location, Some(&record.id))
+            .await?
+            .is_exclusive()
+        {
+            return Err(overlap_refusal());
+        }
         Ok(warehouse
             .delegator
             .vend(&location, access)
@@ -827,7 +1037,20 @@ impl Catalog {
         let warehouse = self.warehouse(prefix).await?;
         let record = self.table_record(&warehouse, levels, name, true).await?;
         let location = table_location(&record.metadata)?;
-        warehouse.delegator.sign(&location, req, access).await
+        // Other objects nested in an old row's location stay out of reach.
+        let confinement = self.confinement(&location, Some(&record.id)).await?;
+        if confinement.root().is_none() {
+            return Err(overlap_refusal());
+        }
+        let excluded: Vec<String> = confinement
+            .excluded()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        warehouse
+            .delegator
+            .sign(&location, &excluded, req, access)
+            .await
     }
 
     /// 204 when the table exists, 404 otherwise (HEAD, and the metrics report check).
@@ -918,7 +1141,9 @@ impl Catalog {
             Some(location) => location.trim_end_matches('/').to_string(),
             None => self.default_table_location(&warehouse, &namespace, &req.name),
         };
-        warehouse.check_location(&location)?;
+        let path = self
+            .check_new_location(&warehouse, &namespace, &location, None)
+            .await?;
         let mut properties = req.properties;
         let format_version = take_format_version(&mut properties)?;
         let creation = TableCreation::builder()
@@ -934,17 +1159,18 @@ impl Catalog {
             .and_then(|b| b.build())
             .map_err(CatalogError::invalid_metadata)?
             .metadata;
+        check_metadata_paths(&path, &metadata)?;
         if req.stage_create {
             let text = serde_json::to_string(&metadata)?;
             return self
                 .delegated_response(
-                    &warehouse, prefix, levels, &req.name, None, &text, delegation,
+                    &warehouse, prefix, levels, &req.name, None, &text, delegation, None,
                 )
                 .await;
         }
         let file = MetadataLocation::new_with_metadata(&location, &metadata);
         self.create_from_metadata(
-            &warehouse, prefix, &namespace, levels, &req.name, metadata, file, delegation,
+            &warehouse, prefix, &namespace, levels, &req.name, metadata, file, &path, delegation,
         )
         .await
     }
@@ -955,22 +1181,62 @@ impl Catalog {
         namespace: &NamespaceRecord,
         name: &str,
     ) -> String {
-        let base = match namespace.properties.get("location") {
-            Some(location) => location.trim_end_matches('/').to_string(),
-            None => {
-                let mut base = warehouse.record.location.clone();
-                for level in &namespace.levels {
-                    base.push('/');
-                    base.push_str(&path_segment(level));
-                }
-                base
-            }
-        };
         format!(
-            "{base}/{}-{}",
+            "{}/{}-{}",
+            namespace_location(warehouse, namespace),
             path_segment(name),
             uuid::Uuid::now_v7().simple()
         )
+    }
+
+    /// The normalized location of a new table or view of `namespace`, or
+    /// of one moving there: a valid storage path strictly inside the
+    /// namespace's location (so never the warehouse root) and, unless it is
+    /// `except` itself, overlapping no live object's location. The store
+    /// checks the overlap again when it claims the location.
+    pub(crate) async fn check_new_location(
+        &self,
+        warehouse: &Warehouse,
+        namespace: &NamespaceRecord,
+        location: &str,
+        except: Option<&str>,
+    ) -> Result<StoragePath> {
+        let path = warehouse.check_location(location)?;
+        let parent_text = namespace_location(warehouse, namespace);
+        let parent = StoragePath::parse(&parent_text)
+            .ok()
+            .filter(|p| warehouse.root().is_some_and(|root| root.contains(p)))
+            .ok_or_else(|| {
+                CatalogError::BadRequest(format!(
+                    "Storage confinement: namespace {} has location {parent_text}, which is not \
+                     a storage path inside the warehouse; set a valid location property",
+                    display(&namespace.levels)
+                ))
+            })?;
+        if !parent.strictly_contains(&path) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: location {location} must lie inside the location of \
+                 namespace {} ({parent_text})",
+                display(&namespace.levels)
+            )));
+        }
+        if !self.store.overlapping(&path, except).await?.is_empty() {
+            return Err(overlap_error(location));
+        }
+        Ok(path)
+    }
+
+    /// What the table (or view) at `location`, row `except`, may touch in storage.
+    pub(crate) async fn confinement(
+        &self,
+        location: &str,
+        except: Option<&str>,
+    ) -> Result<Confinement> {
+        let Ok(path) = StoragePath::parse(location) else {
+            return Ok(Confinement::nothing());
+        };
+        let others = self.store.overlapping(&path, except).await?;
+        Ok(Confinement::new(location, &others))
     }
 
     /// Writes the first metadata file and inserts the table row; removes the
@@ -985,12 +1251,17 @@ impl Catalog {
         name: &str,
         metadata: TableMetadata,
         file: MetadataLocation,
+        path: &StoragePath,
         delegation: DelegationRequest,
     ) -> Result<TableResponse> {
         let location = file.to_string();
         write_metadata_file(warehouse, &metadata, &file).await?;
         let (_, docs) = build_documents(metadata, location.clone()).await?;
-        if let Err(err) = self.store.insert_table(&namespace.id, name, &docs).await {
+        if let Err(err) = self
+            .store
+            .insert_table(&namespace.id, name, &docs, path)
+            .await
+        {
             delete_quietly(warehouse, &location).await;
             return Err(match err {
                 CatalogError::AlreadyExists(_) => {
@@ -1012,6 +1283,7 @@ impl Catalog {
             Some(&location),
             &docs.metadata,
             delegation,
+            None,
         )
         .await
     }
@@ -1096,7 +1368,11 @@ impl Catalog {
                 metadata,
                 docs,
                 expired,
-            } = match self.prepare(warehouse, &current, req, attempt).await? {
+                relocated,
+            } = match self
+                .prepare(warehouse, levels, &current, req, attempt)
+                .await?
+            {
                 Some(prepared) => prepared,
                 None => {
                     return self.table_response(
@@ -1106,18 +1382,32 @@ impl Catalog {
                     );
                 }
             };
-            match self
-                .store
-                .swap_table_metadata(&current.id, &current.metadata_location, &docs)
-                .await
-            {
+            let swapped = match &relocated {
+                None => {
+                    self.store
+                        .swap_table_metadata(&current.id, &current.metadata_location, &docs)
+                        .await
+                }
+                Some(path) => {
+                    self.store
+                        .swap_relocated(&current.id, &current.metadata_location, &docs, path)
+                        .await
+                }
+            };
+            match swapped {
                 Ok(true) => {
-                    self.after_commit(warehouse, &metadata, &expired).await;
+                    self.after_commit(warehouse, &current.id, &metadata, &expired)
+                        .await;
                     return self.table_response(warehouse, Some(&location), &docs.metadata);
                 }
                 Ok(false) => {
                     // Someone else committed first; nothing of ours is visible.
                     delete_quietly(warehouse, &location).await;
+                }
+                Err(err @ CatalogError::BadRequest(_)) => {
+                    // The new location is taken: nothing changed.
+                    delete_quietly(warehouse, &location).await;
+                    return Err(err);
                 }
                 Err(err) => {
                     // The pointer may or may not have moved: keep the file.
@@ -1139,11 +1429,13 @@ impl Catalog {
     async fn prepare(
         &self,
         warehouse: &Warehouse,
+        levels: &[String],
         current: &TableRecord,
         req: &CommitTableRequest,
         attempt: u32,
     ) -> Result<Option<Prepared>> {
         let base = parse_metadata(current.metadata.clone()).await?;
+        let base_location = base.location().to_string();
         for requirement in &req.requirements {
             requirement
                 .check(Some(&base))
@@ -1170,7 +1462,26 @@ impl Catalog {
             return Ok(None);
         }
         let metadata = built.metadata;
-        warehouse.check_location(metadata.location())?;
+        let moved = metadata.location() != base_location;
+        let path = if moved {
+            let namespace = self.namespace_record(warehouse, levels).await?;
+            self.check_new_location(
+                warehouse,
+                &namespace,
+                metadata.location(),
+                Some(&current.id),
+            )
+            .await?
+        } else {
+            StoragePath::parse(metadata.location()).map_err(|e| {
+                CatalogError::BadRequest(format!(
+                    "Storage confinement: the table's location {} is not an allowed storage \
+                     path ({e}); move it with set-location",
+                    metadata.location()
+                ))
+            })?
+        };
+        check_update_paths(&path, &req.updates)?;
         let file = next_metadata_location(&current.metadata_location, &metadata);
         let location = file.to_string();
         write_metadata_file(warehouse, &metadata, &file).await?;
@@ -1180,6 +1491,7 @@ impl Catalog {
             metadata,
             docs,
             expired: built.expired_metadata_logs,
+            relocated: moved.then_some(path),
         }))
     }
 
@@ -1276,7 +1588,10 @@ impl Catalog {
                         break;
                     }
                 };
-                match self.prepare(warehouse, &current, change, attempt).await {
+                match self
+                    .prepare(warehouse, &ident.namespace, &current, change, attempt)
+                    .await
+                {
                     Ok(Some(p)) => prepared.push((ident, current, p)),
                     Ok(None) => {}
                     Err(e) => {
@@ -1292,21 +1607,23 @@ impl Catalog {
                 }
                 return Err(e);
             }
-            let swaps: Vec<(&str, &str, &TableDocs)> = prepared
+            let swaps: Vec<Swap<'_>> = prepared
                 .iter()
                 .map(|(_, current, p)| {
                     (
                         current.id.as_str(),
                         current.metadata_location.as_str(),
                         &p.docs,
+                        p.relocated.as_ref(),
                     )
                 })
                 .collect();
             match self.store.swap_many(&swaps).await {
                 Ok(true) => {
                     let mut committed = Vec::new();
-                    for (ident, _, p) in prepared {
-                        self.after_commit(warehouse, &p.metadata, &p.expired).await;
+                    for (ident, current, p) in prepared {
+                        self.after_commit(warehouse, &current.id, &p.metadata, &p.expired)
+                            .await;
                         committed.push((ident, p.location));
                     }
                     return Ok(committed);
@@ -1315,6 +1632,12 @@ impl Catalog {
                     for (_, _, p) in &prepared {
                         delete_quietly(warehouse, &p.location).await;
                     }
+                }
+                Err(err @ CatalogError::BadRequest(_)) => {
+                    for (_, _, p) in &prepared {
+                        delete_quietly(warehouse, &p.location).await;
+                    }
+                    return Err(err);
                 }
                 Err(err) => {
                     return Err(CatalogError::CommitStateUnknown(format!(
@@ -1375,7 +1698,9 @@ impl Catalog {
             Some(location) => location,
             None => self.default_table_location(warehouse, &namespace, name),
         };
-        warehouse.check_location(&location)?;
+        let path = self
+            .check_new_location(warehouse, &namespace, &location, None)
+            .await?;
         let mut builder = TableMetadataBuilder::new(
             schema,
             spec,
@@ -1394,6 +1719,7 @@ impl Catalog {
             .build()
             .map_err(CatalogError::invalid_metadata)?
             .metadata;
+        check_metadata_paths(&path, &metadata)?;
         let file = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
         self.create_from_metadata(
             warehouse,
@@ -1403,14 +1729,18 @@ impl Catalog {
             name,
             metadata,
             file,
+            &path,
             DelegationRequest::none(),
         )
         .await
     }
 
+    /// Deletes the metadata files a commit expired from the log, when the
+    /// table asks for it; only those inside the table's own location.
     async fn after_commit(
         &self,
         warehouse: &Warehouse,
+        id: &str,
         metadata: &TableMetadata,
         expired: &[iceberg::spec::MetadataLog],
     ) {
@@ -1418,11 +1748,18 @@ impl Catalog {
             .properties()
             .get(DELETE_AFTER_COMMIT)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        if !enabled {
+        if !enabled || expired.is_empty() {
             return;
         }
+        let confinement = match self.confinement(metadata.location(), Some(id)).await {
+            Ok(confinement) => confinement,
+            Err(err) => {
+                tracing::warn!(error = %err, "expired metadata files kept: confinement unknown");
+                return;
+            }
+        };
         for entry in expired {
-            if warehouse.contains(&entry.metadata_file) {
+            if confinement.allows(&entry.metadata_file) {
                 delete_quietly(warehouse, &entry.metadata_file).await;
             }
         }
@@ -1448,7 +1785,7 @@ impl Catalog {
             .publish(prefix, levels, name, "drop", None)
             .await;
         if purge {
-            self.purge(&warehouse, levels, record).await;
+            self.purge(&warehouse, record).await;
         }
         Ok(())
     }
@@ -1480,29 +1817,89 @@ impl Catalog {
 
     /// Deletes a dropped table's files: data, manifests, manifest lists,
     /// statistics and every metadata file the table recorded (data files
-    /// only when `gc.enabled` is not false), as the Java catalogs do.
-    /// Unreferenced files are left alone: another table may share the path.
-    async fn purge(&self, warehouse: &Warehouse, levels: &[String], record: TableRecord) {
+    /// only when `gc.enabled` is not false), as the Java catalogs do. Only
+    /// paths inside the table's own location, and outside any other live
+    /// object's, are read or deleted (the FileIO itself refuses the rest),
+    /// whatever the metadata names: a row written before locations were
+    /// confined cannot reach another table's files. Unreferenced files are
+    /// left alone.
+    async fn purge(&self, warehouse: &Warehouse, record: TableRecord) {
         let result = async {
             let metadata = parse_metadata(record.metadata).await?;
-            let ident = iceberg::TableIdent::new(
-                iceberg::NamespaceIdent::from_vec(levels.to_vec())
-                    .map_err(CatalogError::invalid_metadata)?,
-                record.name,
+            let confinement = self.confinement(metadata.location(), None).await?;
+            let io = warehouse.confined_io(confinement.clone());
+            let mut purge = Purge {
+                confinement: &confinement,
+                refused: 0,
+                failed: 0,
+            };
+            let lists = purge.keep(metadata.snapshots().map(|s| s.manifest_list().to_string()));
+            let mut manifests = Vec::new();
+            for list in &lists {
+                match read_manifest_list(&io, list, metadata.format_version()).await {
+                    Ok(entries) => manifests.extend(entries),
+                    Err(err) => {
+                        purge.failed += 1;
+                        tracing::warn!(error = %err, "purge: a manifest list could not be read");
+                    }
+                }
+            }
+            let manifest_paths = purge.keep(manifests.iter().map(|m| m.manifest_path.clone()));
+            let gc = metadata
+                .table_properties()
+                .map(|p| p.gc_enabled)
+                .unwrap_or(true);
+            if gc {
+                let mut data = Vec::new();
+                for manifest in manifests
+                    .iter()
+                    .filter(|m| confinement.allows(&m.manifest_path))
+                {
+                    match manifest.load_manifest(&io).await {
+                        Ok(loaded) => data.extend(
+                            loaded
+                                .entries()
+                                .iter()
+                                .map(|e| e.data_file().file_path().to_string()),
+                        ),
+                        Err(err) => {
+                            purge.failed += 1;
+                            tracing::warn!(error = %err, "purge: a manifest could not be read");
+                        }
+                    }
+                }
+                let data = purge.keep(data);
+                purge.delete(&io, data).await;
+            }
+            purge.delete(&io, manifest_paths).await;
+            purge.delete(&io, lists).await;
+            let mut files: Vec<String> = metadata
+                .metadata_log()
+                .iter()
+                .map(|m| m.metadata_file.clone())
+                .collect();
+            files.extend(
+                metadata
+                    .statistics_iter()
+                    .map(|s| s.statistics_path.clone()),
             );
-            let table = iceberg::table::Table::builder()
-                .metadata(metadata)
-                .metadata_location(record.metadata_location)
-                .identifier(ident)
-                .file_io(warehouse.file_io.clone())
-                .disable_cache()
-                .readonly(true)
-                .runtime(iceberg::Runtime::try_current().map_err(CatalogError::storage)?)
-                .build()
-                .map_err(CatalogError::invalid_metadata)?;
-            iceberg::drop_table_data(&table)
-                .await
-                .map_err(CatalogError::storage)
+            files.extend(
+                metadata
+                    .partition_statistics_iter()
+                    .map(|s| s.statistics_path.clone()),
+            );
+            files.push(record.metadata_location);
+            let files = purge.keep(files);
+            purge.delete(&io, files).await;
+            if purge.refused > 0 || purge.failed > 0 {
+                tracing::warn!(
+                    refused = purge.refused,
+                    failed = purge.failed,
+                    location = metadata.location(),
+                    "purge left files: paths outside the table's own location are never touched"
+                );
+            }
+            Ok::<_, CatalogError>(())
         }
         .await;
         if let Err(err) = result {
@@ -1562,6 +1959,11 @@ impl Catalog {
     }
 
     /// `POST /namespaces/{ns}/register`.
+    ///
+    /// The metadata file must lie inside the namespace's location and
+    /// outside every other live object's before it is read; the table it
+    /// describes must then satisfy the rules of a new location, and every
+    /// path its metadata names must lie inside that location.
     pub async fn register_table(
         &self,
         prefix: &str,
@@ -1571,43 +1973,88 @@ impl Catalog {
     ) -> Result<TableResponse> {
         validate_name("Table name", &req.name)?;
         let warehouse = self.warehouse(prefix).await?;
-        warehouse.check_location(&req.metadata_location)?;
+        let file = warehouse.check_location(&req.metadata_location)?;
         let namespace = self.namespace_record(&warehouse, levels).await?;
+        let existing = self
+            .store
+            .table(&warehouse.record.id, levels, &req.name, false)
+            .await?;
+        // A name taken (by a view, or by a table without overwrite) is a
+        // 409 whatever the file.
+        let taken = match &existing {
+            Some(_) => !req.overwrite,
+            None => self
+                .store
+                .kind_of(&namespace.id, &req.name)
+                .await?
+                .is_some(),
+        };
+        if taken {
+            return Err(self
+                .name_taken(&namespace.id, levels, &req.name, ObjectKind::Table)
+                .await);
+        }
+        let except = existing.as_ref().map(|t| t.id.as_str());
+        let namespace_root = StoragePath::parse(&namespace_location(&warehouse, &namespace)).ok();
+        if !namespace_root.is_some_and(|root| root.strictly_contains(&file)) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {} must lie inside the location of \
+                 namespace {}",
+                req.metadata_location,
+                display(levels)
+            )));
+        }
+        if self
+            .store
+            .overlapping(&file, except)
+            .await?
+            .iter()
+            .any(|other| other.contains(&file))
+        {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {} lies inside the location of another \
+                 table or view",
+                req.metadata_location
+            )));
+        }
         let metadata = TableMetadata::read_from(&warehouse.file_io, &req.metadata_location)
             .await
             .map_err(|e| {
+                // The storage error stays in the log: its text would tell
+                // the caller what exists where.
+                tracing::info!(error = %e, "register: metadata file unreadable");
                 CatalogError::BadRequest(format!(
-                    "Cannot read metadata file {}: {e}",
+                    "Cannot read table metadata from {}",
                     req.metadata_location
                 ))
             })?;
-        warehouse.check_location(metadata.location())?;
+        let path = self
+            .check_new_location(&warehouse, &namespace, metadata.location(), except)
+            .await?;
+        check_inside(&path, "metadata file", &req.metadata_location)?;
+        check_metadata_paths(&path, &metadata)?;
         let (_, docs) = build_documents(metadata, req.metadata_location.clone()).await?;
-        match self
-            .store
-            .insert_table(&namespace.id, &req.name, &docs)
-            .await
-        {
-            Ok(_) => {}
-            Err(CatalogError::AlreadyExists(_))
-                if req.overwrite
-                    && self.store.kind_of(&namespace.id, &req.name).await?
-                        != Some(ObjectKind::View) =>
-            {
-                let current = self
-                    .table_record(&warehouse, levels, &req.name, false)
-                    .await?;
-                if !self
-                    .store
-                    .swap_table_metadata(&current.id, &current.metadata_location, &docs)
-                    .await?
-                {
-                    return Err(CatalogError::CommitFailed(format!(
-                        "Table {} changed while it was being overwritten; retry",
-                        table_display(levels, &req.name)
-                    )));
-                }
-            }
+        let outcome = match &existing {
+            Some(current) => self
+                .store
+                .swap_relocated(&current.id, &current.metadata_location, &docs, &path)
+                .await
+                .and_then(|swapped| {
+                    swapped.then_some(()).ok_or_else(|| {
+                        CatalogError::CommitFailed(format!(
+                            "Table {} changed while it was being overwritten; retry",
+                            table_display(levels, &req.name)
+                        ))
+                    })
+                }),
+            None => self
+                .store
+                .insert_table(&namespace.id, &req.name, &docs, &path)
+                .await
+                .map(|_| ()),
+        };
+        match outcome {
+            Ok(()) => {}
             Err(CatalogError::AlreadyExists(_)) => {
                 return Err(self
                     .name_taken(&namespace.id, levels, &req.name, ObjectKind::Table)
@@ -1632,25 +2079,89 @@ impl Catalog {
             Some(&req.metadata_location),
             &docs.metadata,
             delegation,
+            None,
         )
         .await
     }
 }
 
-/// The next metadata file of a table: version + 1 with a fresh uuid, or,
-/// when the current file name is not in the standard form (a registered
-/// table), a version derived from the metadata log.
-fn next_metadata_location(current: &str, metadata: &TableMetadata) -> MetadataLocation {
-    match MetadataLocation::from_str(current) {
-        Ok(location) => location.with_next_version().with_new_metadata(metadata),
-        Err(_) => {
-            let mut location = MetadataLocation::new_with_metadata(metadata.location(), metadata);
-            for _ in 0..metadata.metadata_log().len() {
-                location = location.with_next_version();
+/// The paths of one purge, sorted into those it may touch and those it may not.
+struct Purge<'a> {
+    confinement: &'a Confinement,
+    /// Paths named by the metadata but outside the table's own location.
+    refused: usize,
+    /// Reads and deletes that failed.
+    failed: usize,
+}
+
+impl Purge<'_> {
+    /// The distinct paths of `paths` that may be touched; counts the others.
+    fn keep(&mut self, paths: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut kept = Vec::new();
+        for path in paths {
+            if path.is_empty() || !seen.insert(path.clone()) {
+                continue;
             }
-            location
+            if self.confinement.allows(&path) {
+                kept.push(path);
+            } else {
+                self.refused += 1;
+            }
+        }
+        kept
+    }
+
+    async fn delete(&mut self, io: &iceberg::io::FileIO, paths: Vec<String>) {
+        if paths.is_empty() {
+            return;
+        }
+        if let Err(err) = io.delete_stream(futures::stream::iter(paths)).await {
+            self.failed += 1;
+            tracing::warn!(error = %err, "purge: files could not be deleted");
         }
     }
+}
+
+/// The manifests a manifest list names.
+async fn read_manifest_list(
+    io: &iceberg::io::FileIO,
+    path: &str,
+    version: FormatVersion,
+) -> Result<Vec<iceberg::spec::ManifestFile>> {
+    let bytes = io
+        .new_input(path)
+        .map_err(CatalogError::storage)?
+        .read()
+        .await
+        .map_err(CatalogError::storage)?;
+    let list = iceberg::spec::ManifestList::parse_with_version(&bytes, version)
+        .map_err(CatalogError::storage)?;
+    Ok(list.entries().to_vec())
+}
+
+/// The next metadata file of a table, in `<location>/metadata/` of its
+/// (possibly new) location: version + 1 with a fresh uuid, or, when the
+/// current file name is not in the standard form (a registered table), a
+/// version derived from the metadata log.
+fn next_metadata_location(current: &str, metadata: &TableMetadata) -> MetadataLocation {
+    let directory = format!("{}/metadata/", metadata.location().trim_end_matches('/'));
+    if current.starts_with(&directory)
+        && let Ok(location) = MetadataLocation::from_str(current)
+    {
+        return location.with_next_version().with_new_metadata(metadata);
+    }
+    let version = current
+        .rsplit('/')
+        .next()
+        .and_then(|file| file.split_once('-'))
+        .and_then(|(digits, _)| digits.parse::<usize>().ok())
+        .map_or(metadata.metadata_log().len(), |v| v + 1);
+    let mut location = MetadataLocation::new_with_metadata(metadata.location(), metadata);
+    for _ in 0..version {
+        location = location.with_next_version();
+    }
+    location
 }
 
 #[cfg(test)]

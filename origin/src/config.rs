@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace_seconds: u64,
+    /// Serve on a non-loopback address with authentication off. Refused at
+    /// start-up unless set: anyone who reaches such an origin can read and
+    /// change every table.
+    pub allow_unauthenticated_network: bool,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +68,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
             body_limit_bytes: 16 * 1024 * 1024,
             shutdown_grace_seconds: 30,
+            allow_unauthenticated_network: false,
         }
     }
 }
@@ -255,6 +260,12 @@ pub struct CatalogSettings {
     pub plan_page_size: usize,
     /// How long a plan and its pages are kept.
     pub plan_ttl_seconds: u64,
+    /// Plans one principal may have running at once on one origin; more
+    /// are refused with 429.
+    pub plan_max_running_per_principal: usize,
+    /// File scan tasks one plan may select; a larger plan fails with 400
+    /// (narrow it with a filter, or plan fewer snapshots).
+    pub plan_max_tasks: usize,
 }
 
 impl Default for CatalogSettings {
@@ -267,6 +278,8 @@ impl Default for CatalogSettings {
             plan_sync_budget_ms: 2000,
             plan_page_size: 1000,
             plan_ttl_seconds: 3600,
+            plan_max_running_per_principal: 4,
+            plan_max_tasks: 1_000_000,
         }
     }
 }
@@ -320,6 +333,24 @@ impl Config {
         }
     }
 
+    /// Refuses to serve on a non-loopback address with authentication off,
+    /// unless `server.allow_unauthenticated_network` says to. Checked when
+    /// serving only: the CLI commands listen on nothing.
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        let ip = self.server.listen.ip().to_canonical();
+        if self.auth.enabled || self.server.allow_unauthenticated_network || ip.is_loopback() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to serve on {} with authentication off: anyone who reaches it could read \
+             and change every table. Set auth.enabled: true (see conf/production/origin.yaml), \
+             listen on a loopback address, or accept the risk with \
+             server.allow_unauthenticated_network: true \
+             (FLOE_SERVER__ALLOW_UNAUTHENTICATED_NETWORK=true)",
+            self.server.listen
+        )
+    }
+
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.database.url.starts_with("sqlite:")
@@ -343,6 +374,11 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("warehouse.name: {e}"))?;
         crate::warehouse::normalize_location(&self.warehouse.location)
             .map_err(|e| anyhow::anyhow!("warehouse.location: {e}"))?;
+        if self.catalog.plan_max_running_per_principal == 0 || self.catalog.plan_max_tasks == 0 {
+            anyhow::bail!(
+                "catalog.plan_max_running_per_principal and catalog.plan_max_tasks must be at least 1"
+            );
+        }
         if self.catalog.plan_page_size == 0 {
             anyhow::bail!("catalog.plan_page_size must be at least 1");
         }
@@ -524,6 +560,41 @@ mod tests {
         });
         assert_eq!(cfg.database.url, "sqlite::memory:");
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unauthenticated_network_listeners_need_the_opt_in() {
+        let mut cfg = Config::default();
+        cfg.check_exposure().expect("loopback is fine");
+        for listen in [
+            "0.0.0.0:8182",
+            "10.0.0.5:8182",
+            "[::]:8182",
+            "[::ffff:10.0.0.5]:8182",
+        ] {
+            cfg.server.listen = listen.parse().unwrap();
+            cfg.server.allow_unauthenticated_network = false;
+            let e = cfg.check_exposure().expect_err(listen).to_string();
+            assert!(e.contains("server.allow_unauthenticated_network"), "{e}");
+            cfg.server.allow_unauthenticated_network = true;
+            cfg.check_exposure().expect("opted in");
+        }
+        cfg.server.allow_unauthenticated_network = false;
+        cfg.auth.enabled = true;
+        cfg.check_exposure().expect("authenticated");
+        cfg.auth.enabled = false;
+        for listen in [
+            "127.0.0.1:1",
+            "127.8.9.10:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            cfg.server.listen = listen.parse().unwrap();
+            cfg.check_exposure().expect(listen);
+        }
+        let env = [("FLOE_SERVER__ALLOW_UNAUTHENTICATED_NETWORK", "true")];
+        let cfg = Config::load(None, &StaticEnv(&env)).unwrap();
+        assert!(cfg.server.allow_unauthenticated_network);
     }
 
     #[test]

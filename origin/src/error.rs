@@ -56,6 +56,9 @@ pub enum CatalogError {
     /// 409: a requirement failed; nothing was written.
     #[error("{0}")]
     CommitFailed(String),
+    /// 429: a per-principal limit was reached; retry later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 413: body over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -68,6 +71,10 @@ pub enum CatalogError {
     /// 503: database or storage unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: a storage read, write or delete failed. Its text (paths, what
+    /// exists) goes to the log only, never to the client.
+    #[error("{0}")]
+    Storage(String),
     /// 500: a bug or an unexpected failure.
     #[error("{0}")]
     Internal(String),
@@ -98,6 +105,7 @@ impl CatalogError {
             NamespaceNotEmpty(_) => (StatusCode::CONFLICT, types::NAMESPACE_NOT_EMPTY),
             CommitFailed(_) => (StatusCode::CONFLICT, types::COMMIT_FAILED),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, types::PAYLOAD_TOO_LARGE),
+            TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, types::TOO_MANY_REQUESTS),
             Unprocessable(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 types::UNPROCESSABLE_ENTITY,
@@ -106,7 +114,9 @@ impl CatalogError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 types::COMMIT_STATE_UNKNOWN,
             ),
-            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, types::SERVICE_UNAVAILABLE),
+            Unavailable(_) | Storage(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, types::SERVICE_UNAVAILABLE)
+            }
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 types::INTERNAL_SERVER_ERROR,
@@ -121,7 +131,7 @@ impl CatalogError {
 
     /// Object storage failed (read, write or delete).
     pub fn storage(err: impl std::fmt::Display) -> Self {
-        Self::Unavailable(format!("Storage operation failed: {err}"))
+        Self::Storage(format!("Storage operation failed: {err}"))
     }
 
     /// An update or metadata that the `iceberg` crate refuses.
@@ -147,19 +157,29 @@ impl From<serde_json::Error> for CatalogError {
     }
 }
 
-impl IntoResponse for CatalogError {
-    fn into_response(self) -> Response {
+impl CatalogError {
+    /// The ErrorModel a client sees. A server error's details go to the log
+    /// once, under an id the client can quote; its message is a fixed text
+    /// unless it says only that the service is unavailable.
+    pub fn to_model(&self) -> ErrorModel {
         let (status, r#type) = self.status_and_type();
         let mut model = ErrorModel::new(status.as_u16(), r#type, self.to_string());
         if status.is_server_error() {
-            // The details go to the log once, under an id the client can quote.
             let id = uuid::Uuid::now_v7();
             tracing::error!(error_id = %id, status = status.as_u16(), error = %self, "request failed");
             if !matches!(self, CatalogError::Unavailable(_)) {
-                model.message = format!("{} (error id {id})", public_message(&self));
+                model.message = format!("{} (error id {id})", public_message(self));
             }
             model.stack = vec![format!("error-id: {id}")];
         }
+        model
+    }
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_type();
+        let model = self.to_model();
         let body = json::to_json_bytes(&model.into_response_body()).unwrap_or_default();
         let mut response = (
             status,
@@ -185,6 +205,7 @@ impl IntoResponse for CatalogError {
 fn public_message(err: &CatalogError) -> &'static str {
     match err {
         CatalogError::CommitStateUnknown(_) => "Commit state unknown",
+        CatalogError::Storage(_) => "Storage operation failed",
         _ => "Internal server error",
     }
 }
@@ -256,6 +277,22 @@ mod tests {
             let (status, ty) = err.status_and_type();
             assert_eq!((status.as_u16(), ty), (code, name));
         }
+    }
+
+    #[tokio::test]
+    async fn storage_errors_never_reach_the_client() {
+        let err = CatalogError::storage("NotFound: /etc/shadow does not exist");
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("Storage operation failed (error id"),
+            "{text}"
+        );
+        assert!(!text.contains("shadow"), "{text}");
     }
 
     #[test]

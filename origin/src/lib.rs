@@ -20,6 +20,7 @@ pub mod planning;
 pub mod principals;
 pub mod routes;
 pub mod server;
+pub mod storage;
 pub mod store;
 pub mod view_update;
 pub mod views;

@@ -30,6 +30,7 @@ use crate::wire::{
     CreateViewRequest, RegisterViewRequest,
 };
 use crate::{management, principals};
+use floe_shared::auth::Listing;
 
 /// State shared by all handlers: one reference count per clone (axum clones
 /// it for every middleware and extractor of every request).
@@ -379,9 +380,19 @@ struct ListParams {
     parent: Option<String>,
 }
 
+/// What a listing of `namespace` may show the caller.
+fn listing(caller: Option<&Caller>, warehouse: &str, namespace: &[String]) -> Listing {
+    match caller {
+        Some(Caller::Anyone) => Listing::All,
+        Some(Caller::Principal(p)) => floe_shared::auth::listing(&p.grants, warehouse, namespace),
+        _ => Listing::Nothing,
+    }
+}
+
 async fn list_namespaces(
     State(state): State<AppState>,
     target: Target,
+    caller: Option<Extension<Caller>>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
     let page = params.page(&state)?;
@@ -389,9 +400,14 @@ async fn list_namespaces(
         None | Some("") => None,
         Some(raw) => Some(crate::catalog::parse_namespace(raw)?),
     };
+    let listing = listing(
+        caller.as_deref(),
+        &target.prefix,
+        parent.as_deref().unwrap_or_default(),
+    );
     let list = state
         .catalog
-        .list_namespaces(&target.prefix, parent, page)
+        .list_namespaces(&target.prefix, parent, page, &listing)
         .await?;
     to_json(&state, StatusCode::OK, &list)
 }
@@ -432,11 +448,15 @@ async fn drop_namespace(State(state): State<AppState>, target: Target) -> Result
 async fn update_properties(
     State(state): State<AppState>,
     target: Target,
+    caller: Option<Extension<Caller>>,
     JsonBody(req): JsonBody<UpdateNamespacePropertiesRequest>,
 ) -> Result<Response> {
+    // Where a namespace's tables go is the warehouse's layout: the same
+    // role as creating namespaces.
+    let may_relocate = caller.is_some_and(|c| c.may_write(&target.prefix, &[]));
     let result = state
         .catalog
-        .update_namespace_properties(&target.prefix, &target.namespace, req)
+        .update_namespace_properties(&target.prefix, &target.namespace, req, may_relocate)
         .await?;
     to_json(&state, StatusCode::OK, &result)
 }
@@ -446,12 +466,14 @@ async fn update_properties(
 async fn list_tables(
     State(state): State<AppState>,
     target: Target,
+    caller: Option<Extension<Caller>>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
     let page = params.page(&state)?;
+    let listing = listing(caller.as_deref(), &target.prefix, &target.namespace);
     let list = state
         .catalog
-        .list_tables(&target.prefix, &target.namespace, page)
+        .list_tables(&target.prefix, &target.namespace, page, &listing)
         .await?;
     to_json(&state, StatusCode::OK, &list)
 }
@@ -603,12 +625,14 @@ fn view_result(view: ViewResponse) -> Response {
 async fn list_views(
     State(state): State<AppState>,
     target: Target,
+    caller: Option<Extension<Caller>>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Response> {
     let page = params.page(&state)?;
+    let listing = listing(caller.as_deref(), &target.prefix, &target.namespace);
     let list = state
         .catalog
-        .list_views(&target.prefix, &target.namespace, page)
+        .list_views(&target.prefix, &target.namespace, page, &listing)
         .await?;
     to_json(&state, StatusCode::OK, &list)
 }
@@ -768,6 +792,10 @@ async fn plan_table_scan(
             .map_err(|e| CatalogError::BadRequest(format!("Invalid scan request: {e}")))?
     };
     let delegation = delegation(&headers, caller.as_deref(), &target);
+    let principal = match caller.as_deref() {
+        Some(Caller::Principal(p)) => p.id.as_str(),
+        _ => "",
+    };
     let answer = state
         .catalog
         .plan_scan(
@@ -776,6 +804,7 @@ async fn plan_table_scan(
             &target.table,
             req,
             delegation,
+            principal,
         )
         .await?;
     Ok(plan_answer(answer))

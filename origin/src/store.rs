@@ -19,6 +19,7 @@ use floe_shared::auth::{ApiKeyRecord, Grant, Principal};
 
 use crate::config::DatabaseConfig;
 use crate::error::{CatalogError, Result};
+use crate::storage::StoragePath;
 
 /// The compare-and-set of a table's metadata pointer ($5 = id, $6 = expected location).
 const SWAP_POINTER: &str = "UPDATE tables SET metadata_location = $1, metadata = $2, \
@@ -124,6 +125,41 @@ pub struct TableDocs {
     pub metadata: String,
     /// `snapshots=refs` JSON when it differs from the full document.
     pub metadata_refs: Option<String>,
+}
+
+/// One compare-and-set of [`Store::swap_many`]: object id, expected
+/// metadata location, the new documents, and the new location when it moves.
+pub type Swap<'a> = (&'a str, &'a str, &'a TableDocs, Option<&'a StoragePath>);
+
+/// The query for live objects overlapping `location` (its binds, in order):
+/// every key of a path containing it, or any key in `[key, key')` where
+/// `key'` follows every key that starts with `key`.
+fn overlap_query(location: &StoragePath, except: Option<&str>) -> (String, Vec<String>) {
+    let ancestors = location.ancestor_keys();
+    let key = location.key();
+    let mut upper = key.clone();
+    upper.pop();
+    upper.push('0'); // the byte after '/'
+    let mut binds = Vec::with_capacity(ancestors.len() + 3);
+    let mut placeholders = Vec::with_capacity(ancestors.len());
+    for ancestor in ancestors {
+        binds.push(ancestor);
+        placeholders.push(format!("${}", binds.len()));
+    }
+    binds.push(key);
+    let low = binds.len();
+    binds.push(upper);
+    let high = binds.len();
+    let mut sql = format!(
+        "SELECT location_key FROM tables WHERE (location_key IN ({}) \
+         OR (location_key >= ${low} AND location_key < ${high}))",
+        placeholders.join(", ")
+    );
+    if let Some(except) = except {
+        binds.push(except.to_string());
+        sql.push_str(&format!(" AND id <> ${}", binds.len()));
+    }
+    (sql, binds)
 }
 
 /// The catalog database.
@@ -246,7 +282,41 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATOR,
         };
         migrator.run(&self.pool).await?;
+        self.fill_location_keys().await?;
         Ok(())
+    }
+
+    /// Fills `location_key` of rows written before the column existed, from
+    /// the location in their metadata. A location that is not a valid path
+    /// gets a key no other location can overlap; such a table's files are
+    /// never touched (its confinement allows nothing).
+    async fn fill_location_keys(&self) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Located {
+            location: String,
+        }
+        loop {
+            let rows =
+                sqlx::query("SELECT id, metadata FROM tables WHERE location_key IS NULL LIMIT 100")
+                    .fetch_all(&self.pool)
+                    .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for row in rows {
+                let id: String = row.try_get("id")?;
+                let metadata: String = row.try_get("metadata")?;
+                let key = serde_json::from_str::<Located>(&metadata)
+                    .ok()
+                    .and_then(|m| StoragePath::parse(&m.location).ok())
+                    .map_or_else(|| format!("invalid:{id}"), |p| p.key());
+                sqlx::query("UPDATE tables SET location_key = $1 WHERE id = $2")
+                    .bind(key)
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
     }
 
     /// Checks that the database answers.
@@ -482,6 +552,37 @@ impl Store {
             .collect()
     }
 
+    /// The namespaces of `names` (stored form) that exist, by name, after
+    /// the keyset `after`, at most `limit` (all when `None`).
+    pub async fn namespaces_named(
+        &self,
+        warehouse_id: &str,
+        names: &[String],
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Vec<String>>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT name FROM namespaces WHERE warehouse_id = $1 AND name IN ({}) \
+             AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(warehouse_id)
+            .bind(after)
+            .bind(limit.map_or(i64::MAX, i64::from));
+        for name in names {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(split_levels(&r.try_get::<String, _>("name")?)))
+            .collect()
+    }
+
     /// Replaces the properties if the namespace is still at `expected_version`.
     pub async fn update_namespace_properties(
         &self,
@@ -602,26 +703,33 @@ impl Store {
         namespace_id: &str,
         name: &str,
         docs: &TableDocs,
+        location: &StoragePath,
     ) -> Result<String> {
-        self.insert_object(ObjectKind::Table, namespace_id, name, docs)
+        self.insert_object(ObjectKind::Table, namespace_id, name, docs, location)
             .await
     }
 
     /// Creates a table or view row pointing at an already written metadata
-    /// file. `AlreadyExists` when the name is taken, by either kind.
+    /// file, claiming `location`. `AlreadyExists` when the name is taken, by
+    /// either kind; `BadRequest` when the location overlaps another live
+    /// object's. Claim and insert are one transaction behind the locations
+    /// lock, so two creates never both find a place free.
     pub async fn insert_object(
         &self,
         kind: ObjectKind,
         namespace_id: &str,
         name: &str,
         docs: &TableDocs,
+        location: &StoragePath,
     ) -> Result<String> {
         let id = new_id();
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        Self::claim(&mut tx, location, None).await?;
         sqlx::query(
             "INSERT INTO tables (id, namespace_id, name, kind, metadata_location, metadata, \
-             metadata_refs, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $8, $4, $5, $6, 1, $7, $7)",
+             metadata_refs, version, created_at, updated_at, location_key) \
+             VALUES ($1, $2, $3, $8, $4, $5, $6, 1, $7, $7, $9)",
         )
         .bind(&id)
         .bind(namespace_id)
@@ -631,7 +739,8 @@ impl Store {
         .bind(docs.metadata_refs.as_deref())
         .bind(now)
         .bind(kind.as_str())
-        .execute(&self.pool)
+        .bind(location.key())
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             constraint(
@@ -640,7 +749,55 @@ impl Store {
                 || CatalogError::NoSuchNamespace("Namespace does not exist".into()),
             )
         })?;
+        tx.commit().await?;
         Ok(id)
+    }
+
+    /// Takes the locations lock and fails with `BadRequest` when `location`
+    /// overlaps the location of a live object other than `except`.
+    async fn claim(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        location: &StoragePath,
+        except: Option<&str>,
+    ) -> Result<()> {
+        // A write first: PostgreSQL queues on the row, SQLite takes its
+        // write lock, so the check below sees every earlier claim.
+        sqlx::query("UPDATE locks SET taken = taken + 1 WHERE name = 'locations'")
+            .execute(&mut **tx)
+            .await?;
+        let (sql, binds) = overlap_query(location, except);
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
+        if query.fetch_optional(&mut **tx).await?.is_some() {
+            return Err(CatalogError::BadRequest(format!(
+                "Location {location} overlaps the location of another table or view: \
+                 a location may neither contain nor lie inside another's"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Locations of the live objects, other than `except`, whose location
+    /// contains `location` or lies inside it.
+    pub async fn overlapping(
+        &self,
+        location: &StoragePath,
+        except: Option<&str>,
+    ) -> Result<Vec<StoragePath>> {
+        let (sql, binds) = overlap_query(location, except);
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut found = Vec::new();
+        for row in rows {
+            let key: String = row.try_get("location_key")?;
+            found.extend(StoragePath::from_key(&key));
+        }
+        Ok(found)
     }
 
     /// Table names of a namespace, by name, after `after`, at most `limit`.
@@ -698,13 +855,34 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Compare-and-set of the pointer of an object whose location moves to
+    /// `location`: the new location is claimed in the same transaction
+    /// (`BadRequest`, nothing changed, when another object holds it).
+    pub async fn swap_relocated(
+        &self,
+        id: &str,
+        expected_location: &str,
+        docs: &TableDocs,
+        location: &StoragePath,
+    ) -> Result<bool> {
+        self.swap_many(&[(id, expected_location, docs, Some(location))])
+            .await
+    }
+
     /// Compare-and-set of several pointers in one database transaction:
     /// true when every table still pointed at its expected location and all
     /// moved; false (and nothing changed) otherwise.
-    pub async fn swap_many(&self, swaps: &[(&str, &str, &TableDocs)]) -> Result<bool> {
+    /// A swap with a location moves the object there, claimed as
+    /// [`Store::insert_object`] claims.
+    pub async fn swap_many(&self, swaps: &[Swap<'_>]) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        for (id, expected, docs) in swaps {
+        for (id, _, _, location) in swaps {
+            if let Some(location) = location {
+                Self::claim(&mut tx, location, Some(id)).await?;
+            }
+        }
+        for (id, expected, docs, location) in swaps {
             // Writes only: SQLite takes its write lock at the first statement.
             let done = sqlx::query(SWAP_POINTER)
                 .bind(&docs.metadata_location)
@@ -718,6 +896,13 @@ impl Store {
             if done.rows_affected() != 1 {
                 tx.rollback().await?;
                 return Ok(false);
+            }
+            if let Some(location) = location {
+                sqlx::query("UPDATE tables SET location_key = $1 WHERE id = $2")
+                    .bind(location.key())
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -973,7 +1158,7 @@ impl Store {
     pub async fn grant(&self, id: &str, grant: &Grant) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         Self::upsert_grant(&mut conn, id, grant).await?;
-        self.touch_principal(id, None).await.map(|_| ())
+        self.touch_principal(id, false).await.map(|_| ())
     }
 
     /// Removes a grant; false when there was none.
@@ -991,25 +1176,36 @@ impl Store {
         .bind(join_levels(namespace))
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 1 {
+            self.touch_principal(id, false).await?;
+        }
         Ok(done.rows_affected() == 1)
     }
 
-    async fn touch_principal(&self, id: &str, not_before: Option<i64>) -> Result<bool> {
+    /// Marks the principal changed; `revoke` also ends every token minted so
+    /// far (a new credential generation, and `not_before` for external tokens).
+    async fn touch_principal(&self, id: &str, revoke: bool) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE principals SET updated_at = $1, not_before = COALESCE($2, not_before) WHERE id = $3",
+            "UPDATE principals SET updated_at = $1, \
+             not_before = CASE WHEN $2 = 1 THEN $3 ELSE not_before END, \
+             generation = CASE WHEN $2 = 1 THEN generation + 1 ELSE generation END \
+             WHERE id = $4",
         )
         .bind(now_ms())
-        .bind(not_before)
+        .bind(i64::from(revoke))
+        .bind(now_secs())
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces the client secret and revokes every token issued before now.
+    /// Replaces the client secret and revokes every token minted before
+    /// (a new credential generation).
     pub async fn set_principal_secret(&self, id: &str, secret_hash: &str) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE principals SET secret_hash = $1, not_before = $2, updated_at = $3 WHERE id = $4",
+            "UPDATE principals SET secret_hash = $1, not_before = $2, updated_at = $3, \
+             generation = generation + 1 WHERE id = $4",
         )
         .bind(secret_hash)
         .bind(now_secs())
@@ -1020,10 +1216,12 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Disables or enables a principal; disabling also revokes its tokens.
+    /// Disables or enables a principal; disabling also revokes its tokens
+    /// (a new credential generation), so enabling does not bring them back.
     pub async fn set_principal_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE principals SET disabled = $1, not_before = CASE WHEN $1 = 1 THEN $2 ELSE not_before END, \
+             generation = CASE WHEN $1 = 1 THEN generation + 1 ELSE generation END, \
              updated_at = $3 WHERE id = $4",
         )
         .bind(i64::from(disabled))
@@ -1035,9 +1233,10 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Revokes every token of the principal issued before now.
+    /// Revokes every token of the principal minted so far (a new credential
+    /// generation; external tokens issued up to this second).
     pub async fn revoke_tokens(&self, id: &str) -> Result<bool> {
-        self.touch_principal(id, Some(now_secs())).await
+        self.touch_principal(id, true).await
     }
 
     fn principal_from_row(row: &AnyRow) -> Result<PrincipalRecord> {
@@ -1046,6 +1245,7 @@ impl Store {
                 id: row.try_get("id")?,
                 disabled: row.try_get::<i64, _>("disabled")? != 0,
                 not_before: u64::try_from(row.try_get::<i64, _>("not_before")?).unwrap_or(0),
+                generation: u64::try_from(row.try_get::<i64, _>("generation")?).unwrap_or(0),
                 grants: Vec::new(),
                 secret_hash: row.try_get("secret_hash")?,
                 default_warehouse: String::new(),
@@ -1081,8 +1281,7 @@ impl Store {
         Ok(record)
     }
 
-    const PRINCIPAL_COLUMNS: &str =
-        "SELECT id, secret_hash, oidc_subject, disabled, not_before, created_at FROM principals";
+    const PRINCIPAL_COLUMNS: &str = "SELECT id, secret_hash, oidc_subject, disabled, not_before, generation, created_at FROM principals";
 
     /// One principal by id (client id), with grants.
     pub async fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>> {
@@ -1212,6 +1411,101 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// Appends a principal change to the log every origin polls. The row is
+    /// numbered `MAX(seq) + 1` by the inserting statement, so it is only
+    /// numbered after every lower row committed; two writers racing for a
+    /// number lose to the unique key and try again.
+    pub async fn record_auth_change(
+        &self,
+        principal: &str,
+        api_key: Option<&str>,
+        origin: &str,
+    ) -> Result<i64> {
+        let mut attempt = 0;
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO auth_changes (seq, principal_id, api_key_id, origin, created_at) \
+                 SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4 FROM auth_changes \
+                 RETURNING seq",
+            )
+            .bind(principal)
+            .bind(api_key)
+            .bind(origin)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(row) => return Ok(row.try_get("seq")?),
+                Err(sqlx::Error::Database(db))
+                    if db.kind() == ErrorKind::UniqueViolation && attempt < 16 =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The number of the last principal change (0 when none).
+    pub async fn last_auth_change(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM auth_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("seq")?)
+    }
+
+    /// Principal changes after `seq`, oldest first, at most `limit`.
+    pub async fn auth_changes_since(&self, seq: i64, limit: i64) -> Result<Vec<AuthChange>> {
+        let rows = sqlx::query(
+            "SELECT seq, principal_id, api_key_id, origin FROM auth_changes \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuthChange {
+                    seq: row.try_get("seq")?,
+                    principal: row.try_get("principal_id")?,
+                    api_key: row.try_get("api_key_id")?,
+                    origin: row.try_get("origin")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops all but the last `keep` principal changes (the last one always
+    /// stays, so numbering never restarts).
+    pub async fn prune_auth_changes(&self, keep: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM auth_changes WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM auth_changes) - $1",
+        )
+        .bind(keep.max(1))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Whether the pool has been closed (the process is stopping).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+}
+
+/// One row of the principal change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthChange {
+    /// Its number: every origin reads the rows after the last it saw.
+    pub seq: i64,
+    /// The principal changed.
+    pub principal: String,
+    /// The API key changed, if one was.
+    pub api_key: Option<String>,
+    /// The process that made the change.
+    pub origin: String,
 }
 
 /// A request outcome kept under its Idempotency-Key.

@@ -14,13 +14,15 @@ use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
 use crate::catalog::{
     Catalog, PageRequest, check_identifier, delete_quietly, display, fetch_limit, finish_page,
-    table_display, validate_name, validate_namespace,
+    namespace_location, table_display, validate_name, validate_namespace, visible,
 };
 use crate::error::{CatalogError, Result};
+use crate::storage::StoragePath;
 use crate::store::{NamespaceRecord, ObjectKind, TableDocs, TableRecord};
 use crate::view_update;
 use crate::warehouse::Warehouse;
 use crate::wire::{CommitViewRequest, CreateViewRequest, RegisterViewRequest};
+use floe_shared::auth::Listing;
 
 /// A serialized `LoadViewResult` and the location its ETag derives from.
 #[derive(Debug, Clone)]
@@ -117,6 +119,7 @@ impl Catalog {
         location: String,
         json: String,
         write: bool,
+        path: &StoragePath,
     ) -> Result<ViewResponse> {
         if write {
             write_view_file(warehouse, &location, &json).await?;
@@ -128,7 +131,7 @@ impl Catalog {
         };
         if let Err(err) = self
             .store()
-            .insert_object(ObjectKind::View, &namespace.id, name, &docs)
+            .insert_object(ObjectKind::View, &namespace.id, name, &docs, path)
             .await
         {
             if write {
@@ -158,18 +161,23 @@ impl Catalog {
         prefix: &str,
         levels: &[String],
         page: PageRequest,
+        listing: &Listing,
     ) -> Result<ListTablesResponse> {
+        let on_the_way = visible(listing, levels, "views")?.is_some();
         let warehouse = self.warehouse(prefix).await?;
         let namespace = self.namespace_record(&warehouse, levels).await?;
-        let names = self
-            .store()
-            .list_objects(
-                ObjectKind::View,
-                &namespace.id,
-                page.after.as_deref(),
-                fetch_limit(&page),
-            )
-            .await?;
+        let names = if on_the_way {
+            Vec::new()
+        } else {
+            self.store()
+                .list_objects(
+                    ObjectKind::View,
+                    &namespace.id,
+                    page.after.as_deref(),
+                    fetch_limit(&page),
+                )
+                .await?
+        };
         let (names, next_page_token) = finish_page(names, &page, Clone::clone);
         Ok(ListTablesResponse {
             next_page_token,
@@ -197,7 +205,9 @@ impl Catalog {
             Some(location) => location.trim_end_matches('/').to_string(),
             None => self.default_table_location(&warehouse, &namespace, &req.name),
         };
-        warehouse.check_location(&location)?;
+        let path = self
+            .check_new_location(&warehouse, &namespace, &location, None)
+            .await?;
         let metadata = ViewMetadataBuilder::new(
             location,
             req.schema,
@@ -211,7 +221,7 @@ impl Catalog {
         let file = view_metadata_location(&metadata, 0);
         let json = serde_json::to_string(&metadata)?;
         self.insert_view(
-            prefix, &warehouse, &namespace, levels, &req.name, file, json, true,
+            prefix, &warehouse, &namespace, levels, &req.name, file, json, true, &path,
         )
         .await
     }
@@ -255,6 +265,7 @@ impl Catalog {
         for attempt in 0..attempts {
             let current = self.view_record(&warehouse, levels, name).await?;
             let base = parse_view(&current.metadata)?;
+            let base_location = base.location().to_string();
             for requirement in &req.requirements {
                 requirement
                     .check(&base)
@@ -282,7 +293,20 @@ impl Catalog {
                 );
             }
             let metadata = built.metadata;
-            warehouse.check_location(metadata.location())?;
+            let relocated = if metadata.location() != base_location {
+                let namespace = self.namespace_record(&warehouse, levels).await?;
+                Some(
+                    self.check_new_location(
+                        &warehouse,
+                        &namespace,
+                        metadata.location(),
+                        Some(&current.id),
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
             let version = file_version(&current.metadata_location)
                 .map_or(metadata.history().len() as u64, |v| v + 1);
             let location = view_metadata_location(&metadata, version);
@@ -293,11 +317,19 @@ impl Catalog {
                 metadata: json,
                 metadata_refs: None,
             };
-            match self
-                .store()
-                .swap_table_metadata(&current.id, &current.metadata_location, &docs)
-                .await
-            {
+            let swapped = match &relocated {
+                None => {
+                    self.store()
+                        .swap_table_metadata(&current.id, &current.metadata_location, &docs)
+                        .await
+                }
+                Some(path) => {
+                    self.store()
+                        .swap_relocated(&current.id, &current.metadata_location, &docs, path)
+                        .await
+                }
+            };
+            match swapped {
                 Ok(true) => {
                     self.events()
                         .publish_view(prefix, levels, name, "commit")
@@ -305,6 +337,10 @@ impl Catalog {
                     return self.view_response(&warehouse, &location, &docs.metadata);
                 }
                 Ok(false) => delete_quietly(&warehouse, &location).await,
+                Err(err @ CatalogError::BadRequest(_)) => {
+                    delete_quietly(&warehouse, &location).await;
+                    return Err(err);
+                }
                 Err(err) => {
                     return Err(CatalogError::CommitStateUnknown(format!(
                         "Replace of view {} has unknown outcome: {err}",
@@ -377,27 +413,67 @@ impl Catalog {
     ) -> Result<ViewResponse> {
         validate_name("View name", &req.name)?;
         let warehouse = self.warehouse(prefix).await?;
-        warehouse.check_location(&req.metadata_location)?;
+        let file = warehouse.check_location(&req.metadata_location)?;
         let namespace = self.namespace_record(&warehouse, levels).await?;
+        if self
+            .store()
+            .kind_of(&namespace.id, &req.name)
+            .await?
+            .is_some()
+        {
+            return Err(self
+                .name_taken(&namespace.id, levels, &req.name, ObjectKind::View)
+                .await);
+        }
+        let namespace_root = StoragePath::parse(&namespace_location(&warehouse, &namespace)).ok();
+        if !namespace_root.is_some_and(|root| root.strictly_contains(&file)) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {} must lie inside the location of \
+                 namespace {}",
+                req.metadata_location,
+                display(levels)
+            )));
+        }
+        if self
+            .store()
+            .overlapping(&file, None)
+            .await?
+            .iter()
+            .any(|other| other.contains(&file))
+        {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {} lies inside the location of another \
+                 table or view",
+                req.metadata_location
+            )));
+        }
+        // One answer for a file that is missing, unreadable or not view
+        // metadata: the details stay in the log.
+        let unreadable = |e: &dyn std::fmt::Display| {
+            tracing::info!(error = %e, "register-view: metadata file unreadable");
+            CatalogError::BadRequest(format!(
+                "Cannot read view metadata from {}",
+                req.metadata_location
+            ))
+        };
         let bytes = warehouse
             .file_io
             .new_input(&req.metadata_location)
-            .map_err(CatalogError::storage)?
+            .map_err(|e| unreadable(&e))?
             .read()
             .await
-            .map_err(|e| {
-                CatalogError::BadRequest(format!(
-                    "Cannot read view metadata file {}: {e}",
-                    req.metadata_location
-                ))
-            })?;
-        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
-            CatalogError::BadRequest(format!(
-                "{} is not view metadata: {e}",
-                req.metadata_location
-            ))
-        })?;
-        warehouse.check_location(metadata.location())?;
+            .map_err(|e| unreadable(&e))?;
+        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| unreadable(&e))?;
+        let path = self
+            .check_new_location(&warehouse, &namespace, metadata.location(), None)
+            .await?;
+        if !path.contains(&file) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {} lies outside the view's location {}",
+                req.metadata_location,
+                metadata.location()
+            )));
+        }
         let json = serde_json::to_string(&metadata)?;
         self.insert_view(
             prefix,
@@ -408,6 +484,7 @@ impl Catalog {
             req.metadata_location,
             json,
             false,
+            &path,
         )
         .await
     }

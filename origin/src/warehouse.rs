@@ -10,6 +10,7 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use crate::config::delegation_keys;
 use crate::delegation::Delegator;
 use crate::error::{CatalogError, Result};
+use crate::storage::{Confinement, StoragePath, confined_file_io};
 use crate::store::{Store, WarehouseRecord};
 
 /// How long a warehouse looked up by name is reused before it is read again
@@ -29,10 +30,17 @@ const CLIENT_VISIBLE_PROPERTIES: &[&str] = &[
 pub struct Warehouse {
     /// The stored record.
     pub record: WarehouseRecord,
-    /// Storage access for metadata files.
+    /// Storage access for the metadata files the catalog itself names
+    /// (paths it built inside a checked location). Anything a table's
+    /// metadata names goes through [`Warehouse::confined_io`].
     pub file_io: FileIO,
     /// Vended credentials and remote signing.
     pub delegator: Delegator,
+    /// The normalized root; `None` when the stored location is not a path
+    /// Floe will touch (then nothing is inside).
+    root: Option<StoragePath>,
+    /// FileIO properties (credentials, endpoint).
+    storage_props: HashMap<String, String>,
 }
 
 impl Warehouse {
@@ -45,35 +53,53 @@ impl Warehouse {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let file_io = FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
-            .with_props(storage_props)
+            .with_props(storage_props.clone())
             .build();
         let delegator = Delegator::new(&record.properties);
+        let root = StoragePath::parse(&record.location).ok();
         Self {
             record,
             file_io,
             delegator,
+            root,
+            storage_props,
         }
     }
 
-    /// True when `location` lies inside this warehouse.
+    /// The normalized root of the warehouse.
+    pub fn root(&self) -> Option<&StoragePath> {
+        self.root.as_ref()
+    }
+
+    /// True when `location` lies inside this warehouse (after normalization).
     pub fn contains(&self, location: &str) -> bool {
-        let root = self.record.location.as_str();
-        let Some(rest) = location.strip_prefix(root) else {
-            return false;
-        };
-        (rest.is_empty() || rest.starts_with('/')) && !rest.split('/').any(|seg| seg == "..")
+        match (&self.root, StoragePath::parse(location)) {
+            (Some(root), Ok(path)) => root.contains(&path),
+            _ => false,
+        }
     }
 
-    /// Fails with 400 when `location` is outside this warehouse.
-    pub fn check_location(&self, location: &str) -> Result<()> {
-        if self.contains(location) {
-            Ok(())
-        } else {
-            Err(CatalogError::BadRequest(format!(
-                "Location {location} is outside warehouse {} ({})",
+    /// The normalized `location`; 400 when it is not a valid storage path
+    /// or lies outside this warehouse.
+    pub fn check_location(&self, location: &str) -> Result<StoragePath> {
+        let path = StoragePath::parse(location).map_err(|e| {
+            CatalogError::BadRequest(format!(
+                "Storage confinement: location {location} is not an allowed storage path: {e}"
+            ))
+        })?;
+        match &self.root {
+            Some(root) if root.contains(&path) => Ok(path),
+            _ => Err(CatalogError::BadRequest(format!(
+                "Storage confinement: location {location} is outside warehouse {} ({})",
                 self.record.name, self.record.location
-            )))
+            ))),
         }
+    }
+
+    /// A FileIO of this warehouse's storage that touches only what
+    /// `confinement` allows.
+    pub fn confined_io(&self, confinement: Confinement) -> FileIO {
+        confined_file_io(&self.storage_props, confinement)
     }
 
     /// Table configuration returned to clients with a load (no secrets).
@@ -207,6 +233,8 @@ mod tests {
         assert!(w.contains("s3://bucket/wh/ns/t"));
         assert!(!w.contains("s3://bucket/wh2/t"));
         assert!(!w.contains("s3://bucket/wh/../other"));
+        assert!(!w.contains("s3://bucket/wh/%2e%2e/other"));
+        assert!(w.contains("s3://bucket//wh//ns"));
         assert!(!w.contains("s3://other/wh/t"));
         assert!(w.check_location("file:///etc").is_err());
     }

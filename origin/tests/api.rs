@@ -611,13 +611,14 @@ async fn snapshots_refs_mode(backend: Backend) {
     let app = TestApp::new(backend).await;
     app.create_namespace(&["s"]).await;
     app.create_table("s", "t").await;
+    let location = app.table_location("s", "t").await;
     let url = "/v1/default/namespaces/s/tables/t";
     let mut parent = None;
     for (i, id) in [11_i64, 12, 13].into_iter().enumerate() {
         let r = app
             .post(
                 url,
-                json!({"requirements": [], "updates": append_updates(id, parent, i as i64 + 1)}),
+                json!({"requirements": [], "updates": append_updates(&location, id, parent, i as i64 + 1)}),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -735,6 +736,7 @@ async fn contended_appends_conflict_cleanly(backend: Backend) {
     let app = TestApp::new(backend).await;
     app.create_namespace(&["ca"]).await;
     app.create_table("ca", "t").await;
+    let location = app.table_location("ca", "t").await;
     let mut acknowledged = Vec::new();
     let mut next_id = 100_i64;
     let mut base: Option<i64> = None;
@@ -746,8 +748,7 @@ async fn contended_appends_conflict_cleanly(backend: Backend) {
             let router = app.router.clone();
             let requirement =
                 json!({"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": base});
-            let body =
-                json!({"requirements": [requirement], "updates": append_updates(id, base, seq)});
+            let body = json!({"requirements": [requirement], "updates": append_updates(&location, id, base, seq)});
             tasks.push(tokio::spawn(async move {
                 let req = axum::http::Request::post("/v1/default/namespaces/ca/tables/t")
                     .header("content-type", "application/json")
@@ -1492,9 +1493,18 @@ async fn unregister_then_register_elsewhere(backend: Backend) {
         (r.status, r.error_type()),
         (StatusCode::NOT_FOUND, "NoSuchTableException")
     );
+    // Another namespace's location does not hold the files: refused there;
+    // back in its own namespace, under a new name, it registers.
     let r = app
         .post(
             "/v1/default/namespaces/v/register",
+            json!({"name": "t2", "metadata-location": location}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = app
+        .post(
+            "/v1/default/namespaces/u/register",
             json!({"name": "t2", "metadata-location": location}),
         )
         .await;

@@ -75,10 +75,11 @@ async fn bad_scan_requests_are_refused(backend: Backend) {
     let app = TestApp::new(backend).await;
     app.create_namespace(&["db"]).await;
     app.create_table("db", "t").await;
+    let location = app.table_location("db", "t").await;
     let r = app
         .post(
             "/v1/default/namespaces/db/tables/t",
-            json!({"requirements": [], "updates": append_updates(1, None, 1)}),
+            json!({"requirements": [], "updates": append_updates(&location, 1, None, 1)}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -143,10 +144,11 @@ async fn asynchronous_plans_complete_fail_and_cancel(backend: Backend) {
     assert_eq!(done.body["file-scan-tasks"], json!([]));
 
     // A snapshot whose manifest list is missing: planning fails, and says so.
+    let location = app.table_location("db", "t").await;
     let r = app
         .post(
             "/v1/default/namespaces/db/tables/t",
-            json!({"requirements": [], "updates": append_updates(1, None, 1)}),
+            json!({"requirements": [], "updates": append_updates(&location, 1, None, 1)}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -180,9 +182,10 @@ async fn asynchronous_plans_complete_fail_and_cancel(backend: Backend) {
     let sync = TestApp::with(backend, |c| c.catalog.plan_sync_budget_ms = 30_000).await;
     sync.create_namespace(&["db"]).await;
     sync.create_table("db", "t").await;
+    let location = sync.table_location("db", "t").await;
     sync.post(
         "/v1/default/namespaces/db/tables/t",
-        json!({"requirements": [], "updates": append_updates(1, None, 1)}),
+        json!({"requirements": [], "updates": append_updates(&location, 1, None, 1)}),
     )
     .await;
     let r: Reply = sync.post(PLAN, json!({})).await;

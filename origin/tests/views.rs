@@ -485,9 +485,21 @@ async fn rename_and_register_views(backend: Backend) {
         StatusCode::NOT_FOUND
     );
 
-    // Register: the same metadata file under another name, then refused over
-    // a taken name, a missing file and a file outside the warehouse.
+    // Register: not while a live view holds the file's location; after a
+    // drop (the files stay) under another name; then refused over a taken
+    // name, a missing file and a file outside the warehouse.
     let location = created["metadata-location"].as_str().unwrap();
+    let r = app
+        .post(
+            "/v1/default/namespaces/a/register-view",
+            json!({"name": "again", "metadata-location": location}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = app
+        .call(Method::DELETE, "/v1/default/namespaces/b/views/moved", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = app
         .post(
             "/v1/default/namespaces/a/register-view",

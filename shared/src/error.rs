@@ -43,6 +43,8 @@ pub mod types {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UnsupportedMediaTypeException";
     /// 422: a key is both updated and removed.
     pub const UNPROCESSABLE_ENTITY: &str = "UnprocessableEntityException";
+    /// 429: a limit on the caller's requests was reached; retry later.
+    pub const TOO_MANY_REQUESTS: &str = "TooManyRequestsException";
     /// 500: the outcome of a commit is unknown.
     pub const COMMIT_STATE_UNKNOWN: &str = "CommitStateUnknownException";
     /// 500: an unexpected server-side failure.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchViewError, TableAlreadyExistsError, ViewAlreadyExistsError
+from pyiceberg.exceptions import BadRequestError, NoSuchViewError, TableAlreadyExistsError, ViewAlreadyExistsError
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 from pyiceberg.view.metadata import SQLViewRepresentation, ViewVersion
@@ -88,9 +88,14 @@ def test_register_view(catalog: Catalog, namespace: str) -> None:
     location = requests.get(f"{base}/v1/default/namespaces/{namespace}/views/original", timeout=10).json()[
         "metadata-location"
     ]
+    # Not while the original holds the file's location: two views never share one.
+    with pytest.raises(BadRequestError, match="Storage confinement"):
+        catalog.register_view(f"{namespace}.copy", location)
+    # Dropped, its files stay, and they register under another name.
+    catalog.drop_view(f"{namespace}.original")
     registered = catalog.register_view(f"{namespace}.copy", location)
     assert registered.metadata.versions[0].representations[0].root.sql == "select 1"
-    assert sorted(catalog.list_views(namespace)) == [(namespace, "copy"), (namespace, "original")]
+    assert sorted(catalog.list_views(namespace)) == [(namespace, "copy")]
 
 
 def test_replace_and_rename_over_http(floe_server: FloeServer, catalog: Catalog, namespace: str) -> None:

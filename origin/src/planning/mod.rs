@@ -30,6 +30,7 @@ use iceberg::{NamespaceIdent, TableIdent};
 use serde_json::{Value, json};
 
 use crate::error::{CatalogError, Result};
+use crate::storage::Confinement;
 pub use wire::{FetchTasksRequest, PlanRequest};
 
 /// Manifests read at once while indexing a snapshot.
@@ -158,10 +159,12 @@ struct Indexed {
 /// files that snapshot added.
 async fn index(
     file_io: &FileIO,
+    confinement: &Confinement,
     metadata: &TableMetadata,
     snapshot: &SnapshotRef,
     added_by: Option<i64>,
 ) -> Result<HashMap<String, Indexed>> {
+    confined(confinement, "manifest list", snapshot.manifest_list())?;
     let bytes = file_io
         .new_input(snapshot.manifest_list())
         .map_err(CatalogError::storage)?
@@ -177,8 +180,12 @@ async fn index(
             Some(id) => m.added_snapshot_id == id && m.content == ManifestContentType::Data,
             None => true,
         })
-        .cloned();
-    let loaded: Vec<_> = futures::stream::iter(manifests.collect::<Vec<_>>())
+        .cloned()
+        .collect::<Vec<_>>();
+    for manifest in &manifests {
+        confined(confinement, "manifest", &manifest.manifest_path)?;
+    }
+    let loaded: Vec<_> = futures::stream::iter(manifests)
         .map(|m| {
             let io = file_io.clone();
             async move {
@@ -218,14 +225,32 @@ struct Selected {
     deletes: Vec<Indexed>,
 }
 
+/// Refuses to open a file the table's metadata names outside its location.
+fn confined(confinement: &Confinement, what: &str, path: &str) -> Result<()> {
+    if confinement.allows(path) {
+        Ok(())
+    } else {
+        Err(CatalogError::BadRequest(format!(
+            "Storage confinement: the table's {what} {path} lies outside its location; \
+             planning refused"
+        )))
+    }
+}
+
 /// Plans `scan` of the table; the pages of the result, as JSON `ScanTasks`.
+/// Every file it opens lies inside the table's location (`file_io` is
+/// confined to it; the manifest list and manifests are also checked first,
+/// for a clear error).
+#[allow(clippy::too_many_arguments)]
 pub async fn plan(
     metadata: Arc<TableMetadata>,
     metadata_location: String,
     file_io: FileIO,
+    confinement: Confinement,
     ident: (Vec<String>, String),
     scan: Scan,
     page_size: usize,
+    max_tasks: usize,
 ) -> Result<Vec<String>> {
     let ident = TableIdent::new(
         NamespaceIdent::from_vec(ident.0).map_err(CatalogError::invalid_metadata)?,
@@ -243,6 +268,21 @@ pub async fn plan(
     let mut selected: Vec<Selected> = Vec::new();
     let mut seen = HashSet::new();
     for snapshot in &scan.snapshots {
+        let live = index(&file_io, &confinement, &metadata, snapshot, None).await?;
+        let added = if scan.incremental {
+            Some(
+                index(
+                    &file_io,
+                    &confinement,
+                    &metadata,
+                    snapshot,
+                    Some(snapshot.snapshot_id()),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let mut builder = table
             .scan()
             .snapshot_id(snapshot.snapshot_id())
@@ -259,12 +299,6 @@ pub async fn plan(
             .try_collect()
             .await
             .map_err(CatalogError::storage)?;
-        let live = index(&file_io, &metadata, snapshot, None).await?;
-        let added = if scan.incremental {
-            Some(index(&file_io, &metadata, snapshot, Some(snapshot.snapshot_id())).await?)
-        } else {
-            None
-        };
         for task in tasks {
             let path = task.data_file_path.as_str();
             if added.as_ref().is_some_and(|a| !a.contains_key(path))
@@ -289,6 +323,12 @@ pub async fn plan(
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            if selected.len() >= max_tasks {
+                return Err(bad(format!(
+                    "the plan selects more than {max_tasks} files (catalog.plan_max_tasks); \
+                     narrow it with a filter or plan fewer snapshots"
+                )));
+            }
             selected.push(Selected { data, deletes });
         }
     }

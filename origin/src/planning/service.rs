@@ -23,13 +23,53 @@ use crate::error::{CatalogError, Result};
 use crate::store::TableRecord;
 use crate::warehouse::Warehouse;
 
-/// Planning tasks of this process, by plan id (to abort on cancel).
+/// Planning tasks of this process, by plan id (to abort on cancel), and
+/// how many each principal has running.
 #[derive(Debug, Default)]
 pub struct Running {
     tasks: Mutex<HashMap<String, AbortHandle>>,
+    /// Running plans per principal; an entry goes when its count is 0, so
+    /// the map holds at most one entry per running plan.
+    per_principal: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One running plan counted against its principal; uncounted on drop.
+struct Slot {
+    per_principal: Arc<Mutex<HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.per_principal.lock()
+            && let Some(count) = counts.get_mut(&self.principal)
+        {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.principal);
+            }
+        }
+    }
 }
 
 impl Running {
+    /// Counts a plan of `principal`; `None` when it already runs `limit`.
+    fn slot(&self, principal: &str, limit: usize) -> Option<Slot> {
+        let mut counts = self.per_principal.lock().ok()?;
+        let count = counts.entry(principal.to_string()).or_default();
+        if *count >= limit {
+            if *count == 0 {
+                counts.remove(principal);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            per_principal: self.per_principal.clone(),
+            principal: principal.to_string(),
+        })
+    }
+
     fn insert(&self, id: &str, handle: AbortHandle) {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.insert(id.to_string(), handle);
@@ -69,8 +109,8 @@ fn parse_plan_task(task: &str) -> Option<(&str, i64)> {
 }
 
 fn error_body(err: &CatalogError) -> Value {
-    let (status, r#type) = err.status_and_type();
-    json!({"error": {"message": err.to_string(), "type": r#type, "code": status.as_u16()}})
+    let model = err.to_model();
+    json!({"error": {"message": model.message, "type": model.r#type, "code": model.code}})
 }
 
 impl Catalog {
@@ -118,10 +158,15 @@ impl Catalog {
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_default();
-                if let Some(credential) = warehouse
-                    .delegator
-                    .vend(&location, delegation.access)
+                let exclusive = self
+                    .confinement(&location, Some(&record.id))
                     .await?
+                    .is_exclusive();
+                if exclusive
+                    && let Some(credential) = warehouse
+                        .delegator
+                        .vend(&location, delegation.access)
+                        .await?
                 {
                     map.insert("storage-credentials".into(), json!([credential]));
                 }
@@ -138,8 +183,16 @@ impl Catalog {
         name: &str,
         req: PlanRequest,
         delegation: DelegationRequest,
+        principal: &str,
     ) -> Result<PlanAnswer> {
         let (warehouse, record) = self.planned_table(prefix, levels, name).await?;
+        let limit = self.settings().plan_max_running_per_principal;
+        let slot = self.running_plans().slot(principal, limit).ok_or_else(|| {
+            CatalogError::TooManyRequests(format!(
+                "Scan planning: {limit} plans of this principal are running already; retry when \
+                 one has finished"
+            ))
+        })?;
         let metadata =
             Arc::new(crate::catalog::parse_stored_metadata(record.metadata.clone()).await?);
         let scan = super::check(&metadata, &req)?;
@@ -152,20 +205,26 @@ impl Catalog {
                 Duration::from_secs(settings.plan_ttl_seconds),
             )
             .await?;
+        let confinement = self
+            .confinement(metadata.location(), Some(&record.id))
+            .await?;
+        let file_io = warehouse.confined_io(confinement.clone());
         let store = self.store().clone();
         let running = self.running_plans().clone();
         let task_id = id.clone();
-        let file_io = warehouse.file_io.clone();
         let location = record.metadata_location.clone();
         let ident = (levels.to_vec(), name.to_string());
         let mut handle = tokio::spawn(async move {
+            let _slot = slot;
             let result = super::plan(
                 metadata,
                 location,
                 file_io,
+                confinement,
                 ident,
                 scan,
                 settings.plan_page_size,
+                settings.plan_max_tasks,
             )
             .await;
             let stored = match &result {

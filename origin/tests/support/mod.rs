@@ -181,6 +181,18 @@ impl TestApp {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 
+    /// The `location` of a table, as its metadata says.
+    pub async fn table_location(&self, ns: &str, name: &str) -> String {
+        let r = self
+            .get(&format!("/v1/default/namespaces/{ns}/tables/{name}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["metadata"]["location"]
+            .as_str()
+            .expect("location")
+            .to_string()
+    }
+
     pub async fn create_table(&self, ns: &str, name: &str) -> Reply {
         let r = self
             .post(
@@ -222,13 +234,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Updates that append snapshot `id` (sequence `seq`) and point `main` at it.
-pub fn append_updates(id: i64, parent: Option<i64>, seq: i64) -> Value {
+/// Updates that append snapshot `id` (sequence `seq`) of the table at
+/// `location` and point `main` at it (its manifest list is not written).
+pub fn append_updates(location: &str, id: i64, parent: Option<i64>, seq: i64) -> Value {
     let mut snapshot = serde_json::json!({
         "snapshot-id": id,
         "sequence-number": seq,
         "timestamp-ms": now_ms(),
-        "manifest-list": format!("file:///nonexistent/snap-{id}.avro"),
+        "manifest-list": format!("{location}/metadata/snap-{id}.avro"),
         "summary": {"operation": "append"},
         "schema-id": 0
     });

@@ -1,0 +1,17 @@
+-- Storage confinement: each table's and view's location, normalized
+-- (storage::StoragePath::key: scheme, bucket, decoded segments, a trailing
+-- slash), so that one location contains another exactly when its key is a
+-- prefix of the other's. No live location may contain another. Rows written
+-- before this column existed are filled in at start-up (Store::migrate).
+-- Queries read it from the index alone, so its place after the full
+-- document costs no overflow-page walk.
+ALTER TABLE tables ADD COLUMN location_key TEXT;
+CREATE INDEX tables_location ON tables (location_key);
+
+-- Transactions that claim a location first update this row, which takes
+-- the database's write lock, so two of them never both find a place free.
+CREATE TABLE locks (
+    name   TEXT PRIMARY KEY,
+    taken  INTEGER NOT NULL
+);
+INSERT INTO locks (name, taken) VALUES ('locations', 0);
