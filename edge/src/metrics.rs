@@ -46,23 +46,6 @@ struct Hot {
     auth_ok: IntCounter,
 }
 
-/// The `method` label of a request: one of the methods HTTP defines, else
-/// `OTHER` (extension methods are unbounded, and clients choose them).
-pub fn method_label(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "PATCH" => "PATCH",
-        "OPTIONS" => "OPTIONS",
-        "CONNECT" => "CONNECT",
-        "TRACE" => "TRACE",
-        _ => "OTHER",
-    }
-}
-
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -183,9 +166,9 @@ impl EdgeMetrics {
     }
 
     /// One finished request; `route` is a pattern, `method` is mapped by
-    /// [`method_label`].
+    /// [`method_label`](floe_shared::wire::method_label).
     pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
-        let method = method_label(method);
+        let method = floe_shared::wire::method_label(method);
         self.requests
             .with_label_values(&[method, route, status])
             .inc();

@@ -68,7 +68,7 @@ fn is_path_property(key: &str) -> bool {
 
 /// The location of a namespace: its `location` property, or the
 /// warehouse's layout (`<warehouse>/<level>/…`).
-pub(crate) fn namespace_location(warehouse: &Warehouse, namespace: &NamespaceRecord) -> String {
+fn namespace_location(warehouse: &Warehouse, namespace: &NamespaceRecord) -> String {
     match namespace.properties.get("location") {
         Some(location) => location.trim_end_matches('/').to_string(),
         None => {
@@ -1226,6 +1226,34 @@ impl Catalog {
         Ok(path)
     }
 
+    /// A metadata file to register may be read only when it lies inside the
+    /// namespace's location and outside every live object's but `except`.
+    pub(crate) async fn check_registered_file(
+        &self,
+        warehouse: &Warehouse,
+        namespace: &NamespaceRecord,
+        file: &StoragePath,
+        text: &str,
+        except: Option<&str>,
+    ) -> Result<()> {
+        let root = StoragePath::parse(&namespace_location(warehouse, namespace)).ok();
+        if !root.is_some_and(|root| root.strictly_contains(file)) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {text} must lie inside the location of \
+                 namespace {}",
+                display(&namespace.levels)
+            )));
+        }
+        let others = self.store.overlapping(file, except).await?;
+        if others.iter().any(|other| other.contains(file)) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: metadata file {text} lies inside the location of another \
+                 table or view"
+            )));
+        }
+        Ok(())
+    }
+
     /// What the table (or view) at `location`, row `except`, may touch in storage.
     pub(crate) async fn confinement(
         &self,
@@ -1995,28 +2023,14 @@ impl Catalog {
                 .await);
         }
         let except = existing.as_ref().map(|t| t.id.as_str());
-        let namespace_root = StoragePath::parse(&namespace_location(&warehouse, &namespace)).ok();
-        if !namespace_root.is_some_and(|root| root.strictly_contains(&file)) {
-            return Err(CatalogError::BadRequest(format!(
-                "Storage confinement: metadata file {} must lie inside the location of \
-                 namespace {}",
-                req.metadata_location,
-                display(levels)
-            )));
-        }
-        if self
-            .store
-            .overlapping(&file, except)
-            .await?
-            .iter()
-            .any(|other| other.contains(&file))
-        {
-            return Err(CatalogError::BadRequest(format!(
-                "Storage confinement: metadata file {} lies inside the location of another \
-                 table or view",
-                req.metadata_location
-            )));
-        }
+        self.check_registered_file(
+            &warehouse,
+            &namespace,
+            &file,
+            &req.metadata_location,
+            except,
+        )
+        .await?;
         let metadata = TableMetadata::read_from(&warehouse.file_io, &req.metadata_location)
             .await
             .map_err(|e| {

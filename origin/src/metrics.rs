@@ -34,23 +34,6 @@ fn must<T>(result: prometheus::Result<T>) -> T {
     }
 }
 
-/// The `method` label of a request: one of the methods HTTP defines, else
-/// `OTHER` (extension methods are unbounded, and clients choose them).
-pub fn method_label(method: &str) -> &'static str {
-    match method {
-        "GET" => "GET",
-        "HEAD" => "HEAD",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "PATCH" => "PATCH",
-        "OPTIONS" => "OPTIONS",
-        "CONNECT" => "CONNECT",
-        "TRACE" => "TRACE",
-        _ => "OTHER",
-    }
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -118,9 +101,9 @@ impl Metrics {
     }
 
     /// Records one finished request; `route` is a matched pattern, `method`
-    /// is mapped by [`method_label`].
+    /// is mapped by [`method_label`](floe_shared::wire::method_label).
     pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
-        let method = method_label(method);
+        let method = floe_shared::wire::method_label(method);
         self.requests
             .with_label_values(&[method, route, status])
             .inc();

@@ -14,7 +14,7 @@ use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
 use crate::catalog::{
     Catalog, PageRequest, check_identifier, delete_quietly, display, fetch_limit, finish_page,
-    namespace_location, table_display, validate_name, validate_namespace, visible,
+    table_display, validate_name, validate_namespace, visible,
 };
 use crate::error::{CatalogError, Result};
 use crate::storage::StoragePath;
@@ -425,28 +425,8 @@ impl Catalog {
                 .name_taken(&namespace.id, levels, &req.name, ObjectKind::View)
                 .await);
         }
-        let namespace_root = StoragePath::parse(&namespace_location(&warehouse, &namespace)).ok();
-        if !namespace_root.is_some_and(|root| root.strictly_contains(&file)) {
-            return Err(CatalogError::BadRequest(format!(
-                "Storage confinement: metadata file {} must lie inside the location of \
-                 namespace {}",
-                req.metadata_location,
-                display(levels)
-            )));
-        }
-        if self
-            .store()
-            .overlapping(&file, None)
-            .await?
-            .iter()
-            .any(|other| other.contains(&file))
-        {
-            return Err(CatalogError::BadRequest(format!(
-                "Storage confinement: metadata file {} lies inside the location of another \
-                 table or view",
-                req.metadata_location
-            )));
-        }
+        self.check_registered_file(&warehouse, &namespace, &file, &req.metadata_location, None)
+            .await?;
         // One answer for a file that is missing, unreadable or not view
         // metadata: the details stay in the log.
         let unreadable = |e: &dyn std::fmt::Display| {

@@ -137,6 +137,23 @@ pub fn decode_path_segment(segment: &str) -> String {
         .into_owned()
 }
 
+/// The `method` label of a request: one of the methods HTTP defines, else
+/// `OTHER` (extension methods are unbounded, and clients choose them).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::decode_path_segment;
