@@ -20,6 +20,7 @@ use iceberg::spec::{
     FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
 };
 use iceberg::{MetadataLocation, TableCreation, TableRequirement, TableUpdate};
+use sha2::Digest;
 
 use crate::config::CatalogSettings;
 use crate::delegation::{
@@ -28,9 +29,10 @@ use crate::delegation::{
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::storage::{Confinement, StoragePath};
+use crate::storage::{Confinement, StoragePath, has_policy_wildcards};
 use crate::store::{
     NAMESPACE_SEPARATOR, NamespaceRecord, ObjectKind, Store, Swap, TableDocs, TableRecord,
+    overlap_error,
 };
 use crate::warehouse::{Warehouse, WarehouseCache};
 use crate::wire::{CommitTableRequest, CommitTransactionRequest, CreateTableRequest};
@@ -112,14 +114,6 @@ fn overlap_refusal() -> CatalogError {
          moved with set-location"
             .into(),
     )
-}
-
-/// The 400 for a location another live object's location overlaps.
-pub(crate) fn overlap_error(location: &str) -> CatalogError {
-    CatalogError::BadRequest(format!(
-        "Storage confinement: location {location} overlaps the location of another table or \
-         view (a location may neither contain nor lie inside another's)"
-    ))
 }
 
 /// Fails with 400 naming `what` when `path` is not inside `location`.
@@ -388,18 +382,22 @@ pub(crate) fn fetch_limit(page: &PageRequest) -> Option<u32> {
     page.limit.map(|l| l.saturating_add(1))
 }
 
-/// A path segment safe in every storage URL; uniqueness comes from the uuid
-/// suffix of table directories, so lossy replacement is fine.
+/// A path segment safe in every storage URL: the name itself when it is
+/// made of ASCII letters, digits, `-`, `_` and `.`; else those characters
+/// with `_` for the others and a digest of the whole name, so two names
+/// never share a directory (`a b` and `a_b`, or two names in another
+/// script, would otherwise both be `a_b` or `__`).
 pub(crate) fn path_segment(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.chars().all(safe) {
+        return name.to_string();
+    }
+    let replaced: String = name
+        .chars()
+        .map(|c| if safe(c) { c } else { '_' })
+        .collect();
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    format!("{replaced}-{}", &floe_shared::auth::hex(&digest)[..16])
 }
 
 /// Parses a stored metadata document (on the blocking pool when large).
@@ -513,13 +511,13 @@ async fn write_metadata_file(
     location: &MetadataLocation,
 ) -> Result<()> {
     metadata
-        .write_to(&warehouse.file_io, location)
+        .write_to(&warehouse.metadata_io(&location.to_string()), location)
         .await
         .map_err(CatalogError::storage)
 }
 
 pub(crate) async fn delete_quietly(warehouse: &Warehouse, location: &str) {
-    if let Err(err) = warehouse.file_io.delete(location).await {
+    if let Err(err) = warehouse.metadata_io(location).delete(location).await {
         tracing::warn!(%location, error = %err, "could not delete metadata file");
     }
 }
@@ -914,10 +912,7 @@ impl Catalog {
         }
         let table_location = table_location(metadata)?;
         if let Some(id) = stored
-            && !self
-                .confinement(&table_location, Some(id))
-                .await?
-                .is_exclusive()
+            && self.check_exclusive(&table_location, id).await.is_err()
         {
             // A row from before locations were confined, overlapping
             // another object: no credentials or signatures until it moves.
@@ -1010,13 +1005,7 @@ impl Catalog {
         let warehouse = self.warehouse(prefix).await?;
         let record = self.table_record(&warehouse, levels, name, true).await?;
         let location = table_location(&record.metadata)?;
-        if !self
-            .confinement(&location, Some(&record.id))
-            .await?
-            .is_exclusive()
-        {
-            return Err(overlap_refusal());
-        }
+        self.check_exclusive(&location, &record.id).await?;
         Ok(warehouse
             .delegator
             .vend(&location, access)
@@ -1037,20 +1026,8 @@ impl Catalog {
         let warehouse = self.warehouse(prefix).await?;
         let record = self.table_record(&warehouse, levels, name, true).await?;
         let location = table_location(&record.metadata)?;
-        // Other objects nested in an old row's location stay out of reach.
-        let confinement = self.confinement(&location, Some(&record.id)).await?;
-        if confinement.root().is_none() {
-            return Err(overlap_refusal());
-        }
-        let excluded: Vec<String> = confinement
-            .excluded()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        warehouse
-            .delegator
-            .sign(&location, &excluded, req, access)
-            .await
+        self.check_exclusive(&location, &record.id).await?;
+        warehouse.delegator.sign(&location, req, access).await
     }
 
     /// 204 when the table exists, 404 otherwise (HEAD, and the metrics report check).
@@ -1202,6 +1179,12 @@ impl Catalog {
         except: Option<&str>,
     ) -> Result<StoragePath> {
         let path = warehouse.check_location(location)?;
+        if has_policy_wildcards(location) {
+            return Err(CatalogError::BadRequest(format!(
+                "Storage confinement: location {location} holds '*', '?' or '$', which storage \
+                 policies read as wildcards"
+            )));
+        }
         let parent_text = namespace_location(warehouse, namespace);
         let parent = StoragePath::parse(&parent_text)
             .ok()
@@ -1250,6 +1233,19 @@ impl Catalog {
                 "Storage confinement: metadata file {text} lies inside the location of another \
                  table or view"
             )));
+        }
+        Ok(())
+    }
+
+    /// 403 unless the table `id` at `location` may have its storage
+    /// delegated: a valid location no other live object's overlaps (only
+    /// rows written before locations were confined can fail this), without
+    /// IAM policy wildcards.
+    pub(crate) async fn check_exclusive(&self, location: &str, id: &str) -> Result<()> {
+        if has_policy_wildcards(location)
+            || self.confinement(location, Some(id)).await?.root().is_none()
+        {
+            return Err(overlap_refusal());
         }
         Ok(())
     }
@@ -1854,7 +1850,20 @@ impl Catalog {
     async fn purge(&self, warehouse: &Warehouse, record: TableRecord) {
         let result = async {
             let metadata = parse_metadata(record.metadata).await?;
-            let confinement = self.confinement(metadata.location(), None).await?;
+            let confinement = self
+                .confinement(metadata.location(), None)
+                .await?
+                .anchored(&warehouse.record.location);
+            if confinement.root().is_none() {
+                // A row from before locations were confined, sharing its
+                // location with another object: which files are whose is
+                // unknowable, so none is touched (the row is gone).
+                tracing::warn!(
+                    location = metadata.location(),
+                    "purge skipped: the table's location overlaps another table's or view's"
+                );
+                return Ok(());
+            }
             let io = warehouse.confined_io(confinement.clone());
             let mut purge = Purge {
                 confinement: &confinement,
@@ -2031,7 +2040,8 @@ impl Catalog {
             except,
         )
         .await?;
-        let metadata = TableMetadata::read_from(&warehouse.file_io, &req.metadata_location)
+        let io = warehouse.metadata_io(&req.metadata_location);
+        let metadata = TableMetadata::read_from(&io, &req.metadata_location)
             .await
             .map_err(|e| {
                 // The storage error stays in the log: its text would tell
@@ -2243,8 +2253,17 @@ mod tests {
     }
 
     #[test]
-    fn path_segments_are_storage_safe() {
+    fn path_segments_are_storage_safe_and_distinct() {
         assert_eq!(path_segment("sales_2024"), "sales_2024");
-        assert_eq!(path_segment("a b#c?d%"), "a_b_c_d_");
+        let unsafe_name = path_segment("a b#c?d%");
+        assert!(unsafe_name.starts_with("a_b_c_d_-"), "{unsafe_name}");
+        assert!(
+            unsafe_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        );
+        assert_ne!(path_segment("a b"), path_segment("a_b"));
+        assert_ne!(path_segment("销售"), path_segment("人事"));
+        assert_eq!(path_segment("销售"), path_segment("销售"));
     }
 }

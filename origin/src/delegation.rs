@@ -507,13 +507,12 @@ impl Delegator {
     /// Signs an S3 request for a client of the table at `location`, with the
     /// catalog's own key, when it is one of the operations a table's client
     /// needs and addresses only the table's objects (the rules are applied by
-    /// `check`, and listed in the README's "Storage access"). Keys under
-    /// `excluded` (other live tables' locations nested inside this one) are
-    /// refused; writes need `ReadWrite`.
+    /// `check`, and listed in the README's "Storage access"); writes need
+    /// `ReadWrite`. The caller has checked that no other live object's
+    /// location overlaps `location`.
     pub async fn sign(
         &self,
         location: &str,
-        excluded: &[String],
         request: RemoteSignRequest,
         access: StorageAccess,
     ) -> Result<RemoteSignResult> {
@@ -522,7 +521,7 @@ impl Delegator {
                 "Remote signing is not enabled for this warehouse".into(),
             ));
         }
-        let checked = self.check(location, excluded, &request, access)?;
+        let checked = self.check(location, &request, access)?;
         let own = self.own.as_ref().ok_or_else(|| {
             CatalogError::Unavailable("The warehouse has no key to sign with".into())
         })?;
@@ -580,7 +579,6 @@ impl Delegator {
     fn check(
         &self,
         location: &str,
-        excluded: &[String],
         request: &RemoteSignRequest,
         access: StorageAccess,
     ) -> Result<Checked> {
@@ -598,19 +596,6 @@ impl Delegator {
         }
         let table = TableScope {
             folder: format!("{prefix}/"),
-            excluded: excluded
-                .iter()
-                .filter_map(|e| split_s3(e))
-                .filter(|(b, _)| *b == bucket)
-                // A bucket root excludes every key ("" prefixes them all).
-                .map(|(_, p)| {
-                    if p.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{p}/")
-                    }
-                })
-                .collect(),
         };
         if request.region != self.region {
             return Err(refused(format!(
@@ -905,12 +890,10 @@ fn key_flaw(key: &str) -> Option<&'static str> {
 struct TableScope {
     /// The table's location as a folder: its key prefix and a slash.
     folder: String,
-    /// Folders of other tables nested in it (each with its slash).
-    excluded: Vec<String>,
 }
 
 impl TableScope {
-    /// An object key: in the table's folder, not in an excluded one.
+    /// An object key: in the table's folder.
     fn object(&self, key: &str) -> Result<()> {
         if let Some(flaw) = key_flaw(key) {
             return Err(refused(format!("the object key {flaw}")));
@@ -918,14 +901,11 @@ impl TableScope {
         if !key.starts_with(&self.folder) {
             return Err(refused("the object key is outside the table's location"));
         }
-        if self.excluded.iter().any(|e| key.starts_with(e.as_str())) {
-            return Err(refused("the object key is inside another table's location"));
-        }
         Ok(())
     }
 
     /// A listing prefix: starts with the table's folder (so `…/t` never lists
-    /// `…/t10/`), and lists nothing of an excluded folder.
+    /// `…/t10/`).
     fn listing(&self, prefix: &str) -> Result<()> {
         if let Some(flaw) = key_flaw(prefix) {
             return Err(refused(format!("the listing prefix {flaw}")));
@@ -934,13 +914,6 @@ impl TableScope {
             return Err(refused(
                 "a listing's prefix must start with the table's location and a slash",
             ));
-        }
-        if self
-            .excluded
-            .iter()
-            .any(|e| prefix.starts_with(e.as_str()) || e.starts_with(prefix))
-        {
-            return Err(refused("the listing reaches into another table's location"));
         }
         Ok(())
     }
@@ -1631,7 +1604,7 @@ mod tests {
             ("a key percent-encoded once", with("GET", &format!("{T}/data/p%3Da%252Fb/f.parquet"), &[], None), RO),
         ];
         for (case, request, access) in cases {
-            let signed = d.sign(TABLE, &[], request, access).await;
+            let signed = d.sign(TABLE, request, access).await;
             let signed = match signed {
                 Ok(signed) => signed,
                 Err(e) => panic!("{case}: {e:?}"),
@@ -1768,7 +1741,7 @@ mod tests {
         ];
         for (rule, request, access) in cases {
             let described = format!("{} {}", request.method, request.uri);
-            match d.check(TABLE, &[], &request, access) {
+            match d.check(TABLE, &request, access) {
                 Err(CatalogError::Forbidden(message)) => {
                     assert!(
                         message.starts_with("Signing refused: "),
@@ -1789,14 +1762,14 @@ mod tests {
         let d = delegator(&[("floe.remote-signing", "true")]);
         let mut request = sign_request("GET", &format!("{T}/data/f"));
         request.region = "eu-west-1".into();
-        let r = d.check(TABLE, &[], &request, RW);
+        let r = d.check(TABLE, &request, RW);
         assert!(
             matches!(&r, Err(CatalogError::Forbidden(m)) if m.contains("warehouse's region (us-east-1)")),
             "{r:?}"
         );
         let request = sign_request("GET", "http://127.0.0.1:9000/b/anything");
         for root in ["s3://b", "s3://b/", "s3://b/wh/../x"] {
-            let r = d.check(root, &[], &request, RW);
+            let r = d.check(root, &request, RW);
             assert!(
                 matches!(&r, Err(CatalogError::Forbidden(m)) if m.contains("not a plain folder")),
                 "{root}: {r:?}"
@@ -1805,7 +1778,7 @@ mod tests {
         let mut request = sign_request("GET", &format!("{T}/data/f"));
         request.provider = Some("gcs".into());
         assert!(matches!(
-            d.check(TABLE, &[], &request, RW),
+            d.check(TABLE, &request, RW),
             Err(CatalogError::BadRequest(_))
         ));
     }
@@ -1824,7 +1797,7 @@ mod tests {
             "https://S3.US-EAST-1.AMAZONAWS.COM:443/b/wh/db/t-1/data/f",
             "http://b.s3.amazonaws.com/wh/db/t-1/data/f",
         ] {
-            let r = d.check(TABLE, &[], &sign_request("GET", uri), RW);
+            let r = d.check(TABLE, &sign_request("GET", uri), RW);
             assert!(r.is_ok(), "{uri}: {r:?}");
         }
         for uri in [
@@ -1842,7 +1815,7 @@ mod tests {
             "https://s3.amazonaws.com/other/wh/db/t-1/data/f",
             "https://user:pw@b.s3.amazonaws.com/wh/db/t-1/data/f",
         ] {
-            let r = d.check(TABLE, &[], &sign_request("GET", uri), RW);
+            let r = d.check(TABLE, &sign_request("GET", uri), RW);
             assert!(
                 matches!(&r, Err(CatalogError::Forbidden(m)) if m.starts_with("Signing refused: ")),
                 "{uri}: {r:?}"
@@ -1853,75 +1826,8 @@ mod tests {
             ("floe.remote-signing", "true"),
             (iceberg::io::S3_ENDPOINT, "not a uri"),
         ]);
-        let r = broken.check(TABLE, &[], &sign_request("GET", &format!("{T}/f")), RW);
+        let r = broken.check(TABLE, &sign_request("GET", &format!("{T}/f")), RW);
         assert!(matches!(r, Err(CatalogError::Forbidden(_))), "{r:?}");
-    }
-
-    /// Tables nested in a (legacy) table's location are not the outer
-    /// table's: their keys are refused, and listings that would reach them.
-    #[test]
-    fn excluded_locations_are_refused() {
-        let d = delegator(&[("floe.remote-signing", "true")]);
-        let excluded = vec![
-            "s3://b/wh/db/t-1/nested".to_string(),
-            "s3://other-bucket/wh/db/t-1/data".to_string(),
-            "file:///wh/db/t-1/data".to_string(),
-        ];
-        for (method, uri, ok) in [
-            ("GET", format!("{T}/data/f"), true),
-            ("GET", format!("{T}/nested-not/f"), true),
-            ("GET", format!("{T}/nested"), true),
-            (
-                "GET",
-                format!("{T}/nested/metadata/v1.metadata.json"),
-                false,
-            ),
-            ("DELETE", format!("{T}/nested/data/f"), false),
-            (
-                "GET",
-                format!("{E}?list-type=2&prefix=wh/db/t-1/data/"),
-                true,
-            ),
-            ("GET", format!("{E}?list-type=2&prefix=wh/db/t-1/"), false),
-            (
-                "GET",
-                format!("{E}?list-type=2&prefix=wh/db/t-1/nest"),
-                false,
-            ),
-            (
-                "GET",
-                format!("{E}?list-type=2&prefix=wh/db/t-1/nested/data/"),
-                false,
-            ),
-        ] {
-            let r = d.check(TABLE, &excluded, &sign_request(method, &uri), RW);
-            assert_eq!(r.is_ok(), ok, "{method} {uri}: {r:?}");
-            if let Err(CatalogError::Forbidden(m)) = r {
-                assert!(m.contains("another table's location"), "{m}");
-            }
-        }
-        let root = vec!["s3://b".to_string()];
-        let r = d.check(
-            TABLE,
-            &root,
-            &sign_request("GET", &format!("{T}/data/f")),
-            RW,
-        );
-        assert!(
-            matches!(&r, Err(CatalogError::Forbidden(m)) if m.contains("another table's location")),
-            "{r:?}"
-        );
-        let body = delete_body(&["wh/db/t-1/data/a", "wh/db/t-1/nested/data/b"]);
-        let r = d.check(
-            TABLE,
-            &excluded,
-            &with("POST", &format!("{E}?delete"), &[], Some(&body)),
-            RW,
-        );
-        assert!(
-            matches!(&r, Err(CatalogError::Forbidden(m)) if m.contains("another table's location")),
-            "{r:?}"
-        );
     }
 
     #[test]
@@ -1970,7 +1876,6 @@ mod tests {
         let signed = d
             .sign(
                 TABLE,
-                &[],
                 with("POST", &uri, &[("Content-MD5", "bWQ1")], Some(&body)),
                 RW,
             )
@@ -2021,7 +1926,6 @@ mod tests {
         let ok = d
             .sign(
                 TABLE,
-                &[],
                 sign_request("PUT", "http://127.0.0.1:9000/b/wh/db/t-1/data/f.parquet"),
                 StorageAccess::ReadWrite,
             )
@@ -2046,7 +1950,6 @@ mod tests {
         let dated = d
             .sign(
                 TABLE,
-                &[],
                 with(
                     "GET",
                     &format!("{T}/f"),
@@ -2063,7 +1966,6 @@ mod tests {
             delegator(&[])
                 .sign(
                     TABLE,
-                    &[],
                     sign_request("GET", "http://127.0.0.1:9000/b/wh/db/t-1/f"),
                     StorageAccess::ReadWrite
                 )

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +30,13 @@ use iceberg::io::{
     StorageConfig, StorageFactory,
 };
 use serde::{Deserialize, Serialize};
+
+/// The longest path Floe handles (paths are compared, and their parents
+/// listed, on every check: their size must be bounded).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The deepest path Floe handles.
+pub const MAX_SEGMENTS: usize = 128;
 
 /// A storage location normalized for containment checks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,6 +81,9 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
 impl StoragePath {
     /// Parses and normalizes `text` (see the module documentation).
     pub fn parse(text: &str) -> Result<Self, PathError> {
+        if text.len() > MAX_PATH_BYTES {
+            return Err(invalid(format!("longer than {MAX_PATH_BYTES} bytes")));
+        }
         if text.chars().any(char::is_control) {
             return Err(invalid("control characters are not allowed"));
         }
@@ -113,6 +124,9 @@ impl StoragePath {
             .filter(|s| !s.is_empty())
             .map(decode_segment)
             .collect::<Result<Vec<_>, _>>()?;
+        if segments.len() > MAX_SEGMENTS {
+            return Err(invalid(format!("deeper than {MAX_SEGMENTS} segments")));
+        }
         Ok(Self { root, segments })
     }
 
@@ -182,60 +196,59 @@ impl fmt::Display for StoragePath {
     }
 }
 
-/// The paths one table (or view) may touch: inside its location, outside
-/// the locations of other live objects nested inside it.
+/// The paths one table (or view) may touch: inside its location, when no
+/// other live object's location overlaps it (only rows written before
+/// locations were confined can overlap: then nothing may be touched, since
+/// which files are whose is unknowable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confinement {
-    /// The object's location; `None` when nothing may be touched (the
-    /// location is invalid, or lies inside another live object's).
+    /// The object's location; `None` when nothing may be touched.
     root: Option<StoragePath>,
-    /// Locations of other live objects below `root` (only rows written
-    /// before locations were kept apart can have any).
-    excluded: Vec<StoragePath>,
+    /// For a local warehouse: its directory as named and as the file system
+    /// resolves it, so that a symbolic link planted below it cannot lead a
+    /// path elsewhere.
+    anchor: Option<Anchor>,
+}
+
+/// A local warehouse directory, as named and with every link resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Anchor {
+    named: PathBuf,
+    real: PathBuf,
 }
 
 impl Confinement {
     /// The confinement of an object at `location`, given the locations of
-    /// the other live objects that overlap it.
-    pub fn new(location: &str, others: &[StoragePath]) -> Self {
-        let Ok(root) = StoragePath::parse(location) else {
-            return Self::nothing();
-        };
-        if others.iter().any(|other| other.contains(&root)) {
-            return Self::nothing();
-        }
-        let excluded = others
-            .iter()
-            .filter(|other| root.contains(other))
-            .cloned()
-            .collect();
-        Self {
-            root: Some(root),
-            excluded,
-        }
+    /// the other live objects that overlap it (any: nothing is allowed).
+    pub fn new(location: &str, overlapping: &[StoragePath]) -> Self {
+        let root = StoragePath::parse(location)
+            .ok()
+            .filter(|_| overlapping.is_empty());
+        Self { root, anchor: None }
     }
 
     /// A confinement that allows no path.
     pub fn nothing() -> Self {
         Self {
             root: None,
-            excluded: Vec::new(),
+            anchor: None,
         }
+    }
+
+    /// With the local warehouse directory `warehouse` (`file://…`) resolved,
+    /// so every local path is also checked for links that leave it.
+    pub fn anchored(mut self, warehouse: &str) -> Self {
+        if let Some(named) = local_path(warehouse)
+            && let Ok(real) = std::fs::canonicalize(&named)
+        {
+            self.anchor = Some(Anchor { named, real });
+        }
+        self
     }
 
     /// The object's normalized location, when anything may be touched.
     pub fn root(&self) -> Option<&StoragePath> {
         self.root.as_ref()
-    }
-
-    /// Locations below the root that belong to other live objects.
-    pub fn excluded(&self) -> &[StoragePath] {
-        &self.excluded
-    }
-
-    /// Whether the object's location overlaps no other live object's.
-    pub fn is_exclusive(&self) -> bool {
-        self.root.is_some() && self.excluded.is_empty()
     }
 
     /// Whether `path` may be touched.
@@ -244,9 +257,38 @@ impl Confinement {
             return false;
         };
         match StoragePath::parse(path) {
-            Ok(path) => root.contains(&path) && !self.excluded.iter().any(|e| e.contains(&path)),
+            Ok(parsed) => root.contains(&parsed) && self.no_link_leaves(path),
             Err(_) => false,
         }
+    }
+
+    /// For a local path below the anchor: no symbolic link on the way
+    /// (between the warehouse directory and the path itself) leads anywhere
+    /// but where the path names.
+    fn no_link_leaves(&self, path: &str) -> bool {
+        let (Some(anchor), Some(named)) = (&self.anchor, local_path(path)) else {
+            return true;
+        };
+        let Ok(below) = named.strip_prefix(&anchor.named) else {
+            return false;
+        };
+        if std::fs::symlink_metadata(&named).is_ok_and(|m| m.file_type().is_symlink()) {
+            return false;
+        }
+        // The deepest directory on the way that exists must resolve to
+        // exactly where it is named.
+        let mut existing = named.parent();
+        while let Some(dir) = existing {
+            if !dir.starts_with(&anchor.named) {
+                return true;
+            }
+            if let Ok(real) = std::fs::canonicalize(dir) {
+                let relative = dir.strip_prefix(&anchor.named).unwrap_or(below);
+                return real == anchor.real.join(relative);
+            }
+            existing = dir.parent();
+        }
+        true
     }
 
     fn check(&self, path: &str) -> iceberg::Result<()> {
@@ -259,6 +301,22 @@ impl Confinement {
             ))
         }
     }
+}
+
+/// The local file a `file:` path names, as the storage layer resolves it
+/// (everything after `file:`, empty segments dropped, nothing decoded).
+fn local_path(path: &str) -> Option<PathBuf> {
+    let rest = path.strip_prefix("file:")?;
+    let mut local = PathBuf::from("/");
+    local.extend(rest.split('/').filter(|s| !s.is_empty()));
+    Some(local)
+}
+
+/// Whether `location` holds a character that an IAM policy reads as a
+/// wildcard or a variable (`*`, `?`, `$`): vended credentials scoped to
+/// such a location would reach other objects.
+pub fn has_policy_wildcards(location: &str) -> bool {
+    location.contains(['*', '?', '$'])
 }
 
 /// The message of the storage error a confined FileIO answers for a path
@@ -337,17 +395,7 @@ impl Storage for ConfinedStorage {
     }
 
     async fn delete_prefix(&self, path: &str) -> iceberg::Result<()> {
-        // A prefix names everything below it: allowed only when no other
-        // object's location lies there.
         self.confinement.check(path)?;
-        if let Ok(prefix) = StoragePath::parse(path)
-            && self.confinement.excluded.iter().any(|e| prefix.contains(e))
-        {
-            return Err(iceberg::Error::new(
-                iceberg::ErrorKind::PreconditionFailed,
-                format!("{OUTSIDE}: {path}"),
-            ));
-        }
         self.inner.delete_prefix(path).await
     }
 
@@ -448,18 +496,69 @@ mod tests {
     }
 
     #[test]
-    fn confinement_excludes_nested_objects_and_refuses_inside_others() {
-        let nested = p("s3://b/wh/root/inner");
-        let c = Confinement::new("s3://b/wh/root", std::slice::from_ref(&nested));
-        assert!(c.allows("s3://b/wh/root/data/x"));
-        assert!(!c.allows("s3://b/wh/root/inner/data/x"));
+    fn confinement_allows_the_location_alone_and_nothing_when_shared() {
+        let c = Confinement::new("s3://b/wh/t", &[]);
+        assert!(c.allows("s3://b/wh/t/data/x"));
         assert!(!c.allows("s3://b/wh/other/x"));
-        assert!(!c.allows("s3://b/wh/root/../other/x"));
-        assert!(!c.is_exclusive());
-        let inside = Confinement::new("s3://b/wh/root/inner/deeper", &[nested]);
-        assert!(!inside.allows("s3://b/wh/root/inner/deeper/x"));
-        assert!(Confinement::new("s3://b/wh/t", &[]).is_exclusive());
+        assert!(!c.allows("s3://b/wh/t/../other/x"));
+        assert!(!c.allows("s3://b/wh/t0/x"));
+        let shared = Confinement::new("s3://b/wh", &[p("s3://b/wh/inner")]);
+        assert!(shared.root().is_none());
+        assert!(!shared.allows("s3://b/wh/data/x"));
         assert!(!Confinement::new("not a path", &[]).allows("not a path"));
+    }
+
+    #[test]
+    fn paths_are_bounded() {
+        let long = format!("s3://b/{}", "a".repeat(MAX_PATH_BYTES));
+        assert!(StoragePath::parse(&long).is_err());
+        let deep = format!("s3://b/{}", "a/".repeat(MAX_SEGMENTS + 1));
+        assert!(StoragePath::parse(&deep).is_err());
+        let fine = format!("s3://b/{}", "a/".repeat(MAX_SEGMENTS));
+        assert!(StoragePath::parse(&fine).is_ok());
+        assert!(has_policy_wildcards("s3://b/wh/mine/*"));
+        assert!(has_policy_wildcards("s3://b/wh/${aws:username}"));
+        assert!(!has_policy_wildcards("s3://b/wh/mine/t-1"));
+    }
+
+    /// A link planted below a local warehouse (clients write there directly)
+    /// never leads a confined path out of it.
+    #[tokio::test]
+    async fn links_never_lead_out_of_a_local_warehouse() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = dir.path().join("wh");
+        let table = warehouse.join("t");
+        std::fs::create_dir_all(table.join("data")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("victim"), b"secret").unwrap();
+        std::os::unix::fs::symlink(&outside, table.join("data").join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim"), table.join("data").join("file"))
+            .unwrap();
+        std::fs::write(table.join("data").join("own"), b"mine").unwrap();
+        let root = url(&table);
+        let c = Confinement::new(&root, &[]).anchored(&url(&warehouse));
+        assert!(c.allows(&format!("{root}/data/own")));
+        assert!(c.allows(&format!("{root}/metadata/new.json")));
+        assert!(!c.allows(&format!("{root}/data/link/victim")));
+        assert!(!c.allows(&format!("{root}/data/file")));
+        assert!(!c.allows(&format!("{root}/data/link/new/deeper")));
+        let io = confined_file_io(&HashMap::new(), c);
+        assert!(io.delete(format!("{root}/data/link/victim")).await.is_err());
+        assert!(io.new_input(format!("{root}/data/file")).is_err());
+        assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"secret");
+        io.delete(format!("{root}/data/own")).await.unwrap();
+        // A warehouse reached through a link of its own is fine.
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&warehouse, &alias).unwrap();
+        let aliased = format!("{}/t", url(&alias));
+        let c = Confinement::new(&aliased, &[]).anchored(&url(&alias));
+        assert!(c.allows(&format!("{aliased}/metadata/x.json")));
+        assert!(!c.allows(&format!("{aliased}/data/link/victim")));
+    }
+
+    fn url(path: &std::path::Path) -> String {
+        format!("file://{}", path.display())
     }
 
     #[tokio::test]

@@ -127,6 +127,14 @@ pub struct TableDocs {
     pub metadata_refs: Option<String>,
 }
 
+/// The 400 for a location another live object's location overlaps.
+pub(crate) fn overlap_error(location: &str) -> CatalogError {
+    CatalogError::BadRequest(format!(
+        "Storage confinement: location {location} overlaps the location of another table or \
+         view (a location may neither contain nor lie inside another's)"
+    ))
+}
+
 /// One compare-and-set of [`Store::swap_many`]: object id, expected
 /// metadata location, the new documents, and the new location when it moves.
 pub type Swap<'a> = (&'a str, &'a str, &'a TableDocs, Option<&'a StoragePath>);
@@ -771,10 +779,7 @@ impl Store {
             query = query.bind(bind);
         }
         if query.fetch_optional(&mut **tx).await?.is_some() {
-            return Err(CatalogError::BadRequest(format!(
-                "Location {location} overlaps the location of another table or view: \
-                 a location may neither contain nor lie inside another's"
-            )));
+            return Err(overlap_error(&location.to_string()));
         }
         Ok(())
     }
@@ -877,12 +882,19 @@ impl Store {
     pub async fn swap_many(&self, swaps: &[Swap<'_>]) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
+        // Each new location is claimed, then recorded, before the next is
+        // checked: two tables of one transaction never get one place.
         for (id, _, _, location) in swaps {
             if let Some(location) = location {
                 Self::claim(&mut tx, location, Some(id)).await?;
+                sqlx::query("UPDATE tables SET location_key = $1 WHERE id = $2")
+                    .bind(location.key())
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
-        for (id, expected, docs, location) in swaps {
+        for (id, expected, docs, _) in swaps {
             // Writes only: SQLite takes its write lock at the first statement.
             let done = sqlx::query(SWAP_POINTER)
                 .bind(&docs.metadata_location)
@@ -896,13 +908,6 @@ impl Store {
             if done.rows_affected() != 1 {
                 tx.rollback().await?;
                 return Ok(false);
-            }
-            if let Some(location) = location {
-                sqlx::query("UPDATE tables SET location_key = $1 WHERE id = $2")
-                    .bind(location.key())
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
             }
         }
         tx.commit().await?;

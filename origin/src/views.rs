@@ -69,7 +69,7 @@ fn view_metadata_location(metadata: &ViewMetadata, version: u64) -> String {
 
 async fn write_view_file(warehouse: &Warehouse, location: &str, json: &str) -> Result<()> {
     warehouse
-        .file_io
+        .metadata_io(location)
         .new_output(location)
         .map_err(CatalogError::storage)?
         .write(Bytes::copy_from_slice(json.as_bytes()))
@@ -305,6 +305,13 @@ impl Catalog {
                     .await?,
                 )
             } else {
+                StoragePath::parse(metadata.location()).map_err(|e| {
+                    CatalogError::BadRequest(format!(
+                        "Storage confinement: the view's location {} is not an allowed storage \
+                         path ({e}); move it with set-location",
+                        metadata.location()
+                    ))
+                })?;
                 None
             };
             let version = file_version(&current.metadata_location)
@@ -437,7 +444,7 @@ impl Catalog {
             ))
         };
         let bytes = warehouse
-            .file_io
+            .metadata_io(&req.metadata_location)
             .new_input(&req.metadata_location)
             .map_err(|e| unreadable(&e))?
             .read()

@@ -30,10 +30,10 @@ const CLIENT_VISIBLE_PROPERTIES: &[&str] = &[
 pub struct Warehouse {
     /// The stored record.
     pub record: WarehouseRecord,
-    /// Storage access for the metadata files the catalog itself names
-    /// (paths it built inside a checked location). Anything a table's
-    /// metadata names goes through [`Warehouse::confined_io`].
-    pub file_io: FileIO,
+    /// Storage access for object storage, shared; local warehouses and
+    /// anything a table's metadata names go through [`Warehouse::metadata_io`]
+    /// and [`Warehouse::confined_io`].
+    file_io: FileIO,
     /// Vended credentials and remote signing.
     pub delegator: Delegator,
     /// The normalized root; `None` when the stored location is not a path
@@ -97,9 +97,25 @@ impl Warehouse {
     }
 
     /// A FileIO of this warehouse's storage that touches only what
-    /// `confinement` allows.
+    /// `confinement` allows (in a local warehouse, also through no link).
     pub fn confined_io(&self, confinement: Confinement) -> FileIO {
-        confined_file_io(&self.storage_props, confinement)
+        confined_file_io(
+            &self.storage_props,
+            confinement.anchored(&self.record.location),
+        )
+    }
+
+    /// The FileIO for a metadata file the catalog names itself (`file`, in
+    /// a location already checked): the shared one for object storage; for
+    /// a local warehouse, one confined to the file's directory, so a link
+    /// planted there by a client cannot redirect the catalog's write.
+    pub fn metadata_io(&self, file: &str) -> FileIO {
+        match file.rsplit_once('/') {
+            Some((dir, _)) if self.record.location.starts_with("file:") => {
+                self.confined_io(Confinement::new(dir, &[]))
+            }
+            _ => self.file_io.clone(),
+        }
     }
 
     /// Table configuration returned to clients with a load (no secrets).

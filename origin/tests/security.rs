@@ -22,6 +22,7 @@ both_backends!(
     rows_from_before_confinement_never_reach_other_tables,
     planning_never_opens_files_outside_the_table,
     namespace_locations_need_the_warehouse_writer,
+    links_in_a_local_warehouse_never_lead_a_purge_out,
     lists_show_what_the_caller_may_read,
     scan_planning_is_bounded_per_principal,
 );
@@ -222,6 +223,9 @@ async fn table_and_view_locations_never_overlap(backend: Backend) {
         ("sneaky", format!("{wh}/sales/../hr/x")),
         ("encoded", format!("{wh}/sales/%2e%2e/hr/x")),
         ("elsewhere", "file:///tmp/floe-elsewhere".to_string()),
+        ("wild", format!("{wh}/sales/*")),
+        ("var", format!("{wh}/sales/${{aws:username}}")),
+        ("deep", format!("{wh}/sales/{}", "a/".repeat(100_000))),
     ] {
         let r = app
             .post(&format!("{T}/sales/tables"), create(name, &location))
@@ -405,6 +409,19 @@ async fn set_location_moves_within_the_rules(backend: Backend) {
     let mut body = create_table_body("d");
     body["location"] = json!(new);
     refused(&app.post(&format!("{T}/s/tables"), body).await, "claimed");
+    // Two tables of one transaction never get one place either.
+    let r = app
+        .post(
+            "/v1/default/transactions/commit",
+            json!({"table-changes": [
+                {"identifier": {"namespace": ["s"], "name": "a"}, "requirements": [],
+                 "updates": [{"action": "set-location", "location": format!("{wh}/s/same")}]},
+                {"identifier": {"namespace": ["s"], "name": "b"}, "requirements": [],
+                 "updates": [{"action": "set-location", "location": format!("{wh}/s/same/inner")}]}]}),
+        )
+        .await;
+    refused(&r, "two tables onto one place");
+    assert_eq!(app.table_location("s", "a").await, new, "nothing moved");
     // In a multi-table transaction too.
     let r = app
         .post(
@@ -533,8 +550,13 @@ async fn rows_from_before_confinement_never_reach_other_tables(backend: Backend)
         m["statistics"] = json!([stats(&hr_metadata), stats(&outside)]);
     })
     .await;
-    // Located at the root, it overlaps every table: no storage access.
+    // Located at the root, it overlaps every table: no storage access, no
+    // planning.
     let r = app.get(&format!("{T}/sales/tables/root/credentials")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = app
+        .post(&format!("{T}/sales/tables/root/plan"), json!({}))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     let r = app
         .call(
@@ -891,4 +913,66 @@ async fn scan_planning_is_bounded_per_principal(backend: Backend) {
         .call(Method::DELETE, &format!("{plan}/{id}"), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+/// Clients of a local warehouse write its files directly: a link they plant
+/// in their own table's folder must not lead the catalog (which may run as
+/// a more powerful user) to another file.
+async fn links_in_a_local_warehouse_never_lead_a_purge_out(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let victims = Victims::plant(&app).await;
+    app.create_namespace(&["p"]).await;
+    let location = app.create_table("p", "t").await.body["metadata"]["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = std::path::PathBuf::from(location.strip_prefix("file://").unwrap());
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let hr_file = victims.hr_metadata_path();
+    let hr_dir = hr_file.parent().unwrap().to_path_buf();
+    std::os::unix::fs::symlink(&hr_dir, dir.join("data").join("hr")).unwrap();
+    std::os::unix::fs::symlink(&victims.outside, dir.join("data").join("outside")).unwrap();
+    let through_link = format!(
+        "{location}/data/hr/{}",
+        hr_file.file_name().unwrap().to_str().unwrap()
+    );
+    // Inside the table as named: the commit is accepted...
+    let r = app
+        .post(
+            &format!("{T}/p/tables/t"),
+            commit(json!([
+                statistics(&through_link)[0].clone(),
+                {"action": "set-statistics", "snapshot-id": 2, "statistics": {
+                    "snapshot-id": 2, "statistics-path": format!("{location}/data/outside"),
+                    "file-size-in-bytes": 1, "file-footer-size-in-bytes": 1, "blob-metadata": []}}
+            ])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // ...and the purge follows neither link.
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("{T}/p/tables/t?purgeRequested=true"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    victims.assert_intact(&app).await;
+    // The catalog's own metadata writes do not follow one either.
+    app.create_table("p", "u").await;
+    let u = app.table_location("p", "u").await;
+    let metadata = std::path::PathBuf::from(u.strip_prefix("file://").unwrap()).join("metadata");
+    std::fs::remove_dir_all(&metadata).unwrap();
+    let elsewhere = app.db.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &metadata).unwrap();
+    let r = app
+        .post(
+            &format!("{T}/p/tables/u"),
+            commit(json!([{"action": "set-properties", "updates": {"k": "v"}}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }

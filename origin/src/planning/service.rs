@@ -20,6 +20,7 @@ use super::{FetchTasksRequest, PlanRequest};
 use crate::catalog::{Catalog, table_display};
 use crate::delegation::DelegationRequest;
 use crate::error::{CatalogError, Result};
+use crate::storage::Confinement;
 use crate::store::TableRecord;
 use crate::warehouse::Warehouse;
 
@@ -158,10 +159,7 @@ impl Catalog {
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_default();
-                let exclusive = self
-                    .confinement(&location, Some(&record.id))
-                    .await?
-                    .is_exclusive();
+                let exclusive = self.check_exclusive(&location, &record.id).await.is_ok();
                 if exclusive
                     && let Some(credential) = warehouse
                         .delegator
@@ -205,9 +203,9 @@ impl Catalog {
                 Duration::from_secs(settings.plan_ttl_seconds),
             )
             .await?;
-        let confinement = self
-            .confinement(metadata.location(), Some(&record.id))
+        self.check_exclusive(metadata.location(), &record.id)
             .await?;
+        let confinement = Confinement::new(metadata.location(), &[]);
         let file_io = warehouse.confined_io(confinement.clone());
         let store = self.store().clone();
         let running = self.running_plans().clone();
