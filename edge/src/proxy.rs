@@ -3,8 +3,9 @@
 //! - `request_filter`: table loads are answered from the cache (200 or 304)
 //!   when fresh; concurrent misses for one key wait for the single request
 //!   that fills it; writes note what they will invalidate.
-//! - `upstream_peer` / `fail_to_connect`: round-robin over healthy origins;
-//!   after a connect failure, idempotent requests (and writes that carry an
+//! - `upstream_peer` / `fail_to_connect` / `error_while_proxy`: round-robin
+//!   over healthy origins; after a connect failure every request goes to
+//!   another origin; after a failure once connected, reads (and writes that carry an
 //!   `Idempotency-Key`) are tried on another origin. Other writes never are.
 //! - `upstream_response_filter` / `upstream_response_body_filter`: a 200 table
 //!   load is captured into the cache unless an invalidation happened since the
@@ -614,6 +615,9 @@ impl ProxyHttp for EdgeProxy {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         ctx.attempts += 1;
         let tried = &ctx.tried;
+        // A healthy origin not tried yet; else any not tried; else (a retry
+        // after every origin failed once, e.g. the only one, whose pooled
+        // connection was stale) any healthy one again.
         let backend = self
             .lb
             .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
@@ -621,6 +625,7 @@ impl ProxyHttp for EdgeProxy {
                 self.lb
                     .select_with(b"", 256, |b, _| !tried.contains(&b.addr))
             })
+            .or_else(|| self.lb.select_with(b"", 256, |_, healthy| healthy))
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin left to try"))?;
         let mut peer = HttpPeer::new(&backend, false, String::new());
         let up = &self.config.upstream;
@@ -639,10 +644,34 @@ impl ProxyHttp for EdgeProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.tried.push(peer._address.clone());
-        // Nothing reached the origin; retry elsewhere only what may be replayed.
-        if ctx.retryable && ctx.attempts <= self.config.upstream.retries {
+        // Nothing reached the origin: any request, whatever its method, may
+        // go to another one.
+        if ctx.attempts <= self.config.upstream.retries {
             e.set_retry(true);
         }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        ctx.tried.push(peer._address.clone());
+        // The request may have reached the origin. Replayed elsewhere only
+        // when replaying is harmless (a read, or a write the origins
+        // recognise by its Idempotency-Key), its body is all still at hand,
+        // and the client has seen nothing of this attempt. An unkeyed write
+        // answers CommitStateUnknownException: the contract.
+        let replayable = ctx.retryable
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none()
+            && ctx.attempts <= self.config.upstream.retries;
+        e.set_retry(replayable);
         e
     }
 

@@ -160,8 +160,10 @@ async fn cached_bodies_of_every_size_match_the_origin() {
         .server
         .write_buffer_bytes;
     let mut sizes = Vec::new();
+    let events = "floe_edge_invalidations_total{source=\"event\"}";
     for padding in [0, buffer / 2, buffer - 1500, buffer, 4 * buffer, 300_000] {
         let url = format!("{}/v1/namespaces/db/tables/t", edge.url);
+        let heard = edge.metric(&http, events).await;
         let r = http
             .post(&url)
             .json(&set_property("pad", &"x".repeat(padding)))
@@ -169,6 +171,12 @@ async fn cached_bodies_of_every_size_match_the_origin() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        // The commit's change event comes back too: once it is in, nothing
+        // invalidates the entry the next load fills.
+        wait_for("the commit's event", Duration::from_secs(10), async || {
+            edge.metric(&http, events).await > heard
+        })
+        .await;
         let direct = http
             .get(format!("http://{}/v1/namespaces/db/tables/t", origin.addr))
             .send()
@@ -474,15 +482,23 @@ async fn failover_stream_loss_and_stale_if_error() {
     seed(&http, &edge.url, "f", "t").await;
     let url = format!("{}/v1/namespaces/f/tables/t", edge.url);
 
-    // One origin down: every read still answers (retried on the other).
+    // One origin down: every request still answers, reads and writes
+    // alike (a refused connection reached no origin: tried on the other).
     o1.stop().await;
-    for _ in 0..10 {
+    for i in 0..10 {
         let r = http
             .get(format!("{}/v1/namespaces/f", edge.url))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        let r = http
+            .post(&url)
+            .json(&set_property(&format!("while-down-{i}"), "v"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "unkeyed write {i}");
     }
     edge.subscribed(&http).await;
     http.get(&url).send().await.unwrap();
@@ -967,4 +983,94 @@ async fn writes_to_unknown_tables_keep_invalidation_bounded() {
     assert_eq!(loaded["metadata"]["properties"]["after"], "flood");
     drop(edge);
     origin.stop().await;
+}
+
+/// An origin that reads each request and hangs up without answering (it
+/// answers only its health check): a request cut off mid-flight.
+async fn dying_origin() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /ready ") {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nready")
+                        .await;
+                }
+                // Anything else: the connection closes, unanswered.
+            });
+        }
+    });
+    addr
+}
+
+/// A request that reached an origin which then died is replayed on another
+/// origin when replaying is harmless (reads, and writes carrying an
+/// Idempotency-Key); an unkeyed write answers CommitStateUnknownException,
+/// and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cut_mid_flight_are_replayed_only_when_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let dying = dying_origin().await;
+    let edge = Edge::start(&[&dying, &real.addr], |c| c.cache.enabled = false).await;
+    let http = reqwest::Client::new();
+    // Seeded at the real origin: an unkeyed create through the edge could
+    // be cut off too.
+    seed(&http, &format!("http://{}", real.addr), "m", "t").await;
+    let url = format!("{}/v1/namespaces/m/tables/t", edge.url);
+    for _ in 0..10 {
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "reads are replayed");
+    }
+    for i in 0..10 {
+        let r = http
+            .post(&url)
+            .header(
+                "idempotency-key",
+                format!("0190a000-0000-7000-8000-{i:012}"),
+            )
+            .json(&set_property(&format!("keyed-{i}"), "v"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "keyed writes are replayed");
+    }
+    let (mut ok, mut unknown) = (0, 0);
+    for i in 0..10 {
+        let r = http
+            .post(&url)
+            .json(&set_property(&format!("unkeyed-{i}"), "v"))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            502 => {
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["type"], "CommitStateUnknownException");
+                unknown += 1;
+            }
+            other => panic!("unkeyed write {i}: {other}"),
+        }
+    }
+    assert!(
+        ok > 0 && unknown > 0,
+        "both origins took writes: {ok} ok, {unknown} unknown"
+    );
+    // Every keyed write is in the table exactly as acknowledged.
+    let table: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    for i in 0..10 {
+        assert_eq!(table["metadata"]["properties"][format!("keyed-{i}")], "v");
+    }
 }

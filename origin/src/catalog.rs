@@ -516,6 +516,19 @@ async fn write_metadata_file(
         .map_err(CatalogError::storage)
 }
 
+/// A metadata file the catalog wrote itself, as text.
+pub(crate) async fn read_own_file(warehouse: &Warehouse, location: &str) -> Result<String> {
+    let bytes = warehouse
+        .metadata_io(location)
+        .new_input(location)
+        .map_err(CatalogError::storage)?
+        .read()
+        .await
+        .map_err(CatalogError::storage)?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| CatalogError::Internal(format!("metadata file {location} is not UTF-8")))
+}
+
 pub(crate) async fn delete_quietly(warehouse: &Warehouse, location: &str) {
     if let Err(err) = warehouse.metadata_io(location).delete(location).await {
         tracing::warn!(%location, error = %err, "could not delete metadata file");
@@ -993,6 +1006,32 @@ impl Catalog {
         .await
     }
 
+    /// The result a keyed commit, create or register whose effect produced
+    /// `metadata_location` would have answered (its origin went away before
+    /// answering): the table as that metadata file holds it.
+    pub async fn applied_table(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        name: &str,
+        metadata_location: &str,
+        delegation: DelegationRequest,
+    ) -> Result<TableResponse> {
+        let warehouse = self.warehouse(prefix).await?;
+        let text = read_own_file(&warehouse, metadata_location).await?;
+        self.delegated_response(
+            &warehouse,
+            prefix,
+            levels,
+            name,
+            Some(metadata_location),
+            &text,
+            delegation,
+            None,
+        )
+        .await
+    }
+
     /// `GET …/tables/{t}/credentials`: what `vended-credentials` would hand
     /// out for the table now (an empty list when the warehouse vends none).
     pub async fn load_credentials(
@@ -1286,6 +1325,13 @@ impl Catalog {
             .insert_table(&namespace.id, name, &docs, path)
             .await
         {
+            if !refused_without_writing(&err) {
+                // The row may or may not be in: the file stays.
+                return Err(CatalogError::CommitStateUnknown(format!(
+                    "Create of {} has unknown outcome: {err}",
+                    table_display(levels, name)
+                )));
+            }
             delete_quietly(warehouse, &location).await;
             return Err(match err {
                 CatalogError::AlreadyExists(_) => {
@@ -2107,6 +2153,17 @@ impl Catalog {
         )
         .await
     }
+}
+
+/// Whether an insert that failed with `err` provably wrote nothing (the
+/// database refused it), so the metadata file written for it may go.
+pub(crate) fn refused_without_writing(err: &CatalogError) -> bool {
+    matches!(
+        err,
+        CatalogError::AlreadyExists(_)
+            | CatalogError::NoSuchNamespace(_)
+            | CatalogError::BadRequest(_)
+    )
 }
 
 /// The paths of one purge, sorted into those it may touch and those it may not.

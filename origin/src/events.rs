@@ -69,7 +69,7 @@ impl EventBus {
         let (tx, _) = broadcast::channel(4096);
         let bus = Self {
             tx,
-            origin: uuid::Uuid::now_v7().simple().to_string(),
+            origin: store.instance().to_string(),
             store,
             hooks: Arc::default(),
         };

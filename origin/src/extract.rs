@@ -116,6 +116,25 @@ impl<'a> RawNames<'a> {
     }
 }
 
+impl Target {
+    /// The names of a catalog path as the router would capture them, for
+    /// code that runs before routing (unprefixed paths are on
+    /// `default_warehouse`).
+    pub fn of_path(path: &str, default_warehouse: &str) -> Result<Self, CatalogError> {
+        let raw = RawNames::parse(path);
+        Ok(Target {
+            prefix: raw
+                .prefix
+                .map_or_else(|| default_warehouse.to_string(), decode_path_segment),
+            namespace: match raw.namespace {
+                Some(namespace) => parse_namespace(&decode_path_segment(namespace))?,
+                None => Vec::new(),
+            },
+            table: raw.table.map(decode_path_segment).unwrap_or_default(),
+        })
+    }
+}
+
 impl FromRequestParts<AppState> for Target {
     type Rejection = CatalogError;
 

@@ -5,6 +5,14 @@
 //! for it (and conflicts if it takes too long); 5xx outcomes are not kept, so
 //! the retry runs. The claimed request runs to completion even if its client
 //! goes away, so a dropped response never leaves a half-done operation.
+//!
+//! A claim belongs to the origin process that made it. When that process
+//! dies (or gives up with a 5xx), the next request with the key takes over:
+//! if the first one's effect was committed, the record says so (written in
+//! the same database transaction as the effect, see `store::IDEMPOTENCY_KEY`)
+//! and the answer is built from it; otherwise the request runs. So a keyed
+//! write cut off mid-flight is applied once and answered, whichever origin
+//! the retry reaches.
 
 use std::time::{Duration, Instant};
 
@@ -134,10 +142,30 @@ async fn run_once(
         if record.done {
             return Ok(replay(record.status, record.body));
         }
-        if now_ms() - record.updated_at > ABANDONED_MS {
-            store
-                .discard_idempotency_key(&key, record.updated_at)
-                .await?;
+        if record.abandoned || now_ms() - record.updated_at > ABANDONED_MS {
+            if let Some(applied) = &record.applied {
+                // The first run took effect, then its process went away:
+                // answer as it would have, and keep that answer.
+                let mut parts = parts;
+                let response =
+                    crate::routes::applied_answer(&state, &mut parts, &body, applied).await?;
+                let (head, bytes) = response.into_parts();
+                let bytes = axum::body::to_bytes(bytes, usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    store
+                        .finish_idempotency_key(&key, head.status.as_u16(), text)
+                        .await?;
+                }
+                return Ok(Response::from_parts(head, Body::from(bytes)));
+            }
+            if store
+                .take_over_idempotency_key(&key, record.updated_at)
+                .await?
+            {
+                break;
+            }
             continue;
         }
         if started.elapsed() > WAIT {
@@ -150,8 +178,11 @@ async fn run_once(
     }
     let request = Request::from_parts(parts, Body::from(body));
     // Detached: a client that goes away does not cancel the operation.
+    let scoped = key.clone();
     let task = tokio::spawn(async move {
-        let response = next.run(request).await;
+        let response = crate::store::IDEMPOTENCY_KEY
+            .scope(scoped, next.run(request))
+            .await;
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX)
             .await

@@ -239,8 +239,95 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::auth::guard,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), database_gate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// The answer to a keyed request whose effect was committed (`applied`: the
+/// metadata location it produced, or '') by an origin that went away before
+/// answering: what that origin would have answered.
+pub(crate) async fn applied_answer(
+    state: &AppState,
+    parts: &mut axum::http::request::Parts,
+    body: &Bytes,
+    applied: &str,
+) -> Result<Response> {
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let target = Target::of_path(&path, &state.default_warehouse)?;
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let named = || -> Result<String> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            name: String,
+        }
+        serde_json::from_slice::<Named>(body)
+            .map(|n| n.name)
+            .map_err(|e| CatalogError::BadRequest(format!("Invalid request body: {e}")))
+    };
+    let no_body = parts.method != Method::POST
+        || path.ends_with("/transactions/commit")
+        || path.ends_with("/rename");
+    if no_body || last == "namespaces" {
+        if !no_body {
+            #[derive(serde::Deserialize)]
+            struct Created {
+                namespace: Vec<String>,
+            }
+            let created: Created = serde_json::from_slice(body)
+                .map_err(|e| CatalogError::BadRequest(format!("Invalid request body: {e}")))?;
+            let loaded = state
+                .catalog
+                .load_namespace(&target.prefix, &created.namespace)
+                .await?;
+            return to_json(state, StatusCode::OK, &loaded);
+        }
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let parent = path.rsplit('/').nth(1).unwrap_or_default();
+    let view = match parent {
+        "tables" => false,
+        "views" => true,
+        _ => matches!(last, "views" | "register-view"),
+    };
+    if view {
+        let view = state.catalog.applied_view(&target.prefix, applied).await?;
+        return Ok(view_result(view));
+    }
+    let name = if target.table.is_empty() {
+        named()?
+    } else {
+        target.table.clone()
+    };
+    let caller = parts.extensions.get::<Caller>();
+    let delegation = delegation(&parts.headers, caller, &target);
+    let table = state
+        .catalog
+        .applied_table(
+            &target.prefix,
+            &target.namespace,
+            &name,
+            applied,
+            delegation,
+        )
+        .await?;
+    Ok(table_result(table, SnapshotsMode::All))
+}
+
+/// While the catalog database is unreachable, requests that need it get 503
+/// at once (not after a pool's acquire timeout). Health, metrics and the
+/// change-event stream keep answering, so edges stay subscribed and keep
+/// serving the loads they hold.
+async fn database_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let exempt = matches!(path, "/health" | "/metrics") || path == floe_shared::events::EVENTS_PATH;
+    if !exempt && state.catalog.store().is_down() {
+        return CatalogError::Unavailable(
+            "The catalog database is unreachable; nothing was changed. Retry later".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts and times every request by its route pattern.
@@ -1100,6 +1187,9 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
+    if state.catalog.store().is_down() {
+        return CatalogError::Unavailable("Database not reachable".into()).into_response();
+    }
     match tokio::time::timeout(
         std::time::Duration::from_secs(2),
         state.catalog.store().ping(),

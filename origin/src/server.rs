@@ -23,6 +23,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
     if config.database.migrate_on_start {
         store.migrate().await?;
     }
+    store.watch_health();
     ensure_warehouse(
         &store,
         CreateWarehouseRequest {

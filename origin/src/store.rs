@@ -9,6 +9,8 @@
 //! here and nowhere else.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -175,7 +177,40 @@ fn overlap_query(location: &StoragePath, except: Option<&str>) -> (String, Vec<S
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    health: Arc<Health>,
+    /// This origin process (owner of its Idempotency-Key claims).
+    instance: Arc<str>,
 }
+
+tokio::task_local! {
+    /// The Idempotency-Key of the request this task serves: the effect of
+    /// that request is recorded in the key's row in the same database
+    /// transaction ([`Store::effect`]).
+    pub static IDEMPOTENCY_KEY: String;
+}
+
+/// The key of the keyed request this task serves, if any.
+fn current_key() -> Option<String> {
+    IDEMPOTENCY_KEY.try_with(Clone::clone).ok()
+}
+
+/// A claim whose owner has not been seen for this long was abandoned.
+const OWNER_SILENT_MS: i64 = 5_000;
+
+/// Whether the database answers, as the probe ([`Store::watch_health`])
+/// last saw it.
+#[derive(Debug, Default)]
+struct Health {
+    down: AtomicBool,
+    /// When the database last came back (ms since the epoch): pooled
+    /// connections opened before it belong to the server that went away.
+    recovered_at_ms: AtomicI64,
+}
+
+/// How long the probe waits for the database.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Between probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -240,6 +275,8 @@ impl Store {
         } else {
             Backend::Postgres
         };
+        let health = Arc::new(Health::default());
+        let probe = health.clone();
         let mut options = AnyPoolOptions::new()
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
@@ -248,8 +285,16 @@ impl Store {
             // again on the way out costs every query a second round trip. Only
             // connections idle long enough to have gone stale are tested.
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
+            .before_acquire(move |conn, meta| {
+                // A connection older than the database's last return is to
+                // a server that went away: dropped, not used (its first
+                // query would fail a request a fresh connection serves).
+                let opened_ms = now_ms() - i64::try_from(meta.age.as_millis()).unwrap_or(i64::MAX);
+                let stale = opened_ms < probe.recovered_at_ms.load(Ordering::Relaxed);
                 Box::pin(async move {
+                    if stale {
+                        return Ok(false);
+                    }
                     if meta.idle_for >= IDLE_BEFORE_PING {
                         sqlx::Connection::ping(conn).await?;
                     }
@@ -275,7 +320,12 @@ impl Store {
             });
         }
         let pool = options.connect(&cfg.url).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            health,
+            instance: uuid::Uuid::now_v7().simple().to_string().into(),
+        })
     }
 
     /// The backend kind.
@@ -325,6 +375,104 @@ impl Store {
                     .await?;
             }
         }
+    }
+
+    /// This origin process's id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether the probe last found the database unreachable: requests that
+    /// need it are answered 503 at once instead of waiting for a connection.
+    pub fn is_down(&self) -> bool {
+        self.health.down.load(Ordering::Relaxed)
+    }
+
+    /// Probes the database every 250 ms (each probe waits at most 1 s)
+    /// until the pool closes, keeping [`Store::is_down`] current; when the
+    /// database comes back, the pool's old connections are retired.
+    pub fn watch_health(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut round: u64 = 0;
+            while !store.pool.is_closed() {
+                // The probe of every fourth round (once a second) is the
+                // heartbeat that keeps this process's claims its own.
+                let beat = round.is_multiple_of(4);
+                let probe = async {
+                    if beat {
+                        store.heartbeat().await
+                    } else {
+                        store.ping().await
+                    }
+                };
+                round += 1;
+                let up = matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(())));
+                let was_down = store.health.down.swap(!up, Ordering::Relaxed);
+                match (was_down, up) {
+                    (false, false) => tracing::warn!(
+                        "catalog database unreachable: requests that need it get 503 until it answers"
+                    ),
+                    (true, true) => {
+                        store
+                            .health
+                            .recovered_at_ms
+                            .store(now_ms(), Ordering::Relaxed);
+                        tracing::info!("catalog database reachable again");
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+        });
+    }
+
+    /// Records that this origin process is alive.
+    pub async fn heartbeat(&self) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO origin_instances (id, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET seen_at = $2",
+        )
+        .bind(&*self.instance)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `query`, the effect of the request this task serves; when that
+    /// request carries an Idempotency-Key, in one transaction with the
+    /// record that it was applied (`mark`: the metadata location it
+    /// produced, or '' when it has none). Rows affected.
+    async fn effect<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        mark: &str,
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let Some(key) = current_key() else {
+            return Ok(query.execute(&self.pool).await?.rows_affected());
+        };
+        let mut tx = self.pool.begin().await?;
+        let rows = query.execute(&mut *tx).await?.rows_affected();
+        if rows > 0 {
+            Self::mark_applied(&mut tx, &key, mark).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Records in `tx` that the keyed request `key` took effect.
+    async fn mark_applied(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        key: &str,
+        mark: &str,
+    ) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query("UPDATE idempotency_keys SET applied = $1 WHERE key = $2")
+            .bind(mark)
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// Checks that the database answers.
@@ -491,7 +639,7 @@ impl Store {
         let id = new_id();
         let now = now_ms();
         let name = join_levels(levels);
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO namespaces \
              (id, warehouse_id, name, parent_id, properties, version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
@@ -501,10 +649,8 @@ impl Store {
         .bind(&name)
         .bind(parent_id)
         .bind(props_to_json(properties)?)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
+        .bind(now);
+        self.effect(query, "").await.map_err(|e| {
             constraint(
                 e,
                 || {
@@ -613,22 +759,15 @@ impl Store {
 
     /// Deletes a namespace with no children; false when already gone.
     pub async fn delete_namespace(&self, id: &str, display: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM namespaces WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                constraint(
-                    e,
-                    || CatalogError::Internal("unexpected unique violation".into()),
-                    || {
-                        CatalogError::NamespaceNotEmpty(format!(
-                            "Namespace is not empty: {display}"
-                        ))
-                    },
-                )
-            })?;
-        Ok(done.rows_affected() == 1)
+        let query = sqlx::query("DELETE FROM namespaces WHERE id = $1").bind(id);
+        let done = self.effect(query, "").await.map_err(|e| {
+            constraint(
+                e,
+                || CatalogError::Internal("unexpected unique violation".into()),
+                || CatalogError::NamespaceNotEmpty(format!("Namespace is not empty: {display}")),
+            )
+        })?;
+        Ok(done == 1)
     }
 
     // ---- tables and views -------------------------------------------------
@@ -757,6 +896,9 @@ impl Store {
                 || CatalogError::NoSuchNamespace("Namespace does not exist".into()),
             )
         })?;
+        if let Some(key) = current_key() {
+            Self::mark_applied(&mut tx, &key, &docs.metadata_location).await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
@@ -848,16 +990,14 @@ impl Store {
         expected_location: &str,
         docs: &TableDocs,
     ) -> Result<bool> {
-        let done = sqlx::query(SWAP_POINTER)
+        let query = sqlx::query(SWAP_POINTER)
             .bind(&docs.metadata_location)
             .bind(&docs.metadata)
             .bind(docs.metadata_refs.as_deref())
             .bind(now_ms())
             .bind(id)
-            .bind(expected_location)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+            .bind(expected_location);
+        Ok(self.effect(query, &docs.metadata_location).await? == 1)
     }
 
     /// Compare-and-set of the pointer of an object whose location moves to
@@ -910,6 +1050,13 @@ impl Store {
                 return Ok(false);
             }
         }
+        if let Some(key) = current_key() {
+            let mark = match swaps {
+                [(_, _, docs, _)] => docs.metadata_location.as_str(),
+                _ => "",
+            };
+            Self::mark_applied(&mut tx, &key, mark).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -927,11 +1074,8 @@ impl Store {
 
     /// Deletes a table row; false when it was already gone.
     pub async fn delete_table(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tables WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let query = sqlx::query("DELETE FROM tables WHERE id = $1").bind(id);
+        Ok(self.effect(query, "").await? == 1)
     }
 
     /// Moves a table to another namespace and/or name.
@@ -942,23 +1086,21 @@ impl Store {
         name: &str,
         display: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE tables SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4",
         )
         .bind(namespace_id)
         .bind(name)
         .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
+        .bind(id);
+        let done = self.effect(query, "").await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Name already taken: {display}")),
                 || CatalogError::NoSuchNamespace(format!("Namespace does not exist: {display}")),
             )
         })?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }
 
@@ -1528,6 +1670,12 @@ pub struct IdempotencyRecord {
     pub created_at: i64,
     /// Last change (ms).
     pub updated_at: i64,
+    /// Whether the process running the claimed request is gone: it gave up
+    /// without a final outcome, or has not been seen for a few seconds.
+    pub abandoned: bool,
+    /// What the claimed request's effect produced, when it took effect
+    /// (a metadata location, or '').
+    pub applied: Option<String>,
 }
 
 impl Store {
@@ -1547,12 +1695,14 @@ impl Store {
             .await?;
         let now = now_ms();
         let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (key, fingerprint, done, status, body, created_at, updated_at) \
-             VALUES ($1, $2, 0, 0, '', $3, $3)",
+            "INSERT INTO idempotency_keys \
+             (key, fingerprint, done, status, body, created_at, updated_at, owner) \
+             VALUES ($1, $2, 0, 0, '', $3, $3, $4)",
         )
         .bind(key)
         .bind(fingerprint)
         .bind(now)
+        .bind(&*self.instance)
         .execute(&self.pool)
         .await;
         match claimed {
@@ -1565,12 +1715,23 @@ impl Store {
     /// The record of `key`.
     pub async fn idempotency_record(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
         let row = sqlx::query(
-            "SELECT fingerprint, done, status, body, created_at, updated_at FROM idempotency_keys WHERE key = $1",
+            "SELECT k.fingerprint, k.done, k.status, k.body, k.created_at, k.updated_at, \
+             k.owner, k.applied, o.seen_at FROM idempotency_keys k \
+             LEFT JOIN origin_instances o ON o.id = k.owner WHERE k.key = $1",
         )
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| -> Result<IdempotencyRecord> {
+            let owner: Option<String> = row.try_get("owner")?;
+            let seen_at: Option<i64> = row.try_get("seen_at")?;
+            let alive = |seen: i64| now_ms() - seen < OWNER_SILENT_MS;
+            // Our own claims are ours while this process runs.
+            let abandoned = match owner.as_deref() {
+                None => true,
+                Some(owner) if owner == &*self.instance => false,
+                Some(_) => !seen_at.is_some_and(alive),
+            };
             Ok(IdempotencyRecord {
                 fingerprint: row.try_get("fingerprint")?,
                 done: row.try_get::<i64, _>("done")? != 0,
@@ -1578,6 +1739,8 @@ impl Store {
                 body: row.try_get("body")?,
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
+                abandoned,
+                applied: row.try_get("applied")?,
             })
         })
         .transpose()
@@ -1597,23 +1760,33 @@ impl Store {
         Ok(())
     }
 
-    /// Frees a claimed key whose request ended without a final outcome (5xx).
+    /// Gives up a claimed key whose request ended without a final outcome
+    /// (5xx): the next request with it takes over, answering from what the
+    /// request applied, if anything, else running it.
     pub async fn release_idempotency_key(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND done = 0")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE idempotency_keys SET owner = NULL, updated_at = $1 WHERE key = $2 AND done = 0",
+        )
+        .bind(now_ms())
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// Deletes `key` if it is unchanged since `updated_at` (an expired
-    /// outcome, or a claim abandoned by a process that died).
-    pub async fn discard_idempotency_key(&self, key: &str, updated_at: i64) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND updated_at = $2")
-            .bind(key)
-            .bind(updated_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Takes an abandoned claim that nothing was applied for, if it is
+    /// still as it was at `updated_at`: true when this process now owns it.
+    pub async fn take_over_idempotency_key(&self, key: &str, updated_at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE idempotency_keys SET owner = $1, updated_at = $2 \
+             WHERE key = $3 AND updated_at = $4 AND done = 0 AND applied IS NULL",
+        )
+        .bind(&*self.instance)
+        .bind(now_ms())
+        .bind(key)
+        .bind(updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

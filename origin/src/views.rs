@@ -14,7 +14,8 @@ use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
 use crate::catalog::{
     Catalog, PageRequest, check_identifier, delete_quietly, display, fetch_limit, finish_page,
-    table_display, validate_name, validate_namespace, visible,
+    read_own_file, refused_without_writing, table_display, validate_name, validate_namespace,
+    visible,
 };
 use crate::error::{CatalogError, Result};
 use crate::storage::StoragePath;
@@ -134,6 +135,12 @@ impl Catalog {
             .insert_object(ObjectKind::View, &namespace.id, name, &docs, path)
             .await
         {
+            if !refused_without_writing(&err) {
+                return Err(CatalogError::CommitStateUnknown(format!(
+                    "Create of view {} has unknown outcome: {err}",
+                    table_display(levels, name)
+                )));
+            }
             if write {
                 delete_quietly(warehouse, &location).await;
             }
@@ -153,6 +160,18 @@ impl Catalog {
             .publish_view(prefix, levels, name, "create")
             .await;
         self.view_response(warehouse, &location, &docs.metadata)
+    }
+
+    /// The result a keyed create, replace or register of a view whose
+    /// effect produced `metadata_location` would have answered.
+    pub async fn applied_view(
+        &self,
+        prefix: &str,
+        metadata_location: &str,
+    ) -> Result<ViewResponse> {
+        let warehouse = self.warehouse(prefix).await?;
+        let text = read_own_file(&warehouse, metadata_location).await?;
+        self.view_response(&warehouse, metadata_location, &text)
     }
 
     /// `GET /namespaces/{ns}/views`.

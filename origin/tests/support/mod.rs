@@ -84,7 +84,11 @@ impl TestApp {
     }
 
     pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
-        let db = TestDb::new(backend).await;
+        Self::with_db(TestDb::new(backend).await, tweak).await
+    }
+
+    /// The origin app over `db`, configured as `tweak` says.
+    pub async fn with_db(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             database: DatabaseConfig {
                 url: db.url.clone(),
