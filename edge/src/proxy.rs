@@ -17,6 +17,7 @@
 //!   ErrorModel. Never a hang.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -214,6 +215,8 @@ pub struct Ctx {
 
 /// The edge proxy.
 pub struct EdgeProxy {
+    /// Connection groups of attempts that must not reuse a pooled connection.
+    fresh_connections: AtomicU64,
     lb: Arc<LoadBalancer<RoundRobin>>,
     cache: Arc<TableCache>,
     metrics: EdgeMetrics,
@@ -231,6 +234,7 @@ impl EdgeProxy {
         auth: Option<Arc<EdgeAuth>>,
     ) -> Self {
         Self {
+            fresh_connections: AtomicU64::new(0),
             lb,
             cache,
             metrics,
@@ -618,16 +622,29 @@ impl ProxyHttp for EdgeProxy {
         // A healthy origin not tried yet; else any not tried; else (a retry
         // after every origin failed once, e.g. the only one, whose pooled
         // connection was stale) any healthy one again.
-        let backend = self
+        let (backend, healthy) = match self
             .lb
             .select_with(b"", 256, |b, healthy| healthy && !tried.contains(&b.addr))
-            .or_else(|| {
+        {
+            Some(backend) => (backend, true),
+            None => (
                 self.lb
                     .select_with(b"", 256, |b, _| !tried.contains(&b.addr))
-            })
-            .or_else(|| self.lb.select_with(b"", 256, |_, healthy| healthy))
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin left to try"))?;
+                    .or_else(|| self.lb.select_with(b"", 256, |_, healthy| healthy))
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::ConnectNoRoute, "no origin left to try")
+                    })?,
+                false,
+            ),
+        };
         let mut peer = HttpPeer::new(&backend, false, String::new());
+        if !healthy || ctx.attempts > 1 {
+            // An origin that failed its health check, or a second attempt:
+            // a new connection, never one from the pool, which may be to an
+            // origin gone silent (a partition leaves pooled connections open
+            // but mute, and a request on one waits the whole read timeout).
+            peer.group_key = self.fresh_connections.fetch_add(1, Ordering::Relaxed) + 1;
+        }
         let up = &self.config.upstream;
         peer.options.connection_timeout = Some(Duration::from_millis(up.connect_timeout_ms));
         peer.options.read_timeout = Some(Duration::from_millis(up.read_timeout_ms));

@@ -142,12 +142,29 @@ impl CatalogError {
 
 impl From<sqlx::Error> for CatalogError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                CatalogError::Unavailable(format!("Catalog database unavailable: {err}"))
-            }
-            _ => CatalogError::Internal(format!("Catalog database error: {err}")),
+        if unavailable(&err) {
+            CatalogError::Unavailable(format!("Catalog database unavailable: {err}"))
+        } else {
+            CatalogError::Internal(format!("Catalog database error: {err}"))
         }
+    }
+}
+
+/// Whether `err` says the database is out of reach rather than that a
+/// statement is wrong: no connection, a connection lost, or the server
+/// shutting down, starting up or out of connections (PostgreSQL's SQLSTATE
+/// classes 08 and 53, and 57P01 to 57P03).
+fn unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        }),
+        _ => false,
     }
 }
 
