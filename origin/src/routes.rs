@@ -337,7 +337,10 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     // MatchedPath is a shared string: cloning it does not allocate.
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let response = next.run(request).await;
+    let response = match read_body(request, state.body_limit).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
+    };
     let status = response.status();
     state.metrics.request(
         method.as_str(),
@@ -350,6 +353,29 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         tracing::warn!(%method, %route, status, "request failed");
     }
     response
+}
+
+/// The request with its whole body read, before any layer or handler can
+/// answer it. A response sent while part of the body is still unread makes
+/// hyper close the connection after it without a `Connection: close`, and the
+/// edge would send its next request on that pooled connection, to fail
+/// (502 for a request it cannot replay). A body over `limit` is refused with
+/// 413 and `Connection: close`.
+async fn read_body(request: Request, limit: usize) -> std::result::Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Err(_) => {
+            let mut response = CatalogError::PayloadTooLarge(format!(
+                "Request body is over the limit of {limit} bytes"
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(response)
+        }
+    }
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> Response {

@@ -1744,3 +1744,77 @@ async fn names_are_decoded_as_java_clients_encode_them(backend: Backend) {
     let r = app.get("/v1/default/namespaces/my+ns/tables").await;
     assert_eq!(r.body["identifiers"], json!([]));
 }
+
+/// Reads one HTTP/1.1 response (head and `Content-Length` body) from `stream`.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().expect("content-length"));
+            if data.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status code");
+                return (status, head);
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read response");
+        assert!(n > 0, "connection closed before a whole response: {data:?}");
+        data.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A request answered before its body is read (here 405) leaves the
+/// connection usable for the next request, as the edge's pooled connections
+/// need; a body over the limit gets 413 with `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_survive_requests_answered_before_their_body() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::with(Backend::Sqlite, |c| c.server.body_limit_bytes = 1 << 20).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = vec![b'a'; 300_000];
+    for (method, path) in [
+        ("PATCH", "/v1/default/namespaces"),
+        ("QUERY", "/v1/oauth/tokens"),
+        ("GET", "/v1/default/namespaces/missing"),
+    ] {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: floe\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        let (status, head) = read_response(&mut stream).await;
+        assert!((400..500).contains(&status), "{method} {path}: {head}");
+        assert!(
+            !head.contains("connection: close"),
+            "{method} {path}: {head}"
+        );
+        // The same connection serves the next request.
+        stream
+            .write_all(b"GET /v1/config HTTP/1.1\r\nhost: floe\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, head) = read_response(&mut stream).await;
+        assert_eq!(status, 200, "after {method} {path}: {head}");
+    }
+
+    let head = format!(
+        "POST /v1/default/namespaces HTTP/1.1\r\nhost: floe\r\ncontent-length: {}\r\n\r\n",
+        2 << 20
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'a'; (1 << 20) + 1]).await.unwrap();
+    let (status, head) = read_response(&mut stream).await;
+    assert_eq!(status, 413, "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    server.abort();
+}
