@@ -131,7 +131,7 @@ fn check_inside(location: &StoragePath, what: &str, path: &str) -> Result<()> {
 
 /// The paths a commit's updates introduce (statistics files, manifest
 /// lists, path properties) must lie inside the table's location.
-fn check_update_paths(location: &StoragePath, updates: &[TableUpdate]) -> Result<()> {
+pub(crate) fn check_update_paths(location: &StoragePath, updates: &[TableUpdate]) -> Result<()> {
     for update in updates {
         match update {
             TableUpdate::SetStatistics { statistics } => {
@@ -422,7 +422,7 @@ async fn parse_metadata(text: String) -> Result<TableMetadata> {
 
 /// Serializes metadata into the stored documents: the full form and, when
 /// some snapshots are not referenced by any branch or tag, the `refs` form.
-fn documents(metadata: &TableMetadata, metadata_location: String) -> Result<TableDocs> {
+pub(crate) fn documents(metadata: &TableMetadata, metadata_location: String) -> Result<TableDocs> {
     let full = serde_json::to_string(metadata)?;
     let current = metadata.current_snapshot_id();
     let trivially_referenced = metadata.snapshots().len() == 0
@@ -533,6 +533,70 @@ pub(crate) async fn delete_quietly(warehouse: &Warehouse, location: &str) {
     if let Err(err) = warehouse.metadata_io(location).delete(location).await {
         tracing::warn!(%location, error = %err, "could not delete metadata file");
     }
+}
+
+/// The metadata a commit's updates produce.
+pub(crate) struct Applied {
+    /// The new metadata.
+    pub(crate) metadata: TableMetadata,
+    /// Metadata log entries the commit dropped.
+    pub(crate) expired: Vec<iceberg::spec::MetadataLog>,
+    /// Whether the table's location changed.
+    pub(crate) moved: bool,
+}
+
+/// Checks a commit's requirements against `base` (409 when one fails) and
+/// applies its updates (400 when the `iceberg` crate refuses one; 409 on a
+/// retry, `attempt` > 0). `None` when nothing changes.
+pub(crate) fn apply_commit(
+    base: TableMetadata,
+    metadata_location: &str,
+    req: &CommitTableRequest,
+    attempt: u32,
+) -> Result<Option<Applied>> {
+    let base_location = base.location().to_string();
+    for requirement in &req.requirements {
+        requirement
+            .check(Some(&base))
+            .map_err(CatalogError::commit_failed)?;
+    }
+    if req.updates.is_empty() {
+        return Ok(None);
+    }
+    // A table's UUID is its identity (what `assert-table-uuid` checks):
+    // assigned when it is created, never replaced.
+    let uuid = base.uuid();
+    if let Some(other) = req.updates.iter().find_map(|u| match u {
+        TableUpdate::AssignUuid { uuid: other } if *other != uuid => Some(other),
+        _ => None,
+    }) {
+        return Err(CatalogError::BadRequest(format!(
+            "Cannot reassign the table's UUID {uuid} to {other}"
+        )));
+    }
+    // The requirements held, so on a retry a refusal means the table
+    // moved under the client: a conflict, not bad input.
+    let refused = |e: iceberg::Error| {
+        if attempt == 0 {
+            CatalogError::invalid_metadata(e)
+        } else {
+            CatalogError::commit_failed(e)
+        }
+    };
+    let mut builder = base.into_builder(Some(metadata_location.to_string()));
+    for update in req.updates.iter().cloned() {
+        builder = update.apply(builder).map_err(refused)?;
+    }
+    let built = builder.build().map_err(refused)?;
+    if built.changes.is_empty() {
+        return Ok(None);
+    }
+    let moved = built.metadata.location() != base_location;
+    Ok(Some(Applied {
+        metadata: built.metadata,
+        expired: built.expired_metadata_logs,
+        moved,
+    }))
 }
 
 fn is_create(requirements: &[TableRequirement]) -> bool {
@@ -1505,34 +1569,14 @@ impl Catalog {
         attempt: u32,
     ) -> Result<Option<Prepared>> {
         let base = parse_metadata(current.metadata.clone()).await?;
-        let base_location = base.location().to_string();
-        for requirement in &req.requirements {
-            requirement
-                .check(Some(&base))
-                .map_err(CatalogError::commit_failed)?;
-        }
-        if req.updates.is_empty() {
+        let Some(Applied {
+            metadata,
+            expired,
+            moved,
+        }) = apply_commit(base, &current.metadata_location, req, attempt)?
+        else {
             return Ok(None);
-        }
-        // The requirements held, so on a retry a refusal means the table
-        // moved under the client: a conflict, not bad input.
-        let refused = |e: iceberg::Error| {
-            if attempt == 0 {
-                CatalogError::invalid_metadata(e)
-            } else {
-                CatalogError::commit_failed(e)
-            }
         };
-        let mut builder = base.into_builder(Some(current.metadata_location.clone()));
-        for update in req.updates.iter().cloned() {
-            builder = update.apply(builder).map_err(refused)?;
-        }
-        let built = builder.build().map_err(refused)?;
-        if built.changes.is_empty() {
-            return Ok(None);
-        }
-        let metadata = built.metadata;
-        let moved = metadata.location() != base_location;
         let path = if moved {
             let namespace = self.namespace_record(warehouse, levels).await?;
             self.check_new_location(
@@ -1560,7 +1604,7 @@ impl Catalog {
             location,
             metadata,
             docs,
-            expired: built.expired_metadata_logs,
+            expired,
             relocated: moved.then_some(path),
         }))
     }
@@ -2225,7 +2269,7 @@ async fn read_manifest_list(
 /// (possibly new) location: version + 1 with a fresh uuid, or, when the
 /// current file name is not in the standard form (a registered table), a
 /// version derived from the metadata log.
-fn next_metadata_location(current: &str, metadata: &TableMetadata) -> MetadataLocation {
+pub(crate) fn next_metadata_location(current: &str, metadata: &TableMetadata) -> MetadataLocation {
     let directory = format!("{}/metadata/", metadata.location().trim_end_matches('/'));
     if current.starts_with(&directory)
         && let Ok(location) = MetadataLocation::from_str(current)
@@ -2307,6 +2351,36 @@ mod tests {
         assert!(parse_namespace("a\u{1f}b").unwrap() == vec!["a", "b"]);
         assert!(parse_namespace("a\u{1f}").is_err());
         assert!(parse_namespace("").is_err());
+    }
+
+    #[test]
+    fn a_commit_never_reassigns_the_table_uuid() {
+        let commit = |updates: serde_json::Value| {
+            let req: CommitTableRequest =
+                serde_json::from_value(serde_json::json!({"requirements": [], "updates": updates}))
+                    .unwrap();
+            apply_commit(
+                crate::fuzzing::table_metadata(),
+                crate::fuzzing::METADATA_LOCATION,
+                &req,
+                0,
+            )
+        };
+        let err = commit(serde_json::json!([
+            {"action": "set-properties", "updates": {"k": "v"}},
+            {"action": "assign-uuid", "uuid": "00000000-0000-0000-0000-000000000001"}
+        ]))
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&err, CatalogError::BadRequest(m) if m.contains("reassign")),
+            "{err:?}"
+        );
+        // Assigning the UUID the table has changes nothing.
+        let same = commit(serde_json::json!([
+            {"action": "assign-uuid", "uuid": "9c12d441-03fe-4693-9a96-a0705ddf69c1"}
+        ]));
+        assert!(matches!(same, Ok(None)), "{:?}", same.err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod delegation;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod idempotency;
 pub mod management;
 pub mod metrics;

@@ -651,15 +651,31 @@ impl Authenticator {
         config: &AuthConfig,
         oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
     ) -> Result<Self, String> {
-        Ok(Self {
-            issuer: config.issuer.clone(),
-            tokens: config.verifier()?,
+        Ok(Self::from_parts(
+            &config.issuer,
+            config.verifier()?,
+            oidc,
+            config.credential_cache_seconds,
+        ))
+    }
+
+    /// From its parts: the issuer, the verification keys, the external
+    /// issuer and how long a verified token is remembered.
+    pub fn from_parts(
+        issuer: &str,
+        tokens: TokenVerifier,
+        oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+        credential_cache_seconds: u64,
+    ) -> Self {
+        Self {
+            issuer: issuer.to_string(),
+            tokens,
             oidc,
             verified: std::sync::Arc::new(ExpiringMap::new(
-                std::time::Duration::from_secs(config.credential_cache_seconds),
+                std::time::Duration::from_secs(credential_cache_seconds),
                 100_000,
             )),
-        })
+        }
     }
 
     /// What the `Authorization` header value says, checked cryptographically

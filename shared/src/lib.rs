@@ -8,6 +8,8 @@ pub mod config;
 pub mod error;
 pub mod etag;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 pub mod oidc;
 pub mod pool;
