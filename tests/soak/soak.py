@@ -59,6 +59,11 @@ RSS_CAP_MIB = 16.0
 RSS_FRACTION = 0.10
 HOT_TABLES = 8
 LISTED_NAMESPACES = 10
+# The edges' table-load cache, small enough to fill during the warm-up: the
+# load creates tables without end (each cached until evicted), and a cache
+# still filling towards its bound (256 MiB by default) grows the RSS by
+# design. Full, it evicts as it stores, which the soak then exercises.
+EDGE_CACHE_BYTES = 2 * MIB
 # Metadata kept per table: hot tables see thousands of commits, and without
 # these each would keep every previous metadata file and log entry.
 BOUNDED = {"write.metadata.previous-versions-max": "3", "write.metadata.delete-after-commit.enabled": "true"}
@@ -87,7 +92,7 @@ class Cluster:
             raise SystemExit(f"floe-origin {args[0]}: {result.stderr}")
         return result.stdout
 
-    def start(self, origins: int, edges: int) -> None:
+    def start(self, origins: int, edges: int, cache_bytes: int) -> None:
         database = self.pg.create("floe")
         warehouse = self.root / "warehouse"
         warehouse.mkdir()
@@ -120,7 +125,7 @@ class Cluster:
                 "origins": [u.removeprefix("http://") for u in self.origin_urls],
                 "server": {"pid_file": str(self.root / f"edge-{e}.pid"),
                            "upgrade_sock": str(self.root / f"edge-{e}.sock"), "grace_period_seconds": 0},
-                "auth": auth, "log": {"level": "warn"},
+                "auth": auth, "log": {"level": "warn"}, "cache": {"max_bytes": cache_bytes, "max_entry_bytes": cache_bytes // 4},
             }))
             self.edges.append(Process(f"edge-{e}", [str(self.bins / "floe-edge"), "--config", str(path)], {},
                                       self.root / f"edge-{e}.log", f"http://127.0.0.1:{metrics}/health"))
@@ -152,7 +157,8 @@ def scrape(url: str) -> dict[str, float]:
     values: dict[str, float] = {}
     for line in text.splitlines():
         m = SAMPLE_LINE.match(line)
-        if m and (m.group(1).startswith("floe_pool_") or m.group(1).endswith("_http_requests_total")):
+        if m and (m.group(1).startswith("floe_pool_") or m.group(1).endswith("_http_requests_total")
+                  or m.group(1) == "floe_edge_cache_bytes"):
             values[m.group(1) + (m.group(2) or "")] = float(m.group(3))
     return values
 
@@ -464,6 +470,7 @@ class Sample:
     in_use: dict[str, float]
     idle: dict[str, float]
     client_total: int
+    cache: dict[str, float] = field(default_factory=dict)
 
 
 def take_sample(cluster: Cluster, started: float, tally: Tally) -> Sample:
@@ -478,6 +485,8 @@ def take_sample(cluster: Cluster, started: float, tally: Tally) -> Sample:
         sample.requests[process.name], sample.errors[process.name] = requests_served(values)
         sample.in_use[process.name] = sum(pool_gauge(values, "floe_pool_buffers_in_use").values())
         sample.idle[process.name] = sum(pool_gauge(values, "floe_pool_idle_bytes").values())
+        if "floe_edge_cache_bytes" in values:
+            sample.cache[process.name] = values["floe_edge_cache_bytes"]
     return sample
 
 
@@ -501,6 +510,8 @@ def main() -> int:
     parser.add_argument("--bin-dir", default=str(REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "debug"))
     parser.add_argument("--report-dir", default=str(REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "soak"))
     parser.add_argument("--label", default="", help="what was run (printed in the report)")
+    parser.add_argument("--edge-cache-bytes", type=int, default=EDGE_CACHE_BYTES,
+                        help="the edges' cache.max_bytes (default: 2 MiB, full within the warm-up)")
     args = parser.parse_args()
     interval = 60.0 if args.minutes >= 5 else 10.0
     judge_rss = args.minutes >= 10
@@ -524,7 +535,7 @@ def main() -> int:
 
 
 def soak(cluster: Cluster, args: argparse.Namespace, interval: float, judge_rss: bool, duration: float) -> int:
-    cluster.start(origins=2, edges=2)
+    cluster.start(origins=2, edges=2, cache_bytes=args.edge_cache_bytes)
     tally = Tally()
     stop = threading.Event()
     load = Load(cluster, tally, stop)
@@ -589,17 +600,19 @@ def report(args: argparse.Namespace, names: list[str], samples: list[Sample], fi
     out(f"# Floe soak {stamp}")
     out("")
     out(f"Run: {args.label or ' '.join(sys.argv)}; {args.minutes:g} min of load, samples every {interval:.0f} s; "
-        f"2 edges x 2 origins on PostgreSQL, authentication on.")
+        f"2 edges x 2 origins on PostgreSQL, authentication on, edge cache.max_bytes "
+        f"{args.edge_cache_bytes / MIB:g} MiB.")
     out("")
     out("| min | " + " | ".join(f"{n} RSS MiB" for n in names) + " | client req/s | requests (processes) | 5xx | "
-        "pool buffers in use | pool idle KiB |")
-    out("|" + "---|" * (len(names) + 6))
+        "pool buffers in use | pool idle KiB | edge cache KiB |")
+    out("|" + "---|" * (len(names) + 7))
     prev = None
     for s in samples:
         rate = (s.client_total - prev.client_total) / ((s.minute - prev.minute) * 60) if prev else 0.0
         out(f"| {s.minute:.1f} | " + " | ".join(f"{s.rss[n] / MIB:.1f}" for n in names)
             + f" | {rate:.0f} | {sum(s.requests.values())} | {sum(s.errors.values())} | "
-            f"{sum(s.in_use.values()):.0f} | {sum(s.idle.values()) / 1024:.0f} |")
+            f"{sum(s.in_use.values()):.0f} | {sum(s.idle.values()) / 1024:.0f} | "
+            + " / ".join(f"{v / 1024:.0f}" for v in s.cache.values()) + " |")
         prev = s
     out("")
     failures: list[str] = []
