@@ -148,7 +148,8 @@ class Cluster:
 
 # ---- metrics ------------------------------------------------------------------------------------------
 
-SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+# Label values hold braces (route="/v1/{prefix}/..."): the labels run to the last brace.
+SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
 
 
 def scrape(url: str) -> dict[str, float]:
