@@ -63,7 +63,7 @@ LISTED_NAMESPACES = 10
 # load creates tables without end (each cached until evicted), and a cache
 # still filling towards its bound (256 MiB by default) grows the RSS by
 # design. Full, it evicts as it stores, which the soak then exercises.
-EDGE_CACHE_BYTES = 2 * MIB
+EDGE_CACHE_BYTES = 512 * 1024
 # Metadata kept per table: hot tables see thousands of commits, and without
 # these each would keep every previous metadata file and log entry.
 BOUNDED = {"write.metadata.previous-versions-max": "3", "write.metadata.delete-after-commit.enabled": "true"}
@@ -512,7 +512,7 @@ def main() -> int:
     parser.add_argument("--report-dir", default=str(REPO / os.environ.get("CARGO_TARGET_DIR", "target") / "soak"))
     parser.add_argument("--label", default="", help="what was run (printed in the report)")
     parser.add_argument("--edge-cache-bytes", type=int, default=EDGE_CACHE_BYTES,
-                        help="the edges' cache.max_bytes (default: 2 MiB, full within the warm-up)")
+                        help="the edges' cache.max_bytes (default: 512 KiB, full within minutes)")
     args = parser.parse_args()
     interval = 60.0 if args.minutes >= 5 else 10.0
     judge_rss = args.minutes >= 10
