@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -353,12 +353,85 @@ pub fn hash_secret(secret: &str) -> Result<String, String> {
 
 /// Whether `secret` matches the PHC string `hash`. Slow on purpose: call it
 /// off the async runtime.
+///
+/// argon2id's working memory (19 MiB at the default parameters) comes from
+/// [`HASH_MEMORY`] and goes back to it. Allocated and freed on every check,
+/// it made glibc raise its mmap threshold past that size after the first
+/// free, so every later check took the memory from a thread's heap arena,
+/// where it stayed resident: each failed token request grew the edge by
+/// 19 MiB (found by the soak, `tests/soak`).
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2::Argon2::default()
-            .verify_password(secret.as_bytes(), &parsed)
-            .is_ok()
-    })
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let mut memory = HASH_MEMORY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop()
+        .unwrap_or_default();
+    let ok = verify_with_memory(secret.as_bytes(), &parsed, &mut memory);
+    if memory.len() <= MAX_KEPT_BLOCKS {
+        let mut kept = HASH_MEMORY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < hash_memory_slots() {
+            kept.push(memory);
+        }
+    }
+    ok
+}
+
+/// Working memory of argon2id checks, one buffer per check that ran at once
+/// (at most [`hash_memory_slots`] kept: the callers run that many at a time).
+static HASH_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+
+/// Buffers above this many 1 KiB blocks (64 MiB) are not kept.
+const MAX_KEPT_BLOCKS: usize = 65536;
+
+/// How many argon2id checks the tiers run at once (their hashing semaphores),
+/// so how many buffers are kept.
+pub fn hash_memory_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// argon2's own verification (`PasswordVerifier`) with `memory` as its
+/// working memory, grown when the hash's parameters need more.
+fn verify_with_memory(
+    secret: &[u8],
+    parsed: &PasswordHash<'_>,
+    memory: &mut Vec<argon2::Block>,
+) -> bool {
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        argon2::Params::try_from(parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let mut out = [0u8; argon2::password_hash::Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    argon2::Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(secret, salt, out, &mut memory[..blocks])
+        .is_ok()
+        // `Output`'s equality is constant-time.
+        && argon2::password_hash::Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 /// Splits an API key `floe_<id>_<secret>` into id and secret.
@@ -1417,6 +1490,55 @@ mod tests {
         assert!(verify_secret(&secret, &hash));
         assert!(!verify_secret("wrong", &hash));
         assert!(!verify_secret(&secret, "not a hash"));
+    }
+
+    /// The pooled check agrees with argon2's own verification, for the
+    /// default parameters and others, and keeps its buffers bounded.
+    #[test]
+    fn pooled_checks_agree_with_argon2_and_reuse_their_memory() {
+        use argon2::password_hash::PasswordVerifier;
+        let small = argon2::Params::new(64, 2, 2, Some(24)).unwrap();
+        let hashes = [
+            hash_secret("right").unwrap(),
+            argon2::Argon2::new(
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                small.clone(),
+            )
+            .hash_password(b"right", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string(),
+            argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x10, small)
+                .hash_password(b"right", &SaltString::generate(&mut OsRng))
+                .unwrap()
+                .to_string(),
+        ];
+        for hash in &hashes {
+            let parsed = PasswordHash::new(hash).unwrap();
+            for secret in ["right", "wrong", "", "right "] {
+                let theirs = argon2::Argon2::default()
+                    .verify_password(secret.as_bytes(), &parsed)
+                    .is_ok();
+                assert_eq!(verify_secret(secret, hash), theirs, "{hash} {secret:?}");
+                assert_eq!(theirs, secret == "right");
+            }
+        }
+        // Another hash's salt, or a cut output: refused.
+        let (a, b) = (&hashes[0], hash_secret("right").unwrap());
+        let swapped = format!(
+            "{}${}",
+            a.rsplit_once('$').unwrap().0,
+            b.rsplit_once('$').unwrap().1
+        );
+        assert!(!verify_secret("right", &swapped));
+        assert!(!verify_secret("right", &a[..a.len() - 4]));
+        let kept = HASH_MEMORY.lock().unwrap();
+        assert!(!kept.is_empty() && kept.len() <= hash_memory_slots());
+        // The default parameters' 19 MiB buffer is among them, ready for reuse.
+        assert!(
+            kept.iter()
+                .any(|m| m.len() >= argon2::Params::DEFAULT.block_count())
+        );
     }
 
     #[test]
