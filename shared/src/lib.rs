@@ -11,6 +11,7 @@ pub mod events;
 pub mod json;
 pub mod oidc;
 pub mod pool;
+pub mod route;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod token;
