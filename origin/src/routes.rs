@@ -70,43 +70,6 @@ pub struct AppParts {
     pub idempotency_lifetime: std::time::Duration,
 }
 
-/// Every operation this server implements, as advertised in `/v1/config`.
-pub const ENDPOINTS: &[&str] = &[
-    "GET /v1/{prefix}/namespaces",
-    "POST /v1/{prefix}/namespaces",
-    "GET /v1/{prefix}/namespaces/{namespace}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}",
-    "POST /v1/{prefix}/namespaces/{namespace}/properties",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/register",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
-    "POST /v1/{prefix}/tables/rename",
-    "POST /v1/{prefix}/transactions/commit",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/tasks",
-    "GET /v1/{prefix}/namespaces/{namespace}/functions",
-    "GET /v1/{prefix}/namespaces/{namespace}/functions/{function}",
-    "GET /v1/{prefix}/namespaces/{namespace}/views",
-    "POST /v1/{prefix}/namespaces/{namespace}/views",
-    "GET /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "POST /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "POST /v1/{prefix}/views/rename",
-    "POST /v1/{prefix}/namespaces/{namespace}/register-view",
-];
-
 fn catalog_routes() -> Router<AppState> {
     Router::new()
         .route("/namespaces", get(list_namespaces).post(create_namespace))
@@ -431,7 +394,7 @@ async fn get_config(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<ConfigParams>,
 ) -> Result<Response> {
-    let endpoints = ENDPOINTS.iter().map(|s| s.to_string()).collect();
+    let endpoints = floe_shared::route::endpoints().collect();
     let mut config = state
         .catalog
         .config(
