@@ -78,100 +78,44 @@ pub fn forwarded(path: &str) -> bool {
         || path == "/ready"
 }
 
-/// Classifies a request by method and path; the second value is the route
-/// pattern used as a metrics label.
+/// Classifies a request by method and path, from the route grammar
+/// ([`floe_shared::route`]); the second value is the route pattern used as
+/// a metrics label (`/v1/other` or `other` for paths that are no route).
 pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return (Kind::Other, "other");
+    use floe_shared::route::{self, Operation as Op};
+    let Some(matched) = route::match_path(path) else {
+        let label = if path.starts_with("/v1/") {
+            "/v1/other"
+        } else {
+            "other"
+        };
+        return (Kind::Other, label);
     };
-    let segments: Vec<&str> = rest.split('/').collect();
-    let (prefix, rest): (&str, &[&str]) = match segments.first() {
-        Some(&"namespaces") | Some(&"tables") | Some(&"views") | Some(&"transactions") => {
-            ("", &segments[..])
-        }
-        Some(&"config") => return (Kind::Other, "/v1/config"),
-        Some(&"oauth") => return (Kind::Other, "/v1/oauth/tokens"),
-        Some(prefix) => (prefix, &segments[1..]),
-        None => return (Kind::Other, "other"),
+    let label = matched.resource.pattern();
+    let Some(operation) = route::parse(method.as_str(), path).map(|r| r.operation()) else {
+        return (Kind::Other, label);
     };
-    let warehouse = decode(prefix);
-    let table = |ns: &str, t: &str| TableRef {
+    let names = matched.names;
+    // The cache keys tables by their names as the origin's events carry
+    // them: the decoded prefix ("" for the default warehouse), the decoded
+    // namespace segment (levels joined by the unit separator), the table.
+    let warehouse = names.prefix.map(decode).unwrap_or_default();
+    let table = || TableRef {
         warehouse: warehouse.clone(),
-        namespace: decode(ns),
-        table: decode(t),
+        namespace: names.namespace.map(decode).unwrap_or_default(),
+        table: names.name.map(decode).unwrap_or_default(),
     };
-    match (method, rest) {
-        (&Method::GET, ["namespaces", ns, "tables", t]) => (
-            Kind::Load(table(ns, t)),
-            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
-        ),
-        (&Method::POST | &Method::DELETE, ["namespaces", ns, "tables", t]) => (
-            Kind::Write(Invalidation::Table(table(ns, t))),
-            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
-        ),
-        (&Method::POST, ["namespaces", ns, "tables", t, "unregister"]) => (
-            Kind::Write(Invalidation::Table(table(ns, t))),
-            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
-        ),
-        (_, ["namespaces", _, "tables", _]) => (
-            Kind::Other,
-            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
-        ),
-        (&Method::POST, ["tables", "rename"]) => (
-            Kind::Write(Invalidation::Warehouse(warehouse)),
-            "/v1/{prefix}/tables/rename",
-        ),
-        (&Method::POST, ["transactions", "commit"]) => (
-            Kind::Write(Invalidation::Warehouse(warehouse)),
-            "/v1/{prefix}/transactions/commit",
-        ),
-        (&Method::POST, ["namespaces", _, "register"]) => (
-            Kind::Write(Invalidation::Warehouse(warehouse)),
-            "/v1/{prefix}/namespaces/{namespace}/register",
-        ),
-        (&Method::DELETE, ["namespaces", _]) => (
-            Kind::Write(Invalidation::Warehouse(warehouse)),
-            "/v1/{prefix}/namespaces/{namespace}",
-        ),
-        (_, ["namespaces"]) => (Kind::Other, "/v1/{prefix}/namespaces"),
-        (_, ["namespaces", _]) => (Kind::Other, "/v1/{prefix}/namespaces/{namespace}"),
-        (_, ["namespaces", _, "tables"]) => {
-            (Kind::Other, "/v1/{prefix}/namespaces/{namespace}/tables")
+    let kind = match operation {
+        Op::LoadTable if method == Method::GET => Kind::Load(table()),
+        Op::UpdateTable | Op::DropTable | Op::UnregisterTable => {
+            Kind::Write(Invalidation::Table(table()))
         }
-        (_, ["namespaces", _, "properties"]) => (
-            Kind::Other,
-            "/v1/{prefix}/namespaces/{namespace}/properties",
-        ),
-        // Views are not cached: forwarded as they are, labelled for metrics.
-        (_, ["namespaces", _, "views"]) => {
-            (Kind::Other, "/v1/{prefix}/namespaces/{namespace}/views")
+        Op::RenameTable | Op::CommitTransaction | Op::RegisterTable | Op::DropNamespace => {
+            Kind::Write(Invalidation::Warehouse(warehouse))
         }
-        (_, ["namespaces", _, "views", _]) => (
-            Kind::Other,
-            "/v1/{prefix}/namespaces/{namespace}/views/{view}",
-        ),
-        (_, ["views", "rename"]) => (Kind::Other, "/v1/{prefix}/views/rename"),
-        (_, ["namespaces", _, "register-view"]) => (
-            Kind::Other,
-            "/v1/{prefix}/namespaces/{namespace}/register-view",
-        ),
-        (_, ["namespaces", _, "tables", _, action]) => (
-            Kind::Other,
-            match *action {
-                "plan" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan",
-                "tasks" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/tasks",
-                "credentials" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
-                "sign" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
-                "metrics" => "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
-                _ => "/v1/other",
-            },
-        ),
-        (_, ["namespaces", _, "tables", _, "plan", _]) => (
-            Kind::Other,
-            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
-        ),
-        _ => (Kind::Other, "/v1/other"),
-    }
+        _ => Kind::Other,
+    };
+    (kind, label)
 }
 
 /// The client's IP address (the rate limits' key); unspecified for non-IP sockets.

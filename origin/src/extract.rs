@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use floe_shared::route::{self, Names};
 use floe_shared::wire::decode_path_segment;
 
 use crate::catalog::parse_namespace;
@@ -67,53 +68,14 @@ pub struct Target {
     pub table: String,
 }
 
-/// The still-encoded prefix, namespace and table segments of a catalog path
-/// (`/v1[/{prefix}]/namespaces/{namespace}[/tables|views/{table}…]`).
-#[derive(Debug, Default, PartialEq)]
-struct RawNames<'a> {
-    prefix: Option<&'a str>,
-    namespace: Option<&'a str>,
-    table: Option<&'a str>,
-}
-
-impl<'a> RawNames<'a> {
-    fn of(parts: &'a Parts) -> Self {
-        let uri = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or(&parts.uri, |original| &original.0);
-        Self::parse(uri.path())
-    }
-
-    fn parse(path: &'a str) -> Self {
-        let Some(rest) = path.strip_prefix("/v1/") else {
-            return Self::default();
-        };
-        let segments: Vec<&str> = rest.split('/').collect();
-        let (prefix, rest) = match segments.split_first() {
-            Some((&"namespaces", _)) => (None, &segments[..]),
-            Some((prefix, rest)) => (Some(*prefix), rest),
-            None => return Self::default(),
-        };
-        match rest {
-            ["namespaces", namespace, kind, table, ..] if matches!(*kind, "tables" | "views") => {
-                Self {
-                    prefix,
-                    namespace: Some(namespace),
-                    table: Some(table),
-                }
-            }
-            ["namespaces", namespace, ..] => Self {
-                prefix,
-                namespace: Some(namespace),
-                table: None,
-            },
-            _ => Self {
-                prefix,
-                ..Self::default()
-            },
-        }
-    }
+/// The still-encoded names of the request's path, as the client sent it
+/// (before any nesting stripped a prefix), read by the route grammar.
+fn raw_names(parts: &Parts) -> Names<'_> {
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |original| &original.0);
+    route::match_path(uri.path()).map_or_else(Names::default, |m| m.names)
 }
 
 impl Target {
@@ -121,7 +83,7 @@ impl Target {
     /// code that runs before routing (unprefixed paths are on
     /// `default_warehouse`).
     pub fn of_path(path: &str, default_warehouse: &str) -> Result<Self, CatalogError> {
-        let raw = RawNames::parse(path);
+        let raw = route::match_path(path).map_or_else(Names::default, |m| m.names);
         Ok(Target {
             prefix: raw
                 .prefix
@@ -130,7 +92,7 @@ impl Target {
                 Some(namespace) => parse_namespace(&decode_path_segment(namespace))?,
                 None => Vec::new(),
             },
-            table: raw.table.map(decode_path_segment).unwrap_or_default(),
+            table: raw.name.map(decode_path_segment).unwrap_or_default(),
         })
     }
 }
@@ -148,7 +110,7 @@ impl FromRequestParts<AppState> for Target {
         // The router has percent-decoded the captures, which leaves a `+`
         // (a space, as Java clients encode it) indistinguishable from `%2B`:
         // a segment sent with a `+` is decoded again from the path as sent.
-        let raw = RawNames::of(parts);
+        let raw = raw_names(parts);
         let redecode = |decoded: String, raw: Option<&str>| match raw {
             Some(raw) if raw.contains('+') => decode_path_segment(raw),
             _ => decoded,
@@ -162,7 +124,7 @@ impl FromRequestParts<AppState> for Target {
             None => Vec::new(),
         };
         let table = match params.remove("table").or_else(|| params.remove("view")) {
-            Some(decoded) => redecode(decoded, raw.table),
+            Some(decoded) => redecode(decoded, raw.name),
             None => String::new(),
         };
         Ok(Target {
@@ -175,35 +137,26 @@ impl FromRequestParts<AppState> for Target {
 
 #[cfg(test)]
 mod tests {
-    use super::RawNames;
+    use super::Target;
 
     #[test]
-    fn raw_names_come_from_the_path_as_sent() {
+    fn names_come_from_the_path_as_sent() {
+        let t = Target::of_path("/v1/wh+1/namespaces/a%1Fmy+ns/tables/t+1/metrics", "d")
+            .expect("names");
         assert_eq!(
-            RawNames::parse("/v1/wh+1/namespaces/a%1Fmy+ns/tables/t+1/metrics"),
-            RawNames {
-                prefix: Some("wh+1"),
-                namespace: Some("a%1Fmy+ns"),
-                table: Some("t+1"),
-            }
+            (t.prefix.as_str(), t.namespace, t.table.as_str()),
+            ("wh 1", vec!["a".to_string(), "my ns".to_string()], "t 1")
         );
+        let t = Target::of_path("/v1/namespaces/my+ns/views/v", "d").expect("names");
+        assert_eq!((t.prefix.as_str(), t.table.as_str()), ("d", "v"));
+        let t = Target::of_path("/v1/namespaces/my+ns/properties", "d").expect("names");
         assert_eq!(
-            RawNames::parse("/v1/namespaces/my+ns/views/v"),
-            RawNames {
-                prefix: None,
-                namespace: Some("my+ns"),
-                table: Some("v"),
-            }
+            (t.namespace, t.table.as_str()),
+            (vec!["my ns".to_string()], "")
         );
-        assert_eq!(
-            RawNames::parse("/v1/namespaces/my+ns/properties"),
-            RawNames {
-                prefix: None,
-                namespace: Some("my+ns"),
-                table: None,
-            }
-        );
-        assert_eq!(RawNames::parse("/v1/namespaces"), RawNames::default());
-        assert_eq!(RawNames::parse("/health"), RawNames::default());
+        for path in ["/v1/namespaces", "/health"] {
+            let t = Target::of_path(path, "d").expect("names");
+            assert!(t.namespace.is_empty() && t.table.is_empty(), "{path}");
+        }
     }
 }

@@ -46,10 +46,9 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// Whether the route grammar says a key makes this request run at most once.
 fn applies(method: &Method, path: &str) -> bool {
-    matches!(*method, Method::POST | Method::DELETE | Method::PUT)
-        && path.starts_with("/v1/")
-        && path != "/v1/oauth/tokens"
+    floe_shared::route::parse(method.as_str(), path).is_some_and(|r| r.keyed())
 }
 
 fn replay(status: u16, body: String) -> Response {

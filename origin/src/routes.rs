@@ -8,10 +8,11 @@ use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use bytes::Bytes;
 use floe_shared::etag::{self, SnapshotsMode};
 use floe_shared::json::JsonBodies;
+use floe_shared::route::{Operation, ROUTES};
 use floe_shared::wire::{
     CreateNamespaceRequest, RegisterTableRequest, RenameTableRequest,
     UpdateNamespacePropertiesRequest,
@@ -70,164 +71,94 @@ pub struct AppParts {
     pub idempotency_lifetime: std::time::Duration,
 }
 
-/// Every operation this server implements, as advertised in `/v1/config`.
-pub const ENDPOINTS: &[&str] = &[
-    "GET /v1/{prefix}/namespaces",
-    "POST /v1/{prefix}/namespaces",
-    "GET /v1/{prefix}/namespaces/{namespace}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}",
-    "POST /v1/{prefix}/namespaces/{namespace}/properties",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/register",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
-    "POST /v1/{prefix}/tables/rename",
-    "POST /v1/{prefix}/transactions/commit",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/unregister",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/tasks",
-    "GET /v1/{prefix}/namespaces/{namespace}/functions",
-    "GET /v1/{prefix}/namespaces/{namespace}/functions/{function}",
-    "GET /v1/{prefix}/namespaces/{namespace}/views",
-    "POST /v1/{prefix}/namespaces/{namespace}/views",
-    "GET /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "POST /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "POST /v1/{prefix}/views/rename",
-    "POST /v1/{prefix}/namespaces/{namespace}/register-view",
-];
-
-fn catalog_routes() -> Router<AppState> {
-    Router::new()
-        .route("/namespaces", get(list_namespaces).post(create_namespace))
-        .route(
-            "/namespaces/{namespace}",
-            get(load_namespace)
-                .head(namespace_exists)
-                .delete(drop_namespace),
-        )
-        .route(
-            "/namespaces/{namespace}/properties",
-            post(update_properties),
-        )
-        .route(
-            "/namespaces/{namespace}/tables",
-            get(list_tables).post(create_table),
-        )
-        .route(
-            "/namespaces/{namespace}/tables/{table}",
-            get(load_table)
-                .head(table_exists)
-                .post(commit_table)
-                .delete(drop_table),
-        )
-        .route("/namespaces/{namespace}/register", post(register_table))
-        .route(
-            "/namespaces/{namespace}/tables/{table}/metrics",
-            post(report_metrics),
-        )
-        .route(
-            "/namespaces/{namespace}/tables/{table}/unregister",
-            post(unregister_table),
-        )
-        .route(
-            "/namespaces/{namespace}/tables/{table}/credentials",
-            get(load_credentials),
-        )
-        .route(
-            "/namespaces/{namespace}/tables/{table}/sign",
-            post(sign_request),
-        )
-        .route("/namespaces/{namespace}/functions", get(list_functions))
-        .route(
-            "/namespaces/{namespace}/functions/{function}",
-            get(load_function),
-        )
-        .route(
-            "/namespaces/{namespace}/views",
-            get(list_views).post(create_view),
-        )
-        .route(
-            "/namespaces/{namespace}/views/{view}",
-            get(load_view)
-                .head(view_exists)
-                .post(replace_view)
-                .delete(drop_view),
-        )
-        .route("/views/rename", post(rename_view))
-        .route("/namespaces/{namespace}/register-view", post(register_view))
-        .route("/tables/rename", post(rename_table))
-        .route("/transactions/commit", post(commit_transaction))
-        .route(
-            "/namespaces/{namespace}/tables/{table}/plan",
-            post(plan_table_scan),
-        )
-        .route(
-            "/namespaces/{namespace}/tables/{table}/plan/{plan_id}",
-            get(fetch_planning_result).delete(cancel_planning),
-        )
-        .route(
-            "/namespaces/{namespace}/tables/{table}/tasks",
-            post(fetch_scan_tasks),
-        )
+/// The handler of each operation of the route grammar
+/// ([`floe_shared::route::ROUTES`]); the router is built from the grammar,
+/// so the two cannot disagree about what Floe serves.
+fn handler(operation: Operation) -> MethodRouter<AppState> {
+    use Operation as Op;
+    use axum::routing::{delete, head};
+    match operation {
+        Op::GetConfig => get(get_config),
+        Op::GetToken => post(unsupported),
+        Op::ListNamespaces => get(list_namespaces),
+        Op::CreateNamespace => post(create_namespace),
+        Op::LoadNamespace => get(load_namespace),
+        Op::NamespaceExists => head(namespace_exists),
+        Op::DropNamespace => delete(drop_namespace),
+        Op::UpdateNamespaceProperties => post(update_properties),
+        Op::ListTables => get(list_tables),
+        Op::CreateTable => post(create_table),
+        Op::LoadTable => get(load_table),
+        Op::TableExists => head(table_exists),
+        Op::UpdateTable => post(commit_table),
+        Op::DropTable => delete(drop_table),
+        Op::RegisterTable => post(register_table),
+        Op::ReportMetrics => post(report_metrics),
+        Op::UnregisterTable => post(unregister_table),
+        Op::LoadCredentials => get(load_credentials),
+        Op::SignRequest => post(sign_request),
+        Op::PlanTableScan => post(plan_table_scan),
+        Op::FetchPlanningResult => get(fetch_planning_result),
+        Op::CancelPlanning => delete(cancel_planning),
+        Op::FetchScanTasks => post(fetch_scan_tasks),
+        Op::RenameTable => post(rename_table),
+        Op::CommitTransaction => post(commit_transaction),
+        Op::ListFunctions => get(list_functions),
+        Op::LoadFunction => get(load_function),
+        Op::ListViews => get(list_views),
+        Op::CreateView => post(create_view),
+        Op::LoadView => get(load_view),
+        Op::ViewExists => head(view_exists),
+        Op::ReplaceView => post(replace_view),
+        Op::DropView => delete(drop_view),
+        Op::RenameView => post(rename_view),
+        Op::RegisterView => post(register_view),
+        Op::ListWarehouses => get(list_warehouses),
+        Op::CreateWarehouse => post(create_warehouse),
+        Op::DeleteWarehouse => delete(delete_warehouse),
+        Op::ListClients => get(list_clients),
+        Op::CreateClient => post(create_client),
+        Op::GetClient => get(get_client),
+        Op::ClientAction => post(client_action),
+        Op::CreateApiKey => post(create_api_key),
+        Op::ListApiKeys => get(list_api_keys),
+        Op::RevokeApiKey => delete(revoke_api_key),
+        Op::RotateApiKey => post(rotate_api_key),
+        Op::Events => get(events),
+        Op::InternalPrincipal => get(crate::auth::internal_principal_by_id),
+        Op::InternalSubject => get(crate::auth::internal_principal_by_subject),
+        Op::InternalApiKey => get(crate::auth::internal_api_key),
+        Op::Health => get(health),
+        Op::Ready => get(ready),
+        Op::Metrics => get(metrics),
+    }
 }
 
-/// Builds the whole application: the REST API (with and without prefix),
-/// management, health and metrics.
+/// Builds the whole application from the route grammar: the REST API (with
+/// and without prefix), management, internal, health and metrics.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.body_limit;
-    Router::new()
-        .route("/v1/config", get(get_config))
-        .route("/v1/oauth/tokens", post(unsupported))
-        .nest("/v1/{prefix}", catalog_routes())
-        .nest("/v1", catalog_routes())
-        .route(
-            "/management/v1/warehouses",
-            get(list_warehouses).post(create_warehouse),
-        )
-        .route(
-            "/management/v1/warehouses/{name}",
-            axum::routing::delete(delete_warehouse),
-        )
-        .route(
-            "/management/v1/clients",
-            get(list_clients).post(create_client),
-        )
-        .route("/management/v1/clients/{id}", get(get_client))
-        .route("/management/v1/clients/{id}/{action}", post(client_action))
-        .route("/management/v1/clients/{id}/api-keys", post(create_api_key))
-        .route("/management/v1/api-keys", get(list_api_keys))
-        .route(
-            "/management/v1/api-keys/{id}",
-            axum::routing::delete(revoke_api_key),
-        )
-        .route("/management/v1/api-keys/{id}/rotate", post(rotate_api_key))
-        .route(floe_shared::events::EVENTS_PATH, get(events))
-        .route(
-            "/internal/v1/principals/{id}",
-            get(crate::auth::internal_principal_by_id),
-        )
-        .route(
-            "/internal/v1/subjects/{subject}",
-            get(crate::auth::internal_principal_by_subject),
-        )
-        .route(
-            "/internal/v1/api-keys/{id}",
-            get(crate::auth::internal_api_key),
-        )
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    let mut paths: Vec<(String, MethodRouter<AppState>)> = Vec::new();
+    for spec in ROUTES {
+        let pattern = spec.resource.pattern();
+        let mut forms = vec![pattern.to_string()];
+        if pattern.contains("/{prefix}") {
+            forms.push(pattern.replacen("/{prefix}", "", 1));
+        }
+        for path in forms {
+            match paths.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, methods)) => {
+                    *methods = std::mem::take(methods).merge(handler(spec.operation));
+                }
+                None => paths.push((path, handler(spec.operation))),
+            }
+        }
+    }
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(&path, methods)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -253,9 +184,12 @@ pub(crate) async fn applied_answer(
     body: &Bytes,
     applied: &str,
 ) -> Result<Response> {
-    let path = parts.uri.path().trim_end_matches('/').to_string();
+    use Operation as Op;
+    let path = parts.uri.path().to_string();
+    let operation = floe_shared::route::parse(parts.method.as_str(), &path)
+        .map(|route| route.operation())
+        .ok_or_else(|| CatalogError::NotFound(format!("No route for {path}")))?;
     let target = Target::of_path(&path, &state.default_warehouse)?;
-    let last = path.rsplit('/').next().unwrap_or_default();
     let named = || -> Result<String> {
         #[derive(serde::Deserialize)]
         struct Named {
@@ -265,11 +199,8 @@ pub(crate) async fn applied_answer(
             .map(|n| n.name)
             .map_err(|e| CatalogError::BadRequest(format!("Invalid request body: {e}")))
     };
-    let no_body = parts.method != Method::POST
-        || path.ends_with("/transactions/commit")
-        || path.ends_with("/rename");
-    if no_body || last == "namespaces" {
-        if !no_body {
+    match operation {
+        Op::CreateNamespace => {
             #[derive(serde::Deserialize)]
             struct Created {
                 namespace: Vec<String>,
@@ -282,17 +213,12 @@ pub(crate) async fn applied_answer(
                 .await?;
             return to_json(state, StatusCode::OK, &loaded);
         }
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let parent = path.rsplit('/').nth(1).unwrap_or_default();
-    let view = match parent {
-        "tables" => false,
-        "views" => true,
-        _ => matches!(last, "views" | "register-view"),
-    };
-    if view {
-        let view = state.catalog.applied_view(&target.prefix, applied).await?;
-        return Ok(view_result(view));
+        Op::CreateView | Op::ReplaceView | Op::RegisterView => {
+            let view = state.catalog.applied_view(&target.prefix, applied).await?;
+            return Ok(view_result(view));
+        }
+        Op::CreateTable | Op::RegisterTable | Op::UpdateTable => {}
+        _ => return Ok(StatusCode::NO_CONTENT.into_response()),
     }
     let name = if target.table.is_empty() {
         named()?
@@ -320,7 +246,13 @@ pub(crate) async fn applied_answer(
 /// serving the loads they hold.
 async fn database_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let exempt = matches!(path, "/health" | "/metrics") || path == floe_shared::events::EVENTS_PATH;
+    let exempt = floe_shared::route::match_path(path).is_some_and(|m| {
+        use floe_shared::route::Resource;
+        matches!(
+            m.resource,
+            Resource::Health | Resource::Metrics | Resource::Events
+        )
+    });
     if !exempt && state.catalog.store().is_down() {
         return CatalogError::Unavailable(
             "The catalog database is unreachable; nothing was changed. Retry later".into(),
@@ -457,7 +389,7 @@ async fn get_config(
     State(state): State<AppState>,
     QueryParams(params): QueryParams<ConfigParams>,
 ) -> Result<Response> {
-    let endpoints = ENDPOINTS.iter().map(|s| s.to_string()).collect();
+    let endpoints = floe_shared::route::endpoints().collect();
     let mut config = state
         .catalog
         .config(
@@ -930,7 +862,7 @@ async fn fetch_planning_result(
     caller: Option<Extension<Caller>>,
     axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
 ) -> Result<Response> {
-    let id = params.get("plan_id").cloned().unwrap_or_default();
+    let id = params.get("plan-id").cloned().unwrap_or_default();
     let delegation = delegation(&headers, caller.as_deref(), &target);
     let answer = state
         .catalog
@@ -950,7 +882,7 @@ async fn cancel_planning(
     target: Target,
     axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
 ) -> Result<StatusCode> {
-    let id = params.get("plan_id").cloned().unwrap_or_default();
+    let id = params.get("plan-id").cloned().unwrap_or_default();
     state
         .catalog
         .cancel_plan(&target.prefix, &target.namespace, &target.table, &id)

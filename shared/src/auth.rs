@@ -161,16 +161,6 @@ pub struct Access {
     pub role: Role,
 }
 
-use crate::wire::decode_path_segment as decode;
-
-fn levels(encoded: &str) -> Vec<String> {
-    decode(encoded)
-        .split('\u{1f}')
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Routes anyone may call: health, readiness, metrics and the token endpoint.
 pub fn is_public(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics" | "/v1/oauth/tokens")
@@ -178,43 +168,38 @@ pub fn is_public(path: &str) -> bool {
 
 /// What `method path?query` needs; unprefixed routes are on `default_warehouse`.
 ///
-/// Operations whose namespaces come from the body (creating a namespace,
-/// renaming, multi-table transactions) need the role on the whole warehouse.
+/// Read from the route grammar ([`crate::route`]): a request that is no
+/// route needs only authentication (it is answered 404 or 405). Operations
+/// whose namespaces come from the body (creating a namespace, renaming,
+/// multi-table transactions) need the role on the whole warehouse.
 pub fn required(
     method: &str,
     path: &str,
     query: Option<&str>,
     default_warehouse: &str,
 ) -> Required {
-    match path {
-        "/health" | "/ready" | "/metrics" | "/v1/oauth/tokens" => return Required::Public,
-        "/v1/config" => return Required::Authenticated,
-        _ => {}
-    }
-    if path.starts_with("/internal/") {
-        return Required::Internal;
-    }
-    if path == "/management" || path.starts_with("/management/") {
-        return Required::Access(Access {
-            warehouse: None,
-            namespace: Vec::new(),
-            role: Role::Admin,
-        });
-    }
-    let Some(rest) = path.strip_prefix("/v1/") else {
+    use crate::route::{Area, Operation as Op};
+    let Some(route) = crate::route::parse(method, path) else {
         return Required::Authenticated;
     };
-    let segments: Vec<&str> = rest.split('/').collect();
-    let (warehouse, rest): (String, &[&str]) = match segments.first() {
-        Some(&"namespaces") | Some(&"tables") | Some(&"views") | Some(&"transactions") => {
-            (default_warehouse.to_string(), &segments[..])
+    match route.spec.resource.area() {
+        Area::Ops => return Required::Public,
+        Area::Internal => return Required::Internal,
+        Area::Management => {
+            return Required::Access(Access {
+                warehouse: None,
+                namespace: Vec::new(),
+                role: Role::Admin,
+            });
         }
-        Some(prefix) if segments.len() > 1 => (decode(prefix), &segments[1..]),
-        _ => return Required::Authenticated,
-    };
-    let read = matches!(method, "GET" | "HEAD");
-    let (namespace, role) = match rest {
-        ["namespaces"] => {
+        Area::Session if route.operation() == Op::GetToken => return Required::Public,
+        Area::Session => return Required::Authenticated,
+        Area::Catalog => {}
+    }
+    let warehouse = Some(route.names.warehouse(default_warehouse));
+    let namespace = route.names.namespace_levels();
+    let role = match route.operation() {
+        Op::ListNamespaces => {
             let parent = query
                 .into_iter()
                 .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
@@ -226,48 +211,43 @@ pub fn required(
                         .collect()
                 })
                 .unwrap_or_default();
-            if read {
-                return Required::List(Access {
-                    warehouse: Some(warehouse),
-                    namespace: parent,
-                    role: Role::Reader,
-                });
-            } else {
-                (Vec::new(), Role::Writer)
-            }
-        }
-        ["namespaces", ns, "tables" | "views"] if method == "GET" => {
             return Required::List(Access {
-                warehouse: Some(warehouse),
-                namespace: levels(ns),
+                warehouse,
+                namespace: parent,
                 role: Role::Reader,
             });
         }
-        ["namespaces", ns] => (
-            levels(ns),
-            match method {
-                "GET" | "HEAD" => Role::Reader,
-                "DELETE" => Role::Admin,
-                _ => Role::Writer,
-            },
-        ),
-        ["namespaces", ns, "register" | "register-view"] => (levels(ns), Role::Admin),
-        ["namespaces", ns, "tables", _, "unregister"] => (levels(ns), Role::Admin),
+        Op::ListTables | Op::ListViews => {
+            return Required::List(Access {
+                warehouse,
+                namespace,
+                role: Role::Reader,
+            });
+        }
+        Op::DropNamespace | Op::RegisterTable | Op::RegisterView | Op::UnregisterTable => {
+            Role::Admin
+        }
         // Scan planning, metrics reports, credentials and signing are part
         // of reading a table (the origin signs writes only for writers).
-        [
-            "namespaces",
-            ns,
-            "tables",
-            _,
-            "metrics" | "plan" | "tasks" | "credentials" | "sign",
-        ]
-        | ["namespaces", ns, "tables", _, "plan", _] => (levels(ns), Role::Reader),
-        ["namespaces", ns, ..] => (levels(ns), if read { Role::Reader } else { Role::Writer }),
-        _ => (Vec::new(), if read { Role::Reader } else { Role::Writer }),
+        Op::LoadNamespace
+        | Op::NamespaceExists
+        | Op::LoadTable
+        | Op::TableExists
+        | Op::ReportMetrics
+        | Op::LoadCredentials
+        | Op::SignRequest
+        | Op::PlanTableScan
+        | Op::FetchPlanningResult
+        | Op::CancelPlanning
+        | Op::FetchScanTasks
+        | Op::ListFunctions
+        | Op::LoadFunction
+        | Op::LoadView
+        | Op::ViewExists => Role::Reader,
+        _ => Role::Writer,
     };
     Required::Access(Access {
-        warehouse: Some(warehouse),
+        warehouse,
         namespace,
         role,
     })

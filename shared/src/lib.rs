@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod json;
 pub mod oidc;
 pub mod pool;
+pub mod route;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod token;
