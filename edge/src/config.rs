@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use floe_shared::config::{ConfigSource, load_layered};
+use floe_shared::config::{ConfigSource, EnvScheme, load_layered};
 use floe_shared::pool::PoolConfig;
 use serde::{Deserialize, Serialize};
 
@@ -281,7 +281,15 @@ impl Default for LogSettings {
 impl EdgeConfig {
     /// Reads defaults, the optional YAML file, then environment overrides.
     pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
-        load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
+        load_layered(
+            file,
+            env,
+            EnvScheme {
+                prefix: ENV_PREFIX,
+                others: &[],
+            },
+        )
+        .map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Refuses to serve clients on a non-loopback address with
@@ -304,6 +312,28 @@ impl EdgeConfig {
             }
         }
         Ok(())
+    }
+
+    /// What `check-config` checks once the configuration has loaded: the
+    /// values ([`Self::validate`]) and the exposure rule.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.validate()?;
+        self.check_exposure()
+    }
+
+    /// The one-line verdict of `check-config`.
+    pub fn summary(&self) -> String {
+        format!(
+            "edge configuration: ok (listen {}, origins {}, metrics {}, auth {})",
+            self.listen.join(" "),
+            self.origins.join(" "),
+            if self.metrics_listen.is_empty() {
+                "off"
+            } else {
+                &self.metrics_listen
+            },
+            if self.auth.enabled { "on" } else { "off" }
+        )
     }
 
     /// Checks values that parse but cannot work.

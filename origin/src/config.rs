@@ -317,7 +317,16 @@ pub struct Overrides {
 impl Config {
     /// Reads defaults, the optional YAML file, then environment overrides.
     pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
-        floe_shared::config::load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
+        floe_shared::config::load_layered(
+            file,
+            env,
+            floe_shared::config::EnvScheme {
+                prefix: ENV_PREFIX,
+                // The edge's variables, read by the edge (also in `floe`).
+                others: &["FLOE_EDGE_"],
+            },
+        )
+        .map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Applies command-line flags.
