@@ -233,10 +233,12 @@ fn describe_unknown(
         split = Some(section);
     }
     let dotted = segments.join(".");
-    // A variable set this key, or one of its parents (a whole section).
-    let variable = (0..=segments.len())
-        .rev()
-        .find_map(|n| from_env.get(&segments[..n]));
+    // A variable set this key, a key under it (a misspelt section), or one
+    // of its parents.
+    let variable = from_env
+        .iter()
+        .find(|(key, _)| key.starts_with(segments) || segments.starts_with(key))
+        .map(|(_, name)| name);
     match variable {
         Some(name) => {
             let hint = match suggestion {
