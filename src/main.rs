@@ -1,7 +1,8 @@
 //! `floe`: both tiers in one process for a laptop. `cargo run --release`
 //! serves clients on 127.0.0.1:8181 through the edge, in front of an origin
 //! on SQLite with a local warehouse under `./data`. The `migrate` and
-//! `warehouse` subcommands work as with `floe-origin`.
+//! `warehouse` subcommands work as with `floe-origin`; `check-config`
+//! checks both tiers' configuration and the origin's database.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -54,6 +55,25 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(Command::CheckConfig { offline }) = origin_cli.command {
+        // Both tiers' files and variables, then the origin's database.
+        let mut edge_config = EdgeConfig::load(cli.edge_config.as_deref(), &ProcessEnv)
+            .map_err(|e| anyhow::anyhow!("edge configuration: {e:#}"))?;
+        if let Some(listen) = cli.listen {
+            edge_config.listen = vec![listen];
+        }
+        if let Some(metrics) = cli.edge_metrics_listen {
+            edge_config.metrics_listen = metrics;
+        }
+        edge_config.origins = vec![cli.origin_listen.to_string()];
+        edge_config
+            .check()
+            .map_err(|e| anyhow::anyhow!("edge configuration: {e:#}"))?;
+        println!("{}", edge_config.summary());
+        let origin_config = floe_origin::cli::load_config(&origin_cli)
+            .map_err(|e| anyhow::anyhow!("origin configuration: {e:#}"))?;
+        return runtime.block_on(floe_origin::cli::check_config(&origin_config, offline));
+    }
     if !matches!(origin_cli.command, None | Some(Command::Serve)) {
         return runtime.block_on(floe_origin::cli::main(origin_cli));
     }

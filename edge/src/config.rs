@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use floe_shared::config::{ConfigSource, load_layered};
+use floe_shared::config::{ConfigSource, EnvScheme, load_layered};
 use floe_shared::pool::PoolConfig;
 use serde::{Deserialize, Serialize};
 
@@ -281,7 +281,15 @@ impl Default for LogSettings {
 impl EdgeConfig {
     /// Reads defaults, the optional YAML file, then environment overrides.
     pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
-        load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
+        load_layered(
+            file,
+            env,
+            EnvScheme {
+                prefix: ENV_PREFIX,
+                others: &[],
+            },
+        )
+        .map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Refuses to serve clients on a non-loopback address with
@@ -304,6 +312,28 @@ impl EdgeConfig {
             }
         }
         Ok(())
+    }
+
+    /// What `check-config` checks once the configuration has loaded: the
+    /// values ([`Self::validate`]) and the exposure rule.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.validate()?;
+        self.check_exposure()
+    }
+
+    /// The one-line verdict of `check-config`.
+    pub fn summary(&self) -> String {
+        format!(
+            "edge configuration: ok (listen {}, origins {}, metrics {}, auth {})",
+            self.listen.join(" "),
+            self.origins.join(" "),
+            if self.metrics_listen.is_empty() {
+                "off"
+            } else {
+                &self.metrics_listen
+            },
+            if self.auth.enabled { "on" } else { "off" }
+        )
     }
 
     /// Checks values that parse but cannot work.
@@ -390,6 +420,84 @@ mod tests {
         let cfg = EdgeConfig::load(None, &StaticEnv(&env)).unwrap();
         assert_eq!(cfg.cache.max_age_seconds, 7);
         assert_eq!(cfg.server.threads, 4);
+    }
+
+    fn load_err(yaml: Option<&str>, env: &[(&str, &str)]) -> (String, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edge.yaml");
+        if let Some(yaml) = yaml {
+            std::fs::write(&path, yaml).unwrap();
+        }
+        let file = yaml.map(|_| path.as_path());
+        let e = EdgeConfig::load(file, &StaticEnv(env))
+            .expect_err("refused")
+            .to_string();
+        (e, path)
+    }
+
+    #[test]
+    fn a_misspelt_key_of_any_section_is_named_with_the_file_and_the_right_key() {
+        let typos = floe_shared::testkit::config_typos::<EdgeConfig>();
+        assert!(typos.len() > 40, "{typos:?}");
+        for typo in typos {
+            let (e, path) = load_err(Some(&typo.yaml), &[]);
+            let want = format!(
+                "{}: unknown key `{}`; did you mean `{}`?",
+                path.display(),
+                typo.wrong,
+                typo.meant
+            );
+            assert_eq!(e, want, "{}", typo.yaml);
+        }
+        let (e, _) = load_err(
+            Some("auth:\n  rate_limit:\n    failures_per_adress_per_minute: 3\n"),
+            &[],
+        );
+        assert!(
+            e.contains("`auth.rate_limit.failures_per_adress_per_minute`; did you mean `failures_per_address_per_minute`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_variables_and_wrong_types_are_named() {
+        let (e, _) = load_err(None, &[("FLOE_EDGE_LISTN", "127.0.0.1:1")]);
+        assert_eq!(
+            e,
+            "environment variable FLOE_EDGE_LISTN: unknown configuration key `listn`; did you \
+             mean FLOE_EDGE_LISTEN (`listen`)?"
+        );
+        let (e, _) = load_err(None, &[("FLOE_EDGE_CACHE__MAX_BYTE", "1")]);
+        assert!(
+            e.contains("did you mean FLOE_EDGE_CACHE__MAX_BYTES (`cache.max_bytes`)?"),
+            "{e}"
+        );
+        let (e, _) = load_err(None, &[("FLOE_EDGE_CACHE_MAX_BYTES", "1")]);
+        assert!(
+            e.contains("did you mean FLOE_EDGE_CACHE__MAX_BYTES (`cache.max_bytes`)?"),
+            "{e}"
+        );
+        let (e, path) = load_err(Some("server:\n  threads: two\n"), &[]);
+        assert!(
+            e.starts_with(&format!(
+                "{}: key `server.threads`: invalid type",
+                path.display()
+            )),
+            "{e}"
+        );
+        let (e, _) = load_err(None, &[("FLOE_EDGE_H2C", "sometimes")]);
+        assert!(
+            e.starts_with("environment variable FLOE_EDGE_H2C: key `h2c`:"),
+            "{e}"
+        );
+        // Not the edge's: left alone.
+        let env = [
+            ("FLOE_EDGE_CONFIG", "/etc/floe/edge.yaml"),
+            ("FLOE_CONFIG", "/etc/floe/origin.yaml"),
+            ("FLOE_SERVER__LISTN", "typo, but the origin's"),
+            ("FLOE_TEST_PG_URL", "postgres://x"),
+        ];
+        EdgeConfig::load(None, &StaticEnv(&env)).unwrap();
     }
 
     #[test]

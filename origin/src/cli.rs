@@ -48,6 +48,14 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Validate the configuration (YAML file and FLOE_ variables), connect to
+    /// the database and check its migrations; print a verdict, exit non-zero
+    /// when something would stop the origin.
+    CheckConfig {
+        /// Skip the database: check the file and variables only.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Write a new Ed25519 token signing key (PEM) and its public key (`.pub`).
     Keygen {
         /// Where to write the private key (must not exist).
@@ -268,6 +276,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(Command::CheckConfig { offline }) = &cli.command {
+        let config = load_config(&cli).map_err(|e| anyhow::anyhow!("configuration: {e:#}"))?;
+        return check_config(&config, *offline).await;
+    }
     let config = load_config(&cli)?;
     init_tracing(&config);
     match cli.command.unwrap_or(Command::Serve) {
@@ -283,7 +295,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await?;
             warehouse_command(&store, cmd).await
         }
-        Command::Keygen { .. } => Ok(()),
+        Command::Keygen { .. } | Command::CheckConfig { .. } => Ok(()),
         Command::Client(cmd) => {
             let store = Store::connect(&config.database).await?;
             store.migrate().await?;
@@ -297,6 +309,77 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             api_key_command(&store, &events, cmd).await
         }
     }
+}
+
+/// `check-config` once the file and variables have loaded and validated:
+/// the exposure rule, then (unless `offline`) the database and its
+/// migrations. Prints each verdict; errors when the origin would not start
+/// or would serve a database it does not understand.
+pub async fn check_config(config: &Config, offline: bool) -> anyhow::Result<()> {
+    config.check_exposure()?;
+    println!(
+        "origin configuration: ok (listen {}, warehouse {} at {})",
+        config.server.listen, config.warehouse.name, config.warehouse.location
+    );
+    if offline {
+        println!("database: not checked (--offline)");
+        return Ok(());
+    }
+    let url = crate::store::redact_url(&config.database.url);
+    if let Some(path) = crate::config::sqlite_file(&config.database.url)
+        && !path.exists()
+    {
+        if config.database.migrate_on_start {
+            println!(
+                "database: {url}: the file does not exist yet; the origin creates it and applies \
+                 every migration at start-up"
+            );
+            return Ok(());
+        }
+        anyhow::bail!(
+            "database: {url}: the file does not exist and database.migrate_on_start is false: \
+             run `floe-origin migrate` first"
+        );
+    }
+    let store = Store::connect(&config.database)
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e:#}"))?;
+    let state = store.migration_state().await?;
+    if !state.failed.is_empty() {
+        anyhow::bail!(
+            "database: {url}: migration(s) {:?} failed part-way; repair the database before \
+             starting",
+            state.failed
+        );
+    }
+    if !state.unknown.is_empty() {
+        anyhow::bail!(
+            "database: {url}: applied migration(s) {:?} are unknown to this floe-origin: the \
+             database was migrated by a newer version",
+            state.unknown
+        );
+    }
+    if state.pending.is_empty() {
+        println!(
+            "database: ok ({url}, all {} migrations applied)",
+            state.known
+        );
+    } else if config.database.migrate_on_start {
+        println!(
+            "database: ok ({url}); {} of {} migrations pending, applied at start-up \
+             (database.migrate_on_start)",
+            state.pending.len(),
+            state.known
+        );
+    } else {
+        anyhow::bail!(
+            "database: {url}: {} of {} migrations pending and database.migrate_on_start is \
+             false: run `floe-origin migrate`",
+            state.pending.len(),
+            state.known
+        );
+    }
+    Ok(())
 }
 
 fn parse_vended(value: &str) -> Result<VendedMode, String> {

@@ -317,7 +317,16 @@ pub struct Overrides {
 impl Config {
     /// Reads defaults, the optional YAML file, then environment overrides.
     pub fn load(file: Option<&Path>, env: &dyn ConfigSource) -> anyhow::Result<Self> {
-        floe_shared::config::load_layered(file, env, ENV_PREFIX).map_err(|e| anyhow::anyhow!(e))
+        floe_shared::config::load_layered(
+            file,
+            env,
+            floe_shared::config::EnvScheme {
+                prefix: ENV_PREFIX,
+                // The edge's variables, read by the edge (also in `floe`).
+                others: &["FLOE_EDGE_"],
+            },
+        )
+        .map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Applies command-line flags.
@@ -605,6 +614,133 @@ mod tests {
         let env = [("FLOE_DATABASE__MAX_CONNECTIONS", "many")];
         assert!(Config::load(None, &StaticEnv(&env)).is_err());
         assert!(Config::load(Some(Path::new("/nonexistent/x.yaml")), &StaticEnv(&[])).is_err());
+    }
+
+    fn load_err(yaml: Option<&str>, env: &[(&str, &str)]) -> (String, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("origin.yaml");
+        if let Some(yaml) = yaml {
+            std::fs::write(&path, yaml).unwrap();
+        }
+        let file = yaml.map(|_| path.as_path());
+        let e = Config::load(file, &StaticEnv(env))
+            .expect_err("refused")
+            .to_string();
+        (e, path)
+    }
+
+    #[test]
+    fn a_misspelt_key_of_any_section_is_named_with_the_file_and_the_right_key() {
+        let typos = floe_shared::testkit::config_typos::<Config>();
+        assert!(typos.len() > 30, "{typos:?}");
+        for typo in typos {
+            let (e, path) = load_err(Some(&typo.yaml), &[]);
+            let want = format!(
+                "{}: unknown key `{}`; did you mean `{}`?",
+                path.display(),
+                typo.wrong,
+                typo.meant
+            );
+            assert_eq!(e, want, "{}", typo.yaml);
+        }
+        // Deeper levels too, and the issue's own example.
+        let (e, _) = load_err(Some("server: {listn: 1}\n"), &[]);
+        assert!(
+            e.ends_with("unknown key `server.listn`; did you mean `listen`?"),
+            "{e}"
+        );
+        let (e, _) = load_err(
+            Some("warehouse:\n  s3:\n    delegation:\n      vendd: static\n"),
+            &[],
+        );
+        assert!(
+            e.contains("`warehouse.s3.delegation.vendd`; did you mean `vended`?"),
+            "{e}"
+        );
+        // A key nothing resembles: the valid ones are listed.
+        let (e, _) = load_err(Some("log:\n  zzzzzzzzzz: 1\n"), &[]);
+        assert!(
+            e.contains("`log.zzzzzzzzzz`; valid keys here: format, level"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_configuration_variables_are_named_other_floe_variables_left_alone() {
+        let (e, _) = load_err(None, &[("FLOE_SERVER__LISTN", "127.0.0.1:1")]);
+        assert_eq!(
+            e,
+            "environment variable FLOE_SERVER__LISTN: unknown configuration key \
+             `server.listn`; did you mean FLOE_SERVER__LISTEN (`server.listen`)?"
+        );
+        // One `_` where a level needs `__`.
+        let (e, _) = load_err(None, &[("FLOE_DATABASE_URL", "postgres://h/db")]);
+        assert!(
+            e.contains("did you mean FLOE_DATABASE__URL (`database.url`)?"),
+            "{e}"
+        );
+        // A misspelt section.
+        let (e, _) = load_err(None, &[("FLOE_DATABSE__URL", "postgres://h/db")]);
+        assert!(
+            e.starts_with("environment variable FLOE_DATABSE__URL:"),
+            "{e}"
+        );
+        assert!(e.contains("FLOE_DATABASE"), "{e}");
+        // Variables consumed elsewhere keep working: the edge's, the
+        // configuration file's, the tests', the scripts'.
+        let env = [
+            ("FLOE_CONFIG", "/etc/floe/origin.yaml"),
+            ("FLOE_EDGE_CONFIG", "/etc/floe/edge.yaml"),
+            ("FLOE_EDGE_LISTEN", "127.0.0.1:1"),
+            ("FLOE_EDGE_NOSUCH__KEY", "1"),
+            ("FLOE_TEST_PG_URL", "postgres://postgres@127.0.0.1/postgres"),
+            ("FLOE_TEST_BACKEND", "sqlite"),
+            ("FLOE_BIN", "/bin/floe"),
+            ("FLOE_PROFILE", "dev"),
+            ("FLOE_CLIENT_SECRET_ACCESS_KEY", "s"),
+            ("FLOE_S3_SECRET_ACCESS_KEY", "s"),
+            ("FLOE_LOG__LEVEL", "debug"),
+        ];
+        let cfg = Config::load(None, &StaticEnv(&env)).unwrap();
+        assert_eq!(cfg.log.level, "debug");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_where_the_value_came_from() {
+        let (e, path) = load_err(Some("server:\n  listen: here\n"), &[]);
+        assert!(
+            e.starts_with(&format!("{}: key `server.listen`:", path.display())),
+            "{e}"
+        );
+        let (e, path) = load_err(Some("database:\n  max_connections: lots\n"), &[]);
+        assert!(
+            e.starts_with(&format!(
+                "{}: key `database.max_connections`: invalid type",
+                path.display()
+            )),
+            "{e}"
+        );
+        let (e, _) = load_err(
+            Some("database:\n  max_connections: 4\n"),
+            &[("FLOE_DATABASE__MAX_CONNECTIONS", "many")],
+        );
+        assert!(
+            e.starts_with(
+                "environment variable FLOE_DATABASE__MAX_CONNECTIONS: key `database.max_connections`:"
+            ),
+            "{e}"
+        );
+        let (e, path) = load_err(
+            Some("warehouse:\n  s3:\n    delegation:\n      vended: sometimes\n"),
+            &[],
+        );
+        assert!(
+            e.starts_with(&format!(
+                "{}: key `warehouse.s3.delegation.vended`:",
+                path.display()
+            )),
+            "{e}"
+        );
     }
 
     #[test]

@@ -260,6 +260,104 @@ fn constraint(
     CatalogError::from(err)
 }
 
+/// Applied migrations against the ones this binary carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    /// Migrations this binary knows.
+    pub known: usize,
+    /// Known versions not applied yet.
+    pub pending: Vec<i64>,
+    /// Applied versions this binary does not know (a newer Floe migrated).
+    pub unknown: Vec<i64>,
+    /// Versions whose migration failed part-way.
+    pub failed: Vec<i64>,
+}
+
+fn is_missing_table(e: &dyn sqlx::error::DatabaseError) -> bool {
+    // PostgreSQL: undefined_table; SQLite has no code, only the message.
+    e.code().as_deref() == Some("42P01") || e.message().contains("no such table")
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "(unparsable URL)".to_string(),
+    }
+}
+
+/// Connects once to the PostgreSQL server of `url`, within `timeout`, and
+/// reports a failure with the server's host and port, the user and database,
+/// and the cause in words (never the password).
+pub async fn probe_postgres(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+        anyhow::anyhow!(
+            "database.url {} is not a valid PostgreSQL URL: {e}",
+            redact_url(url)
+        )
+    })?;
+    let place = format!(
+        "PostgreSQL at {}:{} (user {}, database {})",
+        options.get_host(),
+        options.get_port(),
+        options.get_username(),
+        options.get_database().unwrap_or(options.get_username())
+    );
+    let cause = match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            return Ok(());
+        }
+        Ok(Err(e)) => connect_cause(&e),
+        Err(_) => format!(
+            "no answer within {} ms (database.acquire_timeout_ms): a firewall dropping packets, \
+             or a server too busy to accept",
+            timeout.as_millis()
+        ),
+    };
+    anyhow::bail!("cannot connect to {place}: {cause}")
+}
+
+/// The cause of a failed connection attempt, in words.
+fn connect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (nothing listens on that port: is PostgreSQL running, on that port?)"
+                    .to_string()
+            }
+            std::io::ErrorKind::TimedOut => format!("connection timed out ({io})"),
+            _ if io.to_string().contains("lookup address")
+                || io.to_string().contains("Name or service not known")
+                || io.to_string().contains("nodename nor servname") =>
+            {
+                format!("the host name does not resolve (DNS failure: {io})")
+            }
+            _ => format!("network error: {io}"),
+        },
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") | Some("28000") => {
+                format!("authentication failed ({})", db.message())
+            }
+            Some("3D000") => format!(
+                "the database does not exist ({}); create it, or fix the URL's path",
+                db.message()
+            ),
+            Some("53300") => format!("the server has no connection slots left ({})", db.message()),
+            Some(code) => format!("the server refused the connection: {} (SQLSTATE {code})", db.message()),
+            None => format!("the server refused the connection: {}", db.message()),
+        },
+        sqlx::Error::Tls(t) => format!("TLS failed: {t}"),
+        other => other.to_string(),
+    }
+}
+
 impl Store {
     /// Opens the pool (creating the SQLite file and its directory if needed).
     pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<Self> {
@@ -275,6 +373,11 @@ impl Store {
         } else {
             Backend::Postgres
         };
+        if backend == Backend::Postgres {
+            // One direct attempt first: a database that cannot be reached is
+            // reported with its address and the cause, not as a pool timeout.
+            probe_postgres(&cfg.url, Duration::from_millis(cfg.acquire_timeout_ms)).await?;
+        }
         let health = Arc::new(Health::default());
         let probe = health.clone();
         let mut options = AnyPoolOptions::new()
@@ -319,7 +422,12 @@ impl Store {
                 })
             });
         }
-        let pool = options.connect(&cfg.url).await?;
+        let pool = options.connect(&cfg.url).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the catalog database {}: {e}",
+                redact_url(&cfg.url)
+            )
+        })?;
         Ok(Self {
             pool,
             backend,
@@ -331,6 +439,51 @@ impl Store {
     /// The backend kind.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How the database's applied migrations compare with this binary's.
+    pub async fn migration_state(&self) -> anyhow::Result<MigrationState> {
+        let migrator = match self.backend {
+            Backend::Postgres => &PG_MIGRATOR,
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+        };
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        // sqlx's own bookkeeping table; absent until the first migration.
+        let applied = match sqlx::query("SELECT version, success FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<bool, _>(1)?)))
+                .collect::<std::result::Result<Vec<(i64, bool)>, sqlx::Error>>()?,
+            Err(sqlx::Error::Database(e)) if is_missing_table(e.as_ref()) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let failed = applied
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(v, _)| *v)
+            .collect();
+        let applied_ok: Vec<i64> = applied
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(v, _)| *v)
+            .collect();
+        Ok(MigrationState {
+            known: known.len(),
+            pending: known
+                .iter()
+                .filter(|v| !applied_ok.contains(v))
+                .copied()
+                .collect(),
+            unknown: applied_ok
+                .iter()
+                .filter(|v| !known.contains(v))
+                .copied()
+                .collect(),
+            failed,
+        })
     }
 
     /// Applies pending migrations.

@@ -116,3 +116,40 @@ pub fn grant(warehouse: &str, namespace: &[&str], role: crate::auth::Role) -> cr
         role,
     }
 }
+
+/// A misspelt key of a configuration file, and what the error must say.
+#[derive(Debug)]
+pub struct Typo {
+    /// The YAML text holding the misspelt key.
+    pub yaml: String,
+    /// Dotted path of the misspelt key.
+    pub wrong: String,
+    /// The key the error must suggest.
+    pub meant: String,
+}
+
+/// One misspelling (the key with an `x` appended) of every key of every
+/// section of `T`'s configuration, and of every top-level scalar key.
+pub fn config_typos<T: serde::Serialize + Default>() -> Vec<Typo> {
+    let defaults = serde_json::to_value(T::default()).expect("serializable configuration");
+    let mut typos = Vec::new();
+    for (section, value) in defaults.as_object().expect("a mapping") {
+        match value {
+            serde_json::Value::Object(keys) => {
+                for key in keys.keys() {
+                    typos.push(Typo {
+                        yaml: format!("{section}:\n  {key}x: 1\n"),
+                        wrong: format!("{section}.{key}x"),
+                        meant: key.clone(),
+                    });
+                }
+            }
+            _ => typos.push(Typo {
+                yaml: format!("{section}x: 1\n"),
+                wrong: format!("{section}x"),
+                meant: section.clone(),
+            }),
+        }
+    }
+    typos
+}
