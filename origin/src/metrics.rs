@@ -5,8 +5,8 @@
 //! client choosing methods or paths cannot add series.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use floe_shared::pool::PoolMetrics;
@@ -22,6 +22,7 @@ pub struct Metrics {
     commits: IntCounterVec,
     commit_retries: IntCounter,
     pool: IntGaugeVec,
+    pool_max: IntGauge,
     buffer_pools: PoolMetrics,
 }
 
@@ -79,12 +80,17 @@ impl Metrics {
             ),
             &["state"],
         ));
+        let pool_max = must(IntGauge::new(
+            "floe_origin_db_pool_max_connections",
+            "Connections the database pool may open (database.max_connections)",
+        ));
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(commits.clone()),
             Box::new(commit_retries.clone()),
             Box::new(pool.clone()),
+            Box::new(pool_max.clone()),
         ] {
             must(registry.register(collector));
         }
@@ -97,6 +103,7 @@ impl Metrics {
             commits,
             commit_retries,
             pool,
+            pool_max,
         }
     }
 
@@ -127,14 +134,22 @@ impl Metrics {
         self.commit_retries.inc();
     }
 
+    /// Sets the database pool gauges: `size` connections open, `idle` of
+    /// them idle, at most `max`.
+    fn pool_state(&self, size: u32, idle: usize, max: u32) {
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        self.pool.with_label_values(&["open"]).set(i64::from(size));
+        self.pool.with_label_values(&["idle"]).set(idle);
+        self.pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(size).saturating_sub(idle).max(0));
+        self.pool_max.set(i64::from(max));
+    }
+
     /// The text exposition, with pool gauges read now.
     pub fn render(&self, store: &Store) -> String {
         let (size, idle) = store.pool_stats();
-        self.pool.with_label_values(&["open"]).set(i64::from(size));
-        self.pool.with_label_values(&["idle"]).set(idle as i64);
-        self.pool
-            .with_label_values(&["in_use"])
-            .set(i64::from(size) - idle as i64);
+        self.pool_state(size, idle, store.pool_max_connections());
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "metrics encoding failed");
@@ -168,5 +183,53 @@ mod tests {
             .collect();
         assert_eq!(methods.len(), 2, "{methods:?}");
         assert!(methods.contains(&"OTHER") && methods.contains(&"GET"));
+    }
+
+    fn gauge(metrics: &Metrics, name: &str, state: Option<&str>) -> f64 {
+        let families = metrics.registry.gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_else(|| panic!("{name} not registered"));
+        family
+            .get_metric()
+            .iter()
+            .find(|m| match state {
+                Some(state) => m
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "state" && l.value() == state),
+                None => true,
+            })
+            .map(|m| m.get_gauge().get_value())
+            .unwrap_or_else(|| panic!("{name} {state:?} has no sample"))
+    }
+
+    #[test]
+    fn pool_gauges_report_use_against_the_maximum() {
+        let metrics = Metrics::new();
+        metrics.pool_state(7, 2, 32);
+        assert_eq!(
+            gauge(&metrics, "floe_origin_db_pool_connections", Some("open")),
+            7.0
+        );
+        assert_eq!(
+            gauge(&metrics, "floe_origin_db_pool_connections", Some("idle")),
+            2.0
+        );
+        assert_eq!(
+            gauge(&metrics, "floe_origin_db_pool_connections", Some("in_use")),
+            5.0
+        );
+        assert_eq!(
+            gauge(&metrics, "floe_origin_db_pool_max_connections", None),
+            32.0
+        );
+        // A pool read between its size and idle counts never reports negative use.
+        metrics.pool_state(1, 3, 32);
+        assert_eq!(
+            gauge(&metrics, "floe_origin_db_pool_connections", Some("in_use")),
+            0.0
+        );
     }
 }

@@ -651,6 +651,11 @@ impl Store {
         (self.pool.size(), self.pool.num_idle())
     }
 
+    /// Connections the pool may open (`database.max_connections`).
+    pub fn pool_max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
