@@ -354,9 +354,29 @@ impl EdgeConfig {
                 .map_err(|e| anyhow::anyhow!("{addr}: {e} (use ip:port)"))?;
         }
         if !self.metrics_listen.is_empty() {
-            self.metrics_listen
-                .parse::<std::net::SocketAddr>()
+            let metrics: std::net::SocketAddr = self
+                .metrics_listen
+                .parse()
                 .map_err(|e| anyhow::anyhow!("metrics_listen: {e}"))?;
+            // One socket cannot serve two services: clients would reach the
+            // metrics endpoint and scrapers the proxy.
+            let clash = self
+                .listen
+                .iter()
+                .chain(&self.tls.listen)
+                .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+                .any(|a| {
+                    a.port() == metrics.port()
+                        && (a.ip() == metrics.ip()
+                            || a.ip().is_unspecified()
+                            || metrics.ip().is_unspecified())
+                });
+            if clash {
+                anyhow::bail!(
+                    "metrics_listen {} is also a client address: give it a port of its own",
+                    self.metrics_listen
+                );
+            }
         }
         if self.server.threads == 0 {
             anyhow::bail!("server.threads must be at least 1");
@@ -420,6 +440,29 @@ mod tests {
         let cfg = EdgeConfig::load(None, &StaticEnv(&env)).unwrap();
         assert_eq!(cfg.cache.max_age_seconds, 7);
         assert_eq!(cfg.server.threads, 4);
+    }
+
+    #[test]
+    fn the_metrics_listener_never_shares_a_client_address() {
+        let with = |listen: &str, metrics: &str| EdgeConfig {
+            listen: vec![listen.to_string()],
+            metrics_listen: metrics.to_string(),
+            ..EdgeConfig::default()
+        };
+        for (listen, metrics) in [
+            ("127.0.0.1:8181", "127.0.0.1:8181"),
+            ("0.0.0.0:8181", "127.0.0.1:8181"),
+            ("127.0.0.1:8181", "0.0.0.0:8181"),
+        ] {
+            let e = with(listen, metrics).validate().expect_err("refused");
+            assert!(e.to_string().contains("port of its own"), "{e}");
+        }
+        with("127.0.0.1:8181", "127.0.0.1:9181")
+            .validate()
+            .expect("distinct ports");
+        with("127.0.0.1:8181", "127.0.0.2:8181")
+            .validate()
+            .expect("distinct addresses");
     }
 
     fn load_err(yaml: Option<&str>, env: &[(&str, &str)]) -> (String, std::path::PathBuf) {

@@ -13,10 +13,16 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: every socket is held until all are chosen, so
+/// the kernel cannot hand the same port out twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound address").port())
 }
 
 pub async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
@@ -141,8 +147,7 @@ impl Edge {
             .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
             .with_test_writer()
             .try_init();
-        let port = free_port();
-        let metrics_port = free_port();
+        let [port, metrics_port] = free_ports::<2>();
         let mut config = EdgeConfig {
             listen: vec![format!("127.0.0.1:{port}")],
             metrics_listen: format!("127.0.0.1:{metrics_port}"),
