@@ -466,32 +466,16 @@ mod tests {
     }
 
     fn load_err(yaml: Option<&str>, env: &[(&str, &str)]) -> (String, std::path::PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("edge.yaml");
-        if let Some(yaml) = yaml {
-            std::fs::write(&path, yaml).unwrap();
-        }
-        let file = yaml.map(|_| path.as_path());
-        let e = EdgeConfig::load(file, &StaticEnv(env))
-            .expect_err("refused")
-            .to_string();
-        (e, path)
+        floe_shared::testkit::config_error("edge.yaml", yaml, env, EdgeConfig::load)
     }
 
     #[test]
     fn a_misspelt_key_of_any_section_is_named_with_the_file_and_the_right_key() {
-        let typos = floe_shared::testkit::config_typos::<EdgeConfig>();
-        assert!(typos.len() > 40, "{typos:?}");
-        for typo in typos {
-            let (e, path) = load_err(Some(&typo.yaml), &[]);
-            let want = format!(
-                "{}: unknown key `{}`; did you mean `{}`?",
-                path.display(),
-                typo.wrong,
-                typo.meant
-            );
-            assert_eq!(e, want, "{}", typo.yaml);
-        }
+        floe_shared::testkit::assert_typos_named::<EdgeConfig, _>(
+            "edge.yaml",
+            41,
+            EdgeConfig::load,
+        );
         let (e, _) = load_err(
             Some("auth:\n  rate_limit:\n    failures_per_adress_per_minute: 3\n"),
             &[],

@@ -617,32 +617,12 @@ mod tests {
     }
 
     fn load_err(yaml: Option<&str>, env: &[(&str, &str)]) -> (String, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("origin.yaml");
-        if let Some(yaml) = yaml {
-            std::fs::write(&path, yaml).unwrap();
-        }
-        let file = yaml.map(|_| path.as_path());
-        let e = Config::load(file, &StaticEnv(env))
-            .expect_err("refused")
-            .to_string();
-        (e, path)
+        floe_shared::testkit::config_error("origin.yaml", yaml, env, Config::load)
     }
 
     #[test]
     fn a_misspelt_key_of_any_section_is_named_with_the_file_and_the_right_key() {
-        let typos = floe_shared::testkit::config_typos::<Config>();
-        assert!(typos.len() > 30, "{typos:?}");
-        for typo in typos {
-            let (e, path) = load_err(Some(&typo.yaml), &[]);
-            let want = format!(
-                "{}: unknown key `{}`; did you mean `{}`?",
-                path.display(),
-                typo.wrong,
-                typo.meant
-            );
-            assert_eq!(e, want, "{}", typo.yaml);
-        }
+        floe_shared::testkit::assert_typos_named::<Config, _>("origin.yaml", 31, Config::load);
         // Deeper levels too, and the issue's own example.
         let (e, _) = load_err(Some("server: {listn: 1}\n"), &[]);
         assert!(

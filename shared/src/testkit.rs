@@ -153,3 +153,48 @@ pub fn config_typos<T: serde::Serialize + Default>() -> Vec<Typo> {
     }
     typos
 }
+
+/// Loads a configuration through `load` from `yaml` (written to a file named
+/// `file_name` in a fresh directory; no file when `None`) and the variables
+/// `env`, expecting a refusal: returns its message and the file's path.
+pub fn config_error<T, E: std::fmt::Display>(
+    file_name: &str,
+    yaml: Option<&str>,
+    env: &[(&str, &str)],
+    load: impl Fn(Option<&std::path::Path>, &dyn crate::config::ConfigSource) -> Result<T, E>,
+) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("floe-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let path = dir.join(file_name);
+    if let Some(yaml) = yaml {
+        std::fs::write(&path, yaml).expect("configuration file");
+    }
+    let result = load(yaml.map(|_| path.as_path()), &crate::config::StaticEnv(env));
+    // Best effort: a leftover temporary directory fails no test.
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(_) => panic!("{yaml:?} with {env:?} was accepted"),
+        Err(e) => (e.to_string(), path),
+    }
+}
+
+/// Asserts that every one of (at least `at_least`) [`config_typos`] of `T`
+/// is refused with the file, the misspelt key and the key meant.
+pub fn assert_typos_named<T: serde::Serialize + Default, E: std::fmt::Display>(
+    file_name: &str,
+    at_least: usize,
+    load: impl Fn(Option<&std::path::Path>, &dyn crate::config::ConfigSource) -> Result<T, E>,
+) {
+    let typos = config_typos::<T>();
+    assert!(typos.len() >= at_least, "{typos:?}");
+    for typo in typos {
+        let (e, path) = config_error(file_name, Some(&typo.yaml), &[], &load);
+        let want = format!(
+            "{}: unknown key `{}`; did you mean `{}`?",
+            path.display(),
+            typo.wrong,
+            typo.meant
+        );
+        assert_eq!(e, want, "{}", typo.yaml);
+    }
+}
