@@ -114,7 +114,7 @@ pub async fn run_until(
     tracing::info!(
         listen = %addr,
         warehouse = %config.warehouse.name,
-        database = %redact_url(&config.database.url),
+        database = %crate::store::redact_url(&config.database.url),
         "floe origin serving the Iceberg REST catalog"
     );
     on_ready(addr);
@@ -148,29 +148,4 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; draining");
-}
-
-/// Hides the password of a database URL for logs.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
-    }
 }
