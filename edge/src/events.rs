@@ -16,7 +16,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::auth::EdgeAuth;
-use crate::cache::{TableCache, TableRef};
+use crate::cache::{TableCache, rules};
 use crate::metrics::EdgeMetrics;
 
 /// The background task that keeps a subscription open.
@@ -47,6 +47,8 @@ impl Subscriber {
     }
 
     /// Subscribes to one origin and applies its frames until the stream ends.
+    /// The error is only a reason to log: whatever ended the stream, the
+    /// subscriber does the same (cache bypassed, resubscribe after a pause).
     async fn session(&self, client: &reqwest::Client) -> Result<(), String> {
         let backend = self.lb.select(b"", 256).ok_or("no origin")?;
         let url = format!("http://{}{EVENTS_PATH}", backend.addr);
@@ -81,15 +83,11 @@ impl Subscriber {
                         self.metrics.stream(true);
                         tracing::info!(%origin, "subscribed to change events");
                     }
-                    // Views are not cached: nothing to invalidate.
-                    Ok(Frame::Change(event)) if event.view => {}
                     Ok(Frame::Change(event)) => {
-                        self.cache.invalidate_table(&TableRef {
-                            warehouse: event.warehouse,
-                            namespace: event.namespace.join("\u{1f}"),
-                            table: event.table,
-                        });
-                        self.metrics.invalidation("event");
+                        if let Some(invalidation) = rules::invalidated_by(event) {
+                            self.cache.invalidate(&invalidation);
+                            self.metrics.invalidation("event");
+                        }
                     }
                     Ok(Frame::Auth(event)) => {
                         if let Some(auth) = &self.auth {

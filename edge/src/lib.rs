@@ -1,8 +1,9 @@
 //! Floe edge: the endpoint clients hit, on Cloudflare's Pingora.
 //!
-//! [`proxy`] holds the request path (cache, forwarding, invalidation),
-//! [`cache`] the table-load cache, [`events`] the subscription to the
-//! origins' change events, [`server`] the assembly.
+//! [`proxy`] holds the request path (Pingora's phases: forwarding, retries,
+//! answers), [`cache`] the table-load cache and its rules, [`auth`] the
+//! edge's authentication, [`events`] the subscription to the origins'
+//! change events, [`server`] the assembly.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

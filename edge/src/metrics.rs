@@ -2,7 +2,7 @@
 //!
 //! Every label value comes from a closed set, never from a request as sent:
 //! methods outside the standard ones are counted as `OTHER`, routes are the
-//! patterns [`crate::proxy::classify`] names. A client choosing methods or
+//! patterns [`crate::cache::classify`] names. A client choosing methods or
 //! paths cannot add series.
 
 use std::sync::Arc;

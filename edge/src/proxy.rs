@@ -1,8 +1,11 @@
-//! The edge's request path: Pingora's `ProxyHttp` phases.
+//! The edge's request path: Pingora's `ProxyHttp` phases. What the cache
+//! holds and decides (bypass, keys, coalescing, what may be stored, what a
+//! write invalidates) is [`crate::cache`]'s; the phases call it.
 //!
 //! - `request_filter`: table loads are answered from the cache (200 or 304)
 //!   when fresh; concurrent misses for one key wait for the single request
-//!   that fills it; writes note what they will invalidate.
+//!   that fills it; writes invalidate what they touch before they are
+//!   forwarded.
 //! - `upstream_peer` / `fail_to_connect` / `error_while_proxy`: round-robin
 //!   over healthy origins; after a connect failure every request goes to
 //!   another origin; after a failure once connected, reads (and writes that carry an
@@ -10,7 +13,7 @@
 //! - `upstream_response_filter` / `upstream_response_body_filter`: a 200 table
 //!   load is captured into the cache unless an invalidation happened since the
 //!   request started.
-//! - `response_filter`: a write invalidates what it touched before its
+//! - `response_filter`: a write invalidates what it touched again before its
 //!   response reaches the client.
 //! - `fail_to_proxy`: no origin answered: cached loads are served stale
 //!   (within `stale_if_error_seconds`, marked), everything else gets a 503
@@ -34,34 +37,12 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::auth::{EdgeAuth, Refusal};
-use crate::cache::{Entry, Flight, FlightGuard, Lookup, TableCache, TableRef};
+use crate::cache::{
+    CACHE_HEADER, Entry, Fill, FlightGuard, Found, Invalidation, Kind, Progress, TableCache,
+    classify, rules, variant_key,
+};
 use crate::config::EdgeConfig;
 use crate::metrics::EdgeMetrics;
-
-/// Header that tells how the edge answered a table load.
-pub const CACHE_HEADER: &str = "x-floe-cache";
-
-/// What a request means to the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    /// `GET …/namespaces/{ns}/tables/{t}`.
-    Load(TableRef),
-    /// A write that changes what loads return.
-    Write(Invalidation),
-    /// Anything else: forwarded untouched.
-    Other,
-}
-
-/// What a write invalidates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    /// One table (commit, drop).
-    Table(TableRef),
-    /// A whole warehouse (rename, register, transactions, namespace drop).
-    Warehouse(String),
-}
-
-use floe_shared::wire::decode_path_segment as decode;
 
 /// Whether the edge forwards `path` to an origin. The Iceberg REST API
 /// (`/v1/…`) and the management API (`/management/…`, admins only) are for
@@ -78,68 +59,12 @@ pub fn forwarded(path: &str) -> bool {
         || path == "/ready"
 }
 
-/// Classifies a request by method and path, from the route grammar
-/// ([`floe_shared::route`]); the second value is the route pattern used as
-/// a metrics label (`/v1/other` or `other` for paths that are no route).
-pub fn classify(method: &Method, path: &str) -> (Kind, &'static str) {
-    use floe_shared::route::{self, Operation as Op};
-    let Some(matched) = route::match_path(path) else {
-        let label = if path.starts_with("/v1/") {
-            "/v1/other"
-        } else {
-            "other"
-        };
-        return (Kind::Other, label);
-    };
-    let label = matched.resource.pattern();
-    let Some(operation) = route::parse(method.as_str(), path).map(|r| r.operation()) else {
-        return (Kind::Other, label);
-    };
-    let names = matched.names;
-    // The cache keys tables by their names as the origin's events carry
-    // them: the decoded prefix ("" for the default warehouse), the decoded
-    // namespace segment (levels joined by the unit separator), the table.
-    let warehouse = names.prefix.map(decode).unwrap_or_default();
-    let table = || TableRef {
-        warehouse: warehouse.clone(),
-        namespace: names.namespace.map(decode).unwrap_or_default(),
-        table: names.name.map(decode).unwrap_or_default(),
-    };
-    let kind = match operation {
-        Op::LoadTable if method == Method::GET => Kind::Load(table()),
-        Op::UpdateTable | Op::DropTable | Op::UnregisterTable => {
-            Kind::Write(Invalidation::Table(table()))
-        }
-        Op::RenameTable | Op::CommitTransaction | Op::RegisterTable | Op::DropNamespace => {
-            Kind::Write(Invalidation::Warehouse(warehouse))
-        }
-        _ => Kind::Other,
-    };
-    (kind, label)
-}
-
 /// The client's IP address (the rate limits' key); unspecified for non-IP sockets.
 fn client_ip(session: &Session) -> std::net::IpAddr {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip())
-}
-
-/// A response being captured into the cache.
-struct Fill {
-    table: TableRef,
-    key: String,
-    generations: crate::cache::Generations,
-    capture: Option<Capture>,
-}
-
-struct Capture {
-    etag: String,
-    content_type: String,
-    /// `Content-Length` of the response, when the origin sent one.
-    expected: Option<usize>,
-    body: BytesMut,
 }
 
 /// Per-request state.
@@ -268,17 +193,7 @@ impl EdgeProxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if length.is_some_and(|l| l > limits.max_body_bytes) {
-            self.write_error(
-                session,
-                413,
-                types::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "Request bodies are limited to {} bytes",
-                    limits.max_body_bytes
-                ),
-                None,
-            )
-            .await?;
+            self.write_too_large(session).await?;
             return Ok(true);
         }
         Ok(false)
@@ -304,46 +219,35 @@ impl EdgeProxy {
                 address,
             )
             .await;
-        match refusal {
-            Ok(()) => Ok(false),
-            Err(Refusal::Unauthorized(message, presented)) => {
-                let challenge = if presented {
+        let refusal = match refusal {
+            Ok(()) => return Ok(false),
+            Err(refusal) => refusal,
+        };
+        let (status, kind, message, challenge) = match &refusal {
+            Refusal::Unauthorized(message, presented) => (
+                401,
+                types::NOT_AUTHORIZED,
+                message.as_str(),
+                Some(if *presented {
                     floe_shared::auth::WWW_AUTHENTICATE_INVALID
                 } else {
                     floe_shared::auth::WWW_AUTHENTICATE
-                };
-                self.write_error(
-                    session,
-                    401,
-                    types::NOT_AUTHORIZED,
-                    &message,
-                    Some(challenge),
-                )
-                .await?;
-                Ok(true)
+                }),
+            ),
+            Refusal::Forbidden(message) => (403, types::FORBIDDEN, message.as_str(), None),
+            Refusal::TooMany => (
+                429,
+                "TooManyRequestsException",
+                "Too many failed credential checks from this address; retry later",
+                None,
+            ),
+            Refusal::Unavailable(message) => {
+                (503, types::SERVICE_UNAVAILABLE, message.as_str(), None)
             }
-            Err(Refusal::Forbidden(message)) => {
-                self.write_error(session, 403, types::FORBIDDEN, &message, None)
-                    .await?;
-                Ok(true)
-            }
-            Err(Refusal::TooMany) => {
-                self.write_error(
-                    session,
-                    429,
-                    "TooManyRequestsException",
-                    "Too many failed credential checks from this address; retry later",
-                    None,
-                )
-                .await?;
-                Ok(true)
-            }
-            Err(Refusal::Unavailable(message)) => {
-                self.write_error(session, 503, types::SERVICE_UNAVAILABLE, &message, None)
-                    .await?;
-                Ok(true)
-            }
-        }
+        };
+        self.write_error(session, status, kind, message, challenge)
+            .await?;
+        Ok(true)
     }
 
     async fn serve_entry(
@@ -419,11 +323,18 @@ impl EdgeProxy {
         session.write_response_body(Some(body), true).await
     }
 
+    /// The 413 of a request body over `limits.max_body_bytes`.
+    async fn write_too_large(&self, session: &mut Session) -> Result<()> {
+        let message = format!(
+            "Request bodies are limited to {} bytes",
+            self.config.limits.max_body_bytes
+        );
+        self.write_error(session, 413, types::PAYLOAD_TOO_LARGE, &message, None)
+            .await
+    }
+
     fn invalidate(&self, invalidation: &Invalidation, source: &str) {
-        match invalidation {
-            Invalidation::Table(table) => self.cache.invalidate_table(table),
-            Invalidation::Warehouse(warehouse) => self.cache.invalidate_warehouse(warehouse),
-        }
+        self.cache.invalidate(invalidation);
         self.metrics.invalidation(source);
     }
 }
@@ -490,12 +401,12 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(false);
             }
         };
-        // Without authentication at the edge, a request that carries
-        // credentials may be answered differently per principal by an
-        // origin that checks them: never from (or into) the shared cache.
-        if !self.config.cache.enabled
-            || (self.auth.is_none() && req.headers.contains_key(header::AUTHORIZATION))
-        {
+        let bypass = rules::bypasses(
+            self.config.cache.enabled,
+            self.auth.is_some(),
+            req.headers.contains_key(header::AUTHORIZATION),
+        );
+        if bypass {
             self.metrics.cache("bypass");
             return Ok(false);
         }
@@ -504,39 +415,25 @@ impl ProxyHttp for EdgeProxy {
             .get("x-iceberg-access-delegation")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let variant = format!("{}\u{1d}{delegation}", req.uri.query().unwrap_or(""));
-        let key = TableCache::key(&table, &variant);
-        for round in 0..2 {
-            match self.cache.lookup(&key, &table) {
-                Lookup::Fresh(entry) => {
-                    self.serve_entry(session, &entry, "hit").await?;
-                    return Ok(true);
-                }
-                Lookup::Stale(entry) => ctx.stale = Some(entry),
-                Lookup::Miss => {}
+        let key = variant_key(&table, req.uri.query().unwrap_or(""), delegation);
+        let wait = Duration::from_millis(self.config.cache.coalesce_timeout_ms);
+        let found = self
+            .cache
+            .find(&key, &table, wait, || self.metrics.cache("coalesced"))
+            .await;
+        match found {
+            Found::Hit(entry) => {
+                self.serve_entry(session, &entry, "hit").await?;
+                return Ok(true);
             }
-            if round == 1 {
-                break;
-            }
-            match self.cache.flight(&key) {
-                Flight::Leader(guard) => {
-                    ctx.flight = Some(guard);
-                    break;
-                }
-                Flight::Follower(mut done) => {
-                    self.metrics.cache("coalesced");
-                    let wait = Duration::from_millis(self.config.cache.coalesce_timeout_ms);
-                    let _ = tokio::time::timeout(wait, done.changed()).await;
-                }
+            Found::Miss { stale, flight } => {
+                ctx.stale = stale;
+                ctx.flight = flight;
             }
         }
         self.metrics.cache("miss");
-        ctx.fill = Some(Fill {
-            generations: self.cache.generations(&table),
-            table,
-            key,
-            capture: None,
-        });
+        let generations = self.cache.generations(&table);
+        ctx.fill = Some(Fill::new(table, key, generations));
         Ok(false)
     }
 
@@ -647,34 +544,8 @@ impl ProxyHttp for EdgeProxy {
                 .upstream(ctx.route, started.elapsed().as_secs_f64());
         }
         if let Some(fill) = &mut ctx.fill {
-            let header = |name: header::HeaderName| {
-                response
-                    .headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let length = header(header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok());
-            // A response for one principal (vended credentials) says so.
-            let shared = header(header::CACHE_CONTROL).is_none_or(|cc| {
-                !cc.split(',').map(str::trim).any(|d| {
-                    d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store")
-                })
-            });
-            let cacheable = response.status.as_u16() == 200
-                && shared
-                && length.is_none_or(|l| self.cache.admits(l));
-            match (cacheable, header(header::ETAG)) {
-                (true, Some(etag)) => {
-                    fill.capture = Some(Capture {
-                        etag,
-                        content_type: header(header::CONTENT_TYPE)
-                            .unwrap_or_else(|| "application/json".into()),
-                        expected: length,
-                        body: BytesMut::with_capacity(length.unwrap_or(0)),
-                    });
-                }
-                _ => ctx.fill = None,
+            if !fill.begin(response, |length| self.cache.admits(length)) {
+                ctx.fill = None;
             }
             response.insert_header(CACHE_HEADER, "miss")?;
         }
@@ -688,33 +559,23 @@ impl ProxyHttp for EdgeProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        if let Some(fill) = &mut ctx.fill
-            && let Some(capture) = &mut fill.capture
-        {
-            if let Some(chunk) = body {
-                capture.body.extend_from_slice(chunk);
-            }
+        let Some(fill) = &mut ctx.fill else {
+            return Ok(None);
+        };
+        match fill.append(body.as_ref(), end_of_stream, |l| self.cache.admits(l)) {
+            Progress::Idle | Progress::Partial => {}
+            Progress::TooLarge => ctx.fill = None,
             // Complete when the last byte is in: store before that byte goes
             // to the client, so the client's next request already hits.
-            let complete = end_of_stream || capture.expected == Some(capture.body.len());
-            if !self.cache.admits(capture.body.len()) {
-                ctx.fill = None;
-            } else if complete
-                && let Some(fill) = ctx.fill.take()
-                && let Some(capture) = fill.capture
-            {
-                match Entry::new(
-                    fill.key,
-                    fill.generations,
-                    capture.etag,
-                    capture.content_type,
-                    capture.body.freeze(),
-                ) {
-                    Ok(entry) => {
-                        self.cache.store(&fill.table, entry);
+            Progress::Complete => {
+                if let Some((table, entry)) = ctx.fill.take().and_then(Fill::finish) {
+                    match entry {
+                        Ok(entry) => {
+                            self.cache.store(&table, entry);
+                        }
+                        // An origin header Pingora cannot put in a head: not cached.
+                        Err(e) => tracing::warn!(error = %e, "table load not cached"),
                     }
-                    // An origin header Pingora cannot put in a head: not cached.
-                    Err(e) => tracing::warn!(error = %e, "table load not cached"),
                 }
                 // Wake the requests waiting for this key.
                 ctx.flight = None;
@@ -748,18 +609,7 @@ impl ProxyHttp for EdgeProxy {
         let written = if let ErrorType::HTTPStatus(413) = e.etype()
             && session.response_written().is_none()
         {
-            self.write_error(
-                session,
-                413,
-                types::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "Request bodies are limited to {} bytes",
-                    self.config.limits.max_body_bytes
-                ),
-                None,
-            )
-            .await
-            .map(|_| 413)
+            self.write_too_large(session).await.map(|_| 413)
         } else if let Some(entry) = ctx.stale.take()
             && session.response_written().is_none()
         {
@@ -826,73 +676,6 @@ impl ProxyHttp for EdgeProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(w: &str, ns: &str, name: &str) -> TableRef {
-        TableRef {
-            warehouse: w.into(),
-            namespace: ns.into(),
-            table: name.into(),
-        }
-    }
-
-    #[test]
-    fn routes_are_classified() {
-        let (kind, _) = classify(&Method::GET, "/v1/wh/namespaces/a%1Fb/tables/t");
-        assert_eq!(kind, Kind::Load(t("wh", "a\u{1f}b", "t")));
-        let (kind, _) = classify(&Method::GET, "/v1/namespaces/a/tables/t");
-        assert_eq!(kind, Kind::Load(t("", "a", "t")));
-        // Names as Java clients encode them: `+` is a space, `%2B` a plus,
-        // the same table the origin's events name.
-        let (kind, _) = classify(&Method::GET, "/v1/namespaces/my+ns/tables/a%2Bb");
-        assert_eq!(kind, Kind::Load(t("", "my ns", "a+b")));
-        let (kind, _) = classify(&Method::POST, "/v1/wh/namespaces/a/tables/t");
-        assert_eq!(kind, Kind::Write(Invalidation::Table(t("wh", "a", "t"))));
-        let (kind, _) = classify(&Method::DELETE, "/v1/namespaces/a/tables/t");
-        assert_eq!(kind, Kind::Write(Invalidation::Table(t("", "a", "t"))));
-        for (m, p) in [
-            (Method::POST, "/v1/wh/tables/rename"),
-            (Method::POST, "/v1/wh/transactions/commit"),
-            (Method::POST, "/v1/wh/namespaces/a/register"),
-            (Method::DELETE, "/v1/wh/namespaces/a"),
-        ] {
-            assert_eq!(
-                classify(&m, p).0,
-                Kind::Write(Invalidation::Warehouse("wh".into())),
-                "{p}"
-            );
-        }
-        assert_eq!(
-            classify(&Method::POST, "/v1/tables/rename").0,
-            Kind::Write(Invalidation::Warehouse(String::new()))
-        );
-        for (m, p) in [
-            (Method::HEAD, "/v1/wh/namespaces/a/tables/t"),
-            (Method::GET, "/v1/config"),
-            (Method::GET, "/v1/wh/namespaces"),
-            (Method::POST, "/v1/wh/namespaces/a/tables"),
-            (Method::POST, "/v1/wh/namespaces/a/tables/t/metrics"),
-            (Method::GET, "/metrics"),
-            (Method::GET, "/v1/wh/namespaces/a/views/t"),
-            (Method::POST, "/v1/wh/namespaces/a/views/t"),
-            (Method::DELETE, "/v1/namespaces/a/views/t"),
-            (Method::POST, "/v1/views/rename"),
-            (Method::POST, "/v1/wh/namespaces/a/register-view"),
-        ] {
-            assert_eq!(classify(&m, p).0, Kind::Other, "{m} {p}");
-        }
-        assert_eq!(
-            classify(&Method::POST, "/v1/views/rename").1,
-            "/v1/{prefix}/views/rename"
-        );
-        assert_eq!(
-            classify(&Method::GET, "/v1/wh/namespaces/a/views/v").1,
-            "/v1/{prefix}/namespaces/{namespace}/views/{view}"
-        );
-        assert_eq!(
-            classify(&Method::POST, "/v1/wh/namespaces/a/tables/t/plan").1,
-            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan"
-        );
-    }
 
     #[test]
     fn only_client_routes_are_forwarded() {

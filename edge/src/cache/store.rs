@@ -1,74 +1,22 @@
-//! The table-load cache: bounded by bytes, scan resistant (TinyUFO), with
-//! generation-based invalidation and coalescing of concurrent misses.
-//!
-//! Invalidation never has to find entries: every entry remembers the
-//! generations (global, warehouse, table) current when its request started,
-//! and an invalidation bumps a generation. A lookup whose entry carries an
-//! old generation is a miss, and a response whose request started before an
-//! invalidation is not stored. So a write invalidates every variant of a
-//! table (snapshot modes, delegation) at once, and a load racing a commit
-//! cannot put the old metadata back.
-//!
-//! Warehouse and table generations live in a fixed array of counters
-//! ([`GenerationSlots`]), indexed by a keyed hash of the name: writes name
-//! tables the client chooses (a write to a table that does not exist still
-//! invalidates before the origin refuses it), so a map keyed by those names
-//! would grow without bound. A table's generation is the counter of its
-//! slot; an invalidation bumps that slot. Two names sharing a slot only cost
-//! each other spurious misses, never a stale read: whatever slot a table
-//! maps to, an invalidation of the table bumps exactly the counter its
-//! entries were filled under.
+//! The entry store: table-load responses in a TinyUFO cache bounded by
+//! bytes (scan resistant), looked up by key and checked against the
+//! generations they were filled under; the counters behind the byte and
+//! eviction metrics.
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use tinyufo::TinyUfo;
 
-use crate::proxy::CACHE_HEADER;
-use tokio::sync::watch;
-
-/// Generations an entry was filled under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Generations {
-    global: u64,
-    warehouse: u64,
-    table: u64,
-}
-
-/// Which table a request is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TableRef {
-    /// Warehouse prefix as the client sent it; empty for unprefixed routes.
-    pub warehouse: String,
-    /// Namespace levels joined by 0x1F.
-    pub namespace: String,
-    /// Table name.
-    pub table: String,
-}
-
-impl TableRef {
-    fn write_id(&self, out: &mut String) {
-        out.push_str(&self.warehouse);
-        out.push('\u{1e}');
-        out.push_str(&self.namespace);
-        out.push('\u{1e}');
-        out.push_str(&self.table);
-    }
-
-    /// The same table reached without a prefix (the default warehouse).
-    fn unprefixed(&self) -> TableRef {
-        TableRef {
-            warehouse: String::new(),
-            ..self.clone()
-        }
-    }
-}
+use super::CACHE_HEADER;
+use super::fill::{Flight, Flights};
+use super::generations::{GenerationTable, Generations};
+use super::key::TableRef;
+use super::rules::{self, Freshness, Invalidation};
 
 /// A cached response.
 #[derive(Debug)]
@@ -131,30 +79,6 @@ pub enum Lookup {
     Miss,
 }
 
-/// The role of a request for a missing key.
-pub enum Flight {
-    /// Go to the origin; dropping the guard wakes the followers.
-    Leader(FlightGuard),
-    /// Another request is fetching; wait on this, then look again.
-    Follower(watch::Receiver<()>),
-}
-
-/// Held by the request that fills a key.
-pub struct FlightGuard {
-    key: String,
-    flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
-    _tx: watch::Sender<()>,
-}
-
-impl Drop for FlightGuard {
-    fn drop(&mut self) {
-        if let Ok(mut flights) = self.flights.lock() {
-            flights.remove(&self.key);
-        }
-        // Dropping the sender wakes every follower.
-    }
-}
-
 /// Counters the cache keeps for metrics.
 #[derive(Debug, Default)]
 pub struct CacheCounters {
@@ -163,70 +87,6 @@ pub struct CacheCounters {
     /// Approximate bytes held: bodies, keys and heads of the entries.
     pub bytes: AtomicI64,
 }
-
-/// Default number of generation slots (8 bytes each: 512 KiB).
-pub const DEFAULT_GENERATION_SLOTS: usize = 1 << 16;
-
-/// Fixed-size generation counters of warehouses and tables.
-///
-/// The memory is allocated once and never grows, whatever names requests
-/// carry. The hash is keyed per process (`RandomState`), so a client cannot
-/// pick names that land on the slot of a table it wants to keep out of the
-/// cache. With `n` slots, a commit bumps at most three distinct ones (the
-/// table as the client spelled it, with the warehouse's name, and without),
-/// so another table loses its entries to a collision with probability about
-/// 3/n per commit: at the default 65,536 slots and 100 commits a second, once
-/// in some 220 s per table, against a refetch every `cache.max_age_seconds`
-/// anyway. A writer sending writes to made-up names can cause such misses
-/// (each costs one origin load); it could commit to real tables as well.
-struct GenerationSlots {
-    slots: Box<[AtomicU64]>,
-    mask: usize,
-    hasher: RandomState,
-    /// Slots bumped at least once (for `floe_edge_cache_generation_slots_used`).
-    used: AtomicU64,
-}
-
-/// Hash domains: a warehouse and a table of the same spelling get different slots.
-const WAREHOUSE_DOMAIN: u8 = 0;
-const TABLE_DOMAIN: u8 = 1;
-
-impl GenerationSlots {
-    /// `slots` counters (rounded up to a power of two, at least one).
-    fn new(slots: usize) -> Self {
-        let n = slots.max(1).next_power_of_two();
-        Self {
-            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            mask: n - 1,
-            hasher: RandomState::new(),
-            used: AtomicU64::new(0),
-        }
-    }
-
-    fn index<K: Hash + ?Sized>(&self, domain: u8, key: &K) -> usize {
-        // Truncating the hash is fine: only its low bits pick the slot.
-        (self.hasher.hash_one((domain, key)) as usize) & self.mask
-    }
-
-    fn get(&self, index: usize) -> u64 {
-        // SeqCst: an invalidation and a later check of the same slot are
-        // ordered as they happened, the same as the lock they replace.
-        self.slots
-            .get(index)
-            .map_or(0, |slot| slot.load(Ordering::SeqCst))
-    }
-
-    fn bump(&self, index: usize) {
-        if let Some(slot) = self.slots.get(index)
-            && slot.fetch_add(1, Ordering::SeqCst) == 0
-        {
-            self.used.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Bytes an entry holds besides its body: key, ETag and content type (in the
-/// entry and in both prebuilt heads), and the structures around them.
 /// An entry's weight in KiB. It counts the key too: the query string is part
 /// of it, and a client chooses it.
 fn entry_weight(entry: &Entry) -> u16 {
@@ -235,6 +95,8 @@ fn entry_weight(entry: &Entry) -> u16 {
         .clamp(1, u16::MAX as usize) as u16
 }
 
+/// Bytes an entry holds besides its body: key, ETag and content type (in the
+/// entry and in both prebuilt heads), and the structures around them.
 fn entry_overhead(entry: &Entry) -> usize {
     const FIXED: usize = 1024;
     FIXED + entry.key.len() + 3 * entry.etag.len() + 2 * entry.content_type.len()
@@ -243,9 +105,8 @@ fn entry_overhead(entry: &Entry) -> usize {
 /// The cache.
 pub struct TableCache {
     store: TinyUfo<String, Arc<Entry>>,
-    global: AtomicU64,
-    generations: GenerationSlots,
-    flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    generations: GenerationTable,
+    flights: Flights,
     enabled: AtomicBool,
     max_age: Duration,
     stale_for: Duration,
@@ -268,7 +129,7 @@ impl TableCache {
             max_entry_bytes,
             max_age,
             stale_for,
-            DEFAULT_GENERATION_SLOTS,
+            super::DEFAULT_GENERATION_SLOTS,
         )
     }
 
@@ -284,9 +145,8 @@ impl TableCache {
         Self {
             // Weights are KiB; assume entries of ~16 KiB for the sketch size.
             store: TinyUfo::new(kib, (kib / 16).max(64)),
-            global: AtomicU64::new(0),
-            generations: GenerationSlots::new(slots),
-            flights: Arc::new(Mutex::new(HashMap::new())),
+            generations: GenerationTable::new(slots),
+            flights: Flights::default(),
             enabled: AtomicBool::new(true),
             max_age,
             stale_for,
@@ -295,35 +155,19 @@ impl TableCache {
         }
     }
 
-    /// The cache key of one response variant of a table.
-    pub fn key(table: &TableRef, variant: &str) -> String {
-        let mut key = String::with_capacity(
-            table.warehouse.len() + table.namespace.len() + table.table.len() + variant.len() + 3,
-        );
-        table.write_id(&mut key);
-        key.push('\u{1d}');
-        key.push_str(variant);
-        key
-    }
-
     /// Current generations for `table`.
     pub fn generations(&self, table: &TableRef) -> Generations {
-        let slots = &self.generations;
-        Generations {
-            global: self.global.load(Ordering::Acquire),
-            warehouse: slots.get(slots.index(WAREHOUSE_DOMAIN, table.warehouse.as_str())),
-            table: slots.get(slots.index(TABLE_DOMAIN, table)),
-        }
+        self.generations.current(table)
     }
 
     /// Number of generation slots (fixed for the cache's life).
     pub fn generation_slots(&self) -> usize {
-        self.generations.slots.len()
+        self.generations.slots()
     }
 
     /// Generation slots bumped at least once (at most [`Self::generation_slots`]).
     pub fn generation_slots_used(&self) -> u64 {
-        self.generations.used.load(Ordering::Relaxed)
+        self.generations.slots_used()
     }
 
     /// Looks up `key` of `table`.
@@ -333,21 +177,15 @@ impl TableCache {
         let Some(entry) = self.store.get(key) else {
             return Lookup::Miss;
         };
-        if entry.key != *key {
+        if entry.key != *key || entry.generations != self.generations(table) {
             return Lookup::Miss;
         }
-        let age = entry.stored.elapsed();
-        if entry.generations != self.generations(table) {
-            return Lookup::Miss;
+        let live = self.enabled.load(Ordering::Acquire);
+        match rules::freshness(entry.stored.elapsed(), live, self.max_age, self.stale_for) {
+            Freshness::Fresh => Lookup::Fresh(entry),
+            Freshness::Stale => Lookup::Stale(entry),
+            Freshness::Expired => Lookup::Miss,
         }
-        if !self.enabled.load(Ordering::Acquire) || age > self.max_age {
-            return if age <= self.stale_for {
-                Lookup::Stale(entry)
-            } else {
-                Lookup::Miss
-            };
-        }
-        Lookup::Fresh(entry)
     }
 
     /// Whether a body of `len` bytes may be cached.
@@ -382,27 +220,27 @@ impl TableCache {
         true
     }
 
+    /// Invalidates what a write or a change event touched.
+    pub fn invalidate(&self, invalidation: &Invalidation) {
+        match invalidation {
+            Invalidation::Table(table) => self.invalidate_table(table),
+            Invalidation::Warehouse(warehouse) => self.invalidate_warehouse(warehouse),
+        }
+    }
+
     /// Invalidates every variant of a table (with and without its prefix).
     pub fn invalidate_table(&self, table: &TableRef) {
-        let slots = &self.generations;
-        slots.bump(slots.index(TABLE_DOMAIN, table));
-        if !table.warehouse.is_empty() {
-            slots.bump(slots.index(TABLE_DOMAIN, &table.unprefixed()));
-        }
+        self.generations.invalidate_table(table);
     }
 
     /// Invalidates every table of a warehouse (and the unprefixed routes).
     pub fn invalidate_warehouse(&self, warehouse: &str) {
-        let slots = &self.generations;
-        slots.bump(slots.index(WAREHOUSE_DOMAIN, warehouse));
-        if !warehouse.is_empty() {
-            slots.bump(slots.index(WAREHOUSE_DOMAIN, ""));
-        }
+        self.generations.invalidate_warehouse(warehouse);
     }
 
     /// Invalidates everything.
     pub fn flush(&self) {
-        self.global.fetch_add(1, Ordering::AcqRel);
+        self.generations.flush();
     }
 
     /// Turns fresh serving on or off (off while the event stream is down).
@@ -417,30 +255,14 @@ impl TableCache {
 
     /// Joins the request already filling `key`, or becomes the one that does.
     pub fn flight(&self, key: &str) -> Flight {
-        let Ok(mut flights) = self.flights.lock() else {
-            let (tx, _) = watch::channel(());
-            return Flight::Leader(FlightGuard {
-                key: key.to_string(),
-                flights: self.flights.clone(),
-                _tx: tx,
-            });
-        };
-        if let Some(rx) = flights.get(key) {
-            return Flight::Follower(rx.clone());
-        }
-        let (tx, rx) = watch::channel(());
-        flights.insert(key.to_string(), rx);
-        Flight::Leader(FlightGuard {
-            key: key.to_string(),
-            flights: self.flights.clone(),
-            _tx: tx,
-        })
+        self.flights.join(key)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::cache::key::variant_key;
 
     fn table(w: &str, t: &str) -> TableRef {
         TableRef {
@@ -450,7 +272,8 @@ mod tests {
         }
     }
 
-    fn cache() -> TableCache {
+    /// A cache of 1 MiB, entries fresh for a minute, stale for five.
+    pub(crate) fn cache() -> TableCache {
         TableCache::new(
             1 << 20,
             1 << 19,
@@ -459,10 +282,24 @@ mod tests {
         )
     }
 
+    /// What a lookup of one variant of `t` finds: "fresh", "stale" or "miss".
+    fn found(c: &TableCache, t: &TableRef, variant: &str) -> &'static str {
+        match c.lookup(&variant_key(t, variant, ""), t) {
+            Lookup::Fresh(_) => "fresh",
+            Lookup::Stale(_) => "stale",
+            Lookup::Miss => "miss",
+        }
+    }
+
     fn entry(cache: &TableCache, t: &TableRef, variant: &str, body: &'static [u8]) -> Entry {
+        entry_of(variant_key(t, variant, ""), cache.generations(t), body)
+    }
+
+    /// An entry of `key` whose load started under `generations`.
+    fn entry_of(key: String, generations: Generations, body: &'static [u8]) -> Entry {
         Entry::new(
-            TableCache::key(t, variant),
-            cache.generations(t),
+            key,
+            generations,
             "\"e\"".into(),
             "application/json".into(),
             Bytes::from_static(body),
@@ -476,19 +313,10 @@ mod tests {
         let t = table("w", "t");
         assert!(c.store(&t, entry(&c, &t, "all", b"{}")));
         assert!(c.store(&t, entry(&c, &t, "refs", b"{}")));
-        assert!(matches!(
-            c.lookup(&TableCache::key(&t, "all"), &t),
-            Lookup::Fresh(_)
-        ));
+        assert_eq!(found(&c, &t, "all"), "fresh");
         c.invalidate_table(&t);
-        assert!(matches!(
-            c.lookup(&TableCache::key(&t, "all"), &t),
-            Lookup::Miss
-        ));
-        assert!(
-            matches!(c.lookup(&TableCache::key(&t, "refs"), &t), Lookup::Miss),
-            "every variant"
-        );
+        assert_eq!(found(&c, &t, "all"), "miss");
+        assert_eq!(found(&c, &t, "refs"), "miss", "every variant");
     }
 
     #[test]
@@ -497,17 +325,11 @@ mod tests {
         let bare = table("", "t");
         assert!(c.store(&bare, entry(&c, &bare, "all", b"{}")));
         c.invalidate_table(&table("default", "t"));
-        assert!(matches!(
-            c.lookup(&TableCache::key(&bare, "all"), &bare),
-            Lookup::Miss
-        ));
+        assert_eq!(found(&c, &bare, "all"), "miss");
         let other = table("w", "u");
         assert!(c.store(&other, entry(&c, &other, "all", b"{}")));
         c.invalidate_warehouse("w");
-        assert!(matches!(
-            c.lookup(&TableCache::key(&other, "all"), &other),
-            Lookup::Miss
-        ));
+        assert_eq!(found(&c, &other, "all"), "miss");
     }
 
     #[test]
@@ -517,10 +339,7 @@ mod tests {
         let stale_fill = entry(&c, &t, "all", b"old");
         c.invalidate_table(&t);
         assert!(!c.store(&t, stale_fill));
-        assert!(matches!(
-            c.lookup(&TableCache::key(&t, "all"), &t),
-            Lookup::Miss
-        ));
+        assert_eq!(found(&c, &t, "all"), "miss");
     }
 
     #[test]
@@ -529,16 +348,10 @@ mod tests {
         let t = table("w", "t");
         assert!(c.store(&t, entry(&c, &t, "all", b"{}")));
         c.set_enabled(false);
-        assert!(matches!(
-            c.lookup(&TableCache::key(&t, "all"), &t),
-            Lookup::Stale(_)
-        ));
+        assert_eq!(found(&c, &t, "all"), "stale");
         c.set_enabled(true);
         c.flush();
-        assert!(matches!(
-            c.lookup(&TableCache::key(&t, "all"), &t),
-            Lookup::Miss
-        ));
+        assert_eq!(found(&c, &t, "all"), "miss");
     }
 
     #[test]
@@ -574,15 +387,9 @@ mod tests {
         // Still a working cache: a fill now is served, and the table's own
         // invalidation still reaches it.
         assert!(c.store(&kept, entry(&c, &kept, "all", b"{}")));
-        assert!(matches!(
-            c.lookup(&TableCache::key(&kept, "all"), &kept),
-            Lookup::Fresh(_)
-        ));
+        assert_eq!(found(&c, &kept, "all"), "fresh");
         c.invalidate_table(&kept);
-        assert!(matches!(
-            c.lookup(&TableCache::key(&kept, "all"), &kept),
-            Lookup::Miss
-        ));
+        assert_eq!(found(&c, &kept, "all"), "miss");
     }
 
     /// The no-stale-read property, checked against a model over random
@@ -620,14 +427,7 @@ mod tests {
                 2 | 3 if !in_flight.is_empty() => {
                     let (j, generations, started) = in_flight.swap_remove(next(in_flight.len()));
                     let u = &tables[j];
-                    let e = Entry::new(
-                        TableCache::key(u, "all"),
-                        generations,
-                        "\"e\"".into(),
-                        "application/json".into(),
-                        Bytes::from_static(b"{}"),
-                    )
-                    .expect("head");
+                    let e = entry_of(variant_key(u, "all", ""), generations, b"{}");
                     if c.store(u, e) {
                         filled[j] = Some(started);
                     }
@@ -655,7 +455,7 @@ mod tests {
                     invalidated.iter_mut().for_each(|l| *l = time);
                 }
                 _ => {
-                    let fresh = matches!(c.lookup(&TableCache::key(t, "all"), t), Lookup::Fresh(_));
+                    let fresh = found(&c, t, "all") == "fresh";
                     let valid = filled[i].is_some_and(|started| started > invalidated[i]);
                     assert!(!fresh || valid, "stale read of {t:?} at {time}");
                     served += usize::from(fresh);
@@ -675,14 +475,7 @@ mod tests {
         let t = table("w", "t");
         let junk = "q".repeat(8 << 10);
         for i in 0..1000 {
-            let e = Entry::new(
-                TableCache::key(&t, &format!("{i}{junk}")),
-                c.generations(&t),
-                "\"e\"".into(),
-                "application/json".into(),
-                Bytes::from_static(b"{}"),
-            )
-            .expect("head");
+            let e = entry(&c, &t, &format!("{i}{junk}"), b"{}");
             c.store(&t, e);
         }
         let held = c.counters.bytes.load(Ordering::Relaxed);
@@ -694,14 +487,7 @@ mod tests {
         let c = cache();
         let t = table("w", "t");
         let store = |body: &'static [u8]| {
-            let e = Entry::new(
-                TableCache::key(&t, ""),
-                c.generations(&t),
-                "\"e\"".into(),
-                "application/json".into(),
-                Bytes::from_static(body),
-            )
-            .expect("head");
+            let e = entry(&c, &t, "", body);
             let weight = i64::from(entry_weight(&e)) * 1024;
             assert!(c.store(&t, e));
             weight
@@ -717,27 +503,5 @@ mod tests {
         assert_eq!(c.counters.bytes.load(Ordering::Relaxed), big);
         store(b"{}");
         assert_eq!(c.counters.bytes.load(Ordering::Relaxed), small);
-    }
-
-    #[tokio::test]
-    async fn one_leader_per_key_and_followers_wake() {
-        let c = cache();
-        let leader = match c.flight("k") {
-            Flight::Leader(g) => g,
-            Flight::Follower(_) => panic!("first is the leader"),
-        };
-        let mut follower = match c.flight("k") {
-            Flight::Follower(rx) => rx,
-            Flight::Leader(_) => panic!("second follows"),
-        };
-        drop(leader);
-        assert!(
-            follower.changed().await.is_err(),
-            "woken when the leader finishes"
-        );
-        assert!(
-            matches!(c.flight("k"), Flight::Leader(_)),
-            "next miss leads again"
-        );
     }
 }
