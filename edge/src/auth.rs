@@ -74,6 +74,24 @@ fn unauthorized(e: AuthError) -> Refusal {
     Refusal::Unauthorized(e.to_string(), e.presented())
 }
 
+/// Whether `principal` may make the request (the shared rule, `required`).
+fn authorize(
+    principal: &Principal,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(), Refusal> {
+    match required(method, path, query, &principal.default_warehouse) {
+        Required::Access(access) if !allows(&principal.grants, &access) => Err(Refusal::Forbidden(
+            format!("Principal {} may not do this here", principal.id),
+        )),
+        Required::Internal => Err(Refusal::Forbidden(
+            "Internal endpoints are not served here".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The edge's authentication state.
 pub struct EdgeAuth {
     config: AuthConfig,
@@ -388,9 +406,15 @@ impl EdgeAuth {
         if floe_shared::auth::is_public(path) {
             return Ok(());
         }
-        let result = self
-            .check_inner(method, path, query, authorization, address)
-            .await;
+        let result = async {
+            let identity = self
+                .authenticator
+                .identify(authorization, now_secs())
+                .map_err(unauthorized)?;
+            let principal = self.resolve(identity, address).await?;
+            authorize(&principal, method, path, query)
+        }
+        .await;
         self.metrics.auth(
             "request",
             match &result {
@@ -402,30 +426,6 @@ impl EdgeAuth {
             },
         );
         result
-    }
-
-    async fn check_inner(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        authorization: Option<&str>,
-        address: IpAddr,
-    ) -> Result<(), Refusal> {
-        let identity = self
-            .authenticator
-            .identify(authorization, now_secs())
-            .map_err(unauthorized)?;
-        let principal = self.resolve(identity, address).await?;
-        match required(method, path, query, &principal.default_warehouse) {
-            Required::Access(access) if !allows(&principal.grants, &access) => Err(
-                Refusal::Forbidden(format!("Principal {} may not do this here", principal.id)),
-            ),
-            Required::Internal => Err(Refusal::Forbidden(
-                "Internal endpoints are not served here".into(),
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// `Retry-After` seconds when this address (or this client id from this

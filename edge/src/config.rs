@@ -564,18 +564,33 @@ mod tests {
     fn unauthenticated_network_listeners_need_the_opt_in() {
         let cfg = EdgeConfig::default();
         cfg.check_exposure().expect("loopback is fine");
-        for listen in [
-            "0.0.0.0:8181",
-            "10.0.0.5:8181",
-            "[::]:8181",
-            "[::ffff:10.0.0.5]:8181",
+        // (listener, on the network): only those need the opt-in; the
+        // metrics listener never counts.
+        for (listen, network) in [
+            ("0.0.0.0:8181", true),
+            ("10.0.0.5:8181", true),
+            ("[::]:8181", true),
+            ("[::ffff:10.0.0.5]:8181", true),
+            ("127.0.0.1:1", false),
+            ("127.8.9.10:1", false),
+            ("[::1]:1", false),
+            ("[::ffff:127.0.0.1]:1", false),
         ] {
             let cfg = EdgeConfig {
                 listen: vec![listen.into()],
+                metrics_listen: "0.0.0.0:9181".into(),
                 ..EdgeConfig::default()
             };
-            let e = cfg.check_exposure().expect_err(listen).to_string();
-            assert!(e.contains("allow_unauthenticated_network"), "{e}");
+            match cfg.check_exposure() {
+                Ok(()) => assert!(!network, "{listen} served without the opt-in"),
+                Err(e) => {
+                    assert!(network, "{listen} refused: {e}");
+                    assert!(
+                        e.to_string().contains("allow_unauthenticated_network"),
+                        "{e}"
+                    );
+                }
+            }
             let cfg = EdgeConfig {
                 allow_unauthenticated_network: true,
                 ..cfg
@@ -587,19 +602,6 @@ mod tests {
         assert!(cfg.check_exposure().is_err(), "TLS listeners count too");
         cfg.auth.enabled = true;
         cfg.check_exposure().expect("authenticated");
-        for listen in [
-            "127.0.0.1:1",
-            "127.8.9.10:1",
-            "[::1]:1",
-            "[::ffff:127.0.0.1]:1",
-        ] {
-            let cfg = EdgeConfig {
-                listen: vec![listen.into()],
-                metrics_listen: "0.0.0.0:9181".into(),
-                ..EdgeConfig::default()
-            };
-            cfg.check_exposure().expect(listen);
-        }
         let env = [("FLOE_EDGE_ALLOW_UNAUTHENTICATED_NETWORK", "true")];
         let cfg = EdgeConfig::load(None, &StaticEnv(&env)).unwrap();
         assert!(cfg.allow_unauthenticated_network);
