@@ -1578,9 +1578,9 @@ impl Store {
                 } else {
                     split_levels(&namespace)
                 },
-                role: role
-                    .parse()
-                    .map_err(|e: String| CatalogError::Internal(format!("corrupt grant: {e}")))?,
+                role: role.parse().map_err(|e: floe_shared::auth::UnknownRole| {
+                    CatalogError::Internal(format!("corrupt grant: {e}"))
+                })?,
             });
         }
         Ok(record)

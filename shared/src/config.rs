@@ -19,7 +19,7 @@
 //! else and is left alone.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Serialized, Yaml};
 use figment::value::{Dict, Map, Value};
@@ -107,14 +107,35 @@ pub fn closest<'c>(wrong: &str, candidates: impl IntoIterator<Item = &'c str>) -
         .map(|(_, c)| c)
 }
 
+/// Why a configuration was refused. The text names the key and where it
+/// came from (the file or the variable), one line per problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file named does not exist.
+    #[error("config file {} does not exist", .0.display())]
+    MissingFile(PathBuf),
+    /// A configuration variable with an empty key segment (the variable is named).
+    #[error("environment variable {0}: empty key segment (levels are separated by one `__`)")]
+    EmptySegment(String),
+    /// Values of the wrong type or shape, one line each.
+    #[error("{0}")]
+    Invalid(String),
+    /// Keys no setting reads, one message each (with the closest valid key).
+    #[error("{}", .0.join("\n"))]
+    UnknownKeys(Vec<String>),
+    /// The defaults or the merged configuration could not be represented as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// Reads `T::default()`, then the YAML `file`, then the configuration
 /// variables of `env` (see the module's rule), refusing unknown keys.
 pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
     file: Option<&Path>,
     env: &dyn ConfigSource,
     scheme: EnvScheme<'_>,
-) -> Result<T, String> {
-    let defaults = serde_json::to_value(T::default()).map_err(|e| e.to_string())?;
+) -> Result<T, ConfigError> {
+    let defaults = serde_json::to_value(T::default())?;
     let top_keys: Vec<String> = defaults
         .as_object()
         .map(|o| o.keys().cloned().collect())
@@ -123,7 +144,7 @@ pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
     let mut figment = Figment::from(Serialized::defaults(T::default()));
     if let Some(path) = file {
         if !path.exists() {
-            return Err(format!("config file {} does not exist", path.display()));
+            return Err(ConfigError::MissingFile(path.to_path_buf()));
         }
         figment = figment.merge(Yaml::file_exact(path));
     }
@@ -143,9 +164,7 @@ pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
             continue;
         }
         if lower.split("__").any(str::is_empty) {
-            return Err(format!(
-                "environment variable {name}: empty key segment (levels are separated by one `__`)"
-            ));
+            return Err(ConfigError::EmptySegment(name));
         }
         let key = lower.replace("__", ".");
         let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
@@ -168,12 +187,12 @@ pub fn load_layered<T: Serialize + DeserializeOwned + Default>(
     if unknown.is_empty() {
         return Ok(config);
     }
-    let effective = serde_json::to_value(&config).map_err(|e| e.to_string())?;
+    let effective = serde_json::to_value(&config)?;
     let messages: Vec<String> = unknown
         .iter()
         .map(|segments| describe_unknown(segments, &effective, file, &from_env, scheme))
         .collect();
-    Err(messages.join("\n"))
+    Err(ConfigError::UnknownKeys(messages))
 }
 
 fn path_segments(path: &serde_ignored::Path<'_>, out: &mut Vec<String>) {
@@ -294,9 +313,9 @@ fn valid_list(valid: &[&str]) -> String {
 }
 
 /// Every error figment found, each naming the key and where its value came from.
-fn describe_errors(error: figment::Error, scheme: EnvScheme<'_>) -> String {
+fn describe_errors(error: figment::Error, scheme: EnvScheme<'_>) -> ConfigError {
     let _ = scheme;
-    error
+    let lines = error
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
@@ -314,7 +333,8 @@ fn describe_errors(error: figment::Error, scheme: EnvScheme<'_>) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    ConfigError::Invalid(lines)
 }
 
 #[cfg(test)]

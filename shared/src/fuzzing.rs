@@ -137,33 +137,39 @@ fn scope_is_catalog(scope: &str) -> bool {
     scope.split(' ').all(|s| s.is_empty() || s == CATALOG_SCOPE)
 }
 
-/// The form a client would send for a parsed request.
-fn encode_form(request: &TokenRequest) -> String {
+/// The form a client would send for a parsed request, checked on the way:
+/// it names a client and a secret (or a subject token), and only the
+/// catalog scope.
+fn checked_form(request: &TokenRequest) -> String {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    match request {
+    let scope = match request {
         TokenRequest::ClientCredentials {
             client_id,
             client_secret,
             scope,
         } => {
+            assert!(!client_id.is_empty() && !client_secret.is_empty());
             form.append_pair("grant_type", "client_credentials")
                 .append_pair("client_id", client_id)
-                .append_pair("client_secret", client_secret)
-                .append_pair("scope", scope);
+                .append_pair("client_secret", client_secret);
+            scope
         }
         TokenRequest::Exchange {
             subject_token,
             scope,
         } => {
+            assert!(!subject_token.is_empty());
             form.append_pair(
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
             )
             .append_pair("subject_token", subject_token)
-            .append_pair("subject_token_type", crate::auth::ACCESS_TOKEN_TYPE)
-            .append_pair("scope", scope);
+            .append_pair("subject_token_type", crate::auth::ACCESS_TOKEN_TYPE);
+            scope
         }
-    }
+    };
+    assert!(scope_is_catalog(scope), "scope {scope:?}");
+    form.append_pair("scope", scope);
     form.finish()
 }
 
@@ -221,24 +227,7 @@ pub fn token_form(data: &[u8]) {
             assert_eq!(body["error_description"], error_description.as_str());
         }
         Ok(ref request) => {
-            match request {
-                TokenRequest::ClientCredentials {
-                    client_id,
-                    client_secret,
-                    scope,
-                } => {
-                    assert!(!client_id.is_empty() && !client_secret.is_empty());
-                    assert!(scope_is_catalog(scope), "scope {scope:?}");
-                }
-                TokenRequest::Exchange {
-                    subject_token,
-                    scope,
-                } => {
-                    assert!(!subject_token.is_empty());
-                    assert!(scope_is_catalog(scope), "scope {scope:?}");
-                }
-            }
-            let again = encode_form(request);
+            let again = checked_form(request);
             assert_eq!(
                 TokenRequest::parse(again.as_bytes(), None).as_ref(),
                 Ok(request),

@@ -59,15 +59,12 @@ impl JsonBodies {
         metadata_json: &str,
         config: Option<&BTreeMap<String, String>>,
     ) -> Result<Bytes, serde_json::Error> {
-        let mut buf = self.pool.borrow(metadata_json.len() + 512);
-        write_load_table_result(
-            &mut buf,
+        self.pooled(&LoadTableResult {
             metadata_location,
             metadata_json,
             config,
-            None::<&()>,
-        )?;
-        Ok(buf.into_bytes())
+            storage_credentials: None::<&()>,
+        })
     }
 
     /// A table load result with `storage-credentials` (vended credentials).
@@ -78,14 +75,20 @@ impl JsonBodies {
         config: Option<&BTreeMap<String, String>>,
         storage_credentials: &C,
     ) -> Result<Bytes, serde_json::Error> {
-        let mut buf = self.pool.borrow(metadata_json.len() + 1024);
-        write_load_table_result(
-            &mut buf,
+        self.pooled(&LoadTableResult {
             metadata_location,
             metadata_json,
             config,
-            Some(storage_credentials),
-        )?;
+            storage_credentials: Some(storage_credentials),
+        })
+    }
+
+    fn pooled<C: Serialize + ?Sized>(
+        &self,
+        result: &LoadTableResult<'_, C>,
+    ) -> Result<Bytes, serde_json::Error> {
+        let mut buf = self.pool.borrow(result.capacity());
+        result.write(&mut buf)?;
         Ok(buf.into_bytes())
     }
 }
@@ -98,43 +101,57 @@ pub fn load_table_result(
     metadata_json: &str,
     config: Option<&BTreeMap<String, String>>,
 ) -> Result<Bytes, serde_json::Error> {
-    let mut buf = Vec::with_capacity(metadata_json.len() + 512);
-    write_load_table_result(
-        &mut buf,
+    let result = LoadTableResult {
         metadata_location,
         metadata_json,
         config,
-        None::<&()>,
-    )?;
+        storage_credentials: None::<&()>,
+    };
+    let mut buf = Vec::with_capacity(result.capacity());
+    result.write(&mut buf)?;
     Ok(Bytes::from(buf))
 }
 
-fn write_load_table_result<C: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    metadata_location: Option<&str>,
-    metadata_json: &str,
-    config: Option<&BTreeMap<String, String>>,
-    storage_credentials: Option<&C>,
-) -> Result<(), serde_json::Error> {
-    debug_assert!(serde_json::from_str::<&RawValue>(metadata_json).is_ok());
-    buf.push(b'{');
-    if let Some(location) = metadata_location {
-        buf.extend_from_slice(b"\"metadata-location\":");
-        serde_json::to_writer(&mut *buf, location)?;
-        buf.push(b',');
+/// The parts of a table load result, written around the stored document.
+struct LoadTableResult<'a, C: ?Sized> {
+    metadata_location: Option<&'a str>,
+    metadata_json: &'a str,
+    config: Option<&'a BTreeMap<String, String>>,
+    storage_credentials: Option<&'a C>,
+}
+
+impl<C: Serialize + ?Sized> LoadTableResult<'_, C> {
+    /// The document plus room for the rest (more with credentials).
+    fn capacity(&self) -> usize {
+        let rest = if self.storage_credentials.is_some() {
+            1024
+        } else {
+            512
+        };
+        self.metadata_json.len() + rest
     }
-    buf.extend_from_slice(b"\"metadata\":");
-    buf.extend_from_slice(metadata_json.as_bytes());
-    if let Some(config) = config {
-        buf.extend_from_slice(b",\"config\":");
-        serde_json::to_writer(&mut *buf, config)?;
+
+    fn write(&self, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        debug_assert!(serde_json::from_str::<&RawValue>(self.metadata_json).is_ok());
+        buf.push(b'{');
+        if let Some(location) = self.metadata_location {
+            buf.extend_from_slice(b"\"metadata-location\":");
+            serde_json::to_writer(&mut *buf, location)?;
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"\"metadata\":");
+        buf.extend_from_slice(self.metadata_json.as_bytes());
+        if let Some(config) = self.config {
+            buf.extend_from_slice(b",\"config\":");
+            serde_json::to_writer(&mut *buf, config)?;
+        }
+        if let Some(credentials) = self.storage_credentials {
+            buf.extend_from_slice(b",\"storage-credentials\":");
+            serde_json::to_writer(&mut *buf, credentials)?;
+        }
+        buf.push(b'}');
+        Ok(())
     }
-    if let Some(credentials) = storage_credentials {
-        buf.extend_from_slice(b",\"storage-credentials\":");
-        serde_json::to_writer(&mut *buf, credentials)?;
-    }
-    buf.push(b'}');
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod etag;
 pub mod events;
+pub mod expiring;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod json;

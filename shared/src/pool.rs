@@ -69,18 +69,32 @@ impl PoolConfig {
     }
 
     /// Checks that the sizes make sense.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PoolConfigError> {
         if self.min_buffer_bytes == 0 {
-            return Err("min_buffer_bytes must be positive".into());
+            return Err(PoolConfigError::ZeroMinimum);
         }
         if self.max_buffer_bytes < self.min_buffer_bytes {
-            return Err("max_buffer_bytes must be at least min_buffer_bytes".into());
+            return Err(PoolConfigError::MaximumBelowMinimum);
         }
         if self.buffers_per_class == 0 {
-            return Err("buffers_per_class must be positive".into());
+            return Err(PoolConfigError::NoBuffers);
         }
         Ok(())
     }
+}
+
+/// Why a pool's sizes were refused (the text names the key, without its section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PoolConfigError {
+    /// `min_buffer_bytes` is 0.
+    #[error("min_buffer_bytes must be positive")]
+    ZeroMinimum,
+    /// `max_buffer_bytes` is below `min_buffer_bytes`.
+    #[error("max_buffer_bytes must be at least min_buffer_bytes")]
+    MaximumBelowMinimum,
+    /// `buffers_per_class` is 0.
+    #[error("buffers_per_class must be positive")]
+    NoBuffers,
 }
 
 /// Counters of one shard, each on its own cache line with its queues.
@@ -655,13 +669,8 @@ mod tests {
         assert_eq!(p.stats().in_use, 0);
     }
 
-    #[test]
-    fn metrics_match_what_happened() {
-        let registry = Registry::new();
-        let metrics = PoolMetrics::register(&registry).unwrap();
-        let p = BufferPool::new("json", PoolConfig::default(), &metrics);
-        drop(p.borrow(10));
-        drop(p.borrow(10));
+    /// The registry's metrics in the text exposition format.
+    fn exposition(registry: &Registry) -> String {
         let mut text = Vec::new();
         prometheus::Encoder::encode(
             &prometheus::TextEncoder::new(),
@@ -669,7 +678,17 @@ mod tests {
             &mut text,
         )
         .unwrap();
-        let text = String::from_utf8(text).unwrap();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn metrics_match_what_happened() {
+        let registry = Registry::new();
+        let metrics = PoolMetrics::register(&registry).unwrap();
+        let p = BufferPool::new("json", PoolConfig::default(), &metrics);
+        drop(p.borrow(10));
+        drop(p.borrow(10));
+        let text = exposition(&registry);
         assert!(
             text.contains("floe_pool_hits_total{pool=\"json\"} 1"),
             "{text}"
@@ -680,14 +699,7 @@ mod tests {
         assert!(text.contains("floe_pool_idle_bytes{pool=\"json\"} 4096"));
         assert!(text.contains("floe_pool_discards_total{pool=\"json\",reason=\"full\"} 0"));
         let held = p.borrow(10);
-        let mut text = Vec::new();
-        prometheus::Encoder::encode(
-            &prometheus::TextEncoder::new(),
-            &registry.gather(),
-            &mut text,
-        )
-        .unwrap();
-        let text = String::from_utf8(text).unwrap();
+        let text = exposition(&registry);
         assert!(
             text.contains("floe_pool_buffers_in_use{pool=\"json\"} 1"),
             "{text}"
@@ -698,21 +710,27 @@ mod tests {
     #[test]
     fn invalid_configs_are_refused() {
         assert!(PoolConfig::default().validate().is_ok());
-        assert!(
-            PoolConfig {
+        let with = |config: PoolConfig| config.validate();
+        assert_eq!(
+            with(PoolConfig {
                 min_buffer_bytes: 0,
                 ..PoolConfig::default()
-            }
-            .validate()
-            .is_err()
+            }),
+            Err(PoolConfigError::ZeroMinimum)
         );
-        assert!(
-            PoolConfig {
+        assert_eq!(
+            with(PoolConfig {
                 max_buffer_bytes: 1,
                 ..PoolConfig::default()
-            }
-            .validate()
-            .is_err()
+            }),
+            Err(PoolConfigError::MaximumBelowMinimum)
+        );
+        assert_eq!(
+            with(PoolConfig {
+                buffers_per_class: 0,
+                ..PoolConfig::default()
+            }),
+            Err(PoolConfigError::NoBuffers)
         );
     }
 }

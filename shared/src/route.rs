@@ -393,48 +393,21 @@ pub fn match_path(path: &str) -> Option<PathMatch<'_>> {
         }
         ["management", "v1", rest @ ..] => match rest {
             ["warehouses"] => Resource::Warehouses,
-            ["warehouses", name] => {
-                names.id = Some(name);
-                Resource::Warehouse
-            }
+            ["warehouses", name] => named(&mut names.id, name, Resource::Warehouse),
             ["clients"] => Resource::Clients,
-            ["clients", id] => {
-                names.id = Some(id);
-                Resource::Client
-            }
-            ["clients", id, "api-keys"] => {
-                names.id = Some(id);
-                Resource::ClientApiKeys
-            }
-            ["clients", id, _action] => {
-                names.id = Some(id);
-                Resource::ClientAction
-            }
+            ["clients", id] => named(&mut names.id, id, Resource::Client),
+            ["clients", id, "api-keys"] => named(&mut names.id, id, Resource::ClientApiKeys),
+            ["clients", id, _action] => named(&mut names.id, id, Resource::ClientAction),
             ["api-keys"] => Resource::ApiKeys,
-            ["api-keys", id] => {
-                names.id = Some(id);
-                Resource::ApiKey
-            }
-            ["api-keys", id, "rotate"] => {
-                names.id = Some(id);
-                Resource::ApiKeyRotate
-            }
+            ["api-keys", id] => named(&mut names.id, id, Resource::ApiKey),
+            ["api-keys", id, "rotate"] => named(&mut names.id, id, Resource::ApiKeyRotate),
             _ => return None,
         },
         ["internal", "v1", rest @ ..] => match rest {
             ["events"] => Resource::Events,
-            ["principals", id] => {
-                names.id = Some(id);
-                Resource::InternalPrincipal
-            }
-            ["subjects", subject] => {
-                names.id = Some(subject);
-                Resource::InternalSubject
-            }
-            ["api-keys", id] => {
-                names.id = Some(id);
-                Resource::InternalApiKey
-            }
+            ["principals", id] => named(&mut names.id, id, Resource::InternalPrincipal),
+            ["subjects", subject] => named(&mut names.id, subject, Resource::InternalSubject),
+            ["api-keys", id] => named(&mut names.id, id, Resource::InternalApiKey),
             _ => return None,
         },
         _ => return None,
@@ -451,6 +424,12 @@ pub fn match_path(path: &str) -> Option<PathMatch<'_>> {
         return None;
     }
     Some(PathMatch { resource, names })
+}
+
+/// `resource`, whose path holds `value` as the name `slot` keeps.
+fn named<'a>(slot: &mut Option<&'a str>, value: &'a str, resource: Resource) -> Resource {
+    *slot = Some(value);
+    resource
 }
 
 /// The catalog routes after `/v1/[{prefix}/]`.
@@ -470,14 +449,8 @@ fn catalog<'a>(rest: &[&'a str], names: &mut Names<'a>) -> Option<Resource> {
                 ["tables"] => Resource::Tables,
                 ["functions"] => Resource::Functions,
                 ["views"] => Resource::Views,
-                ["functions", name] => {
-                    names.name = Some(name);
-                    Resource::Function
-                }
-                ["views", name] => {
-                    names.name = Some(name);
-                    Resource::View
-                }
+                ["functions", name] => named(&mut names.name, name, Resource::Function),
+                ["views", name] => named(&mut names.name, name, Resource::View),
                 ["tables", name, rest @ ..] => {
                     names.name = Some(name);
                     match rest {
@@ -488,10 +461,7 @@ fn catalog<'a>(rest: &[&'a str], names: &mut Names<'a>) -> Option<Resource> {
                         ["sign"] => Resource::Sign,
                         ["plan"] => Resource::Plan,
                         ["tasks"] => Resource::Tasks,
-                        ["plan", id] => {
-                            names.plan_id = Some(id);
-                            Resource::PlanId
-                        }
+                        ["plan", id] => named(&mut names.plan_id, id, Resource::PlanId),
                         _ => return None,
                     }
                 }
