@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::error::ErrorKind;
 
+use super::exec::{statement, write_in};
 use super::{Store, now_ms};
 use crate::error::Result;
 
@@ -46,8 +47,6 @@ pub struct IdempotencyRecord {
 }
 
 impl Store {
-    // ---- idempotency keys --------------------------------------------------
-
     /// Claims `key` for a request about to run; false when the key is taken.
     /// Keys first used before `expired_before` (ms) are deleted first.
     pub async fn claim_idempotency_key(
@@ -56,23 +55,23 @@ impl Store {
         fingerprint: &str,
         expired_before: i64,
     ) -> Result<bool> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(expired_before)
-            .execute(&self.pool)
-            .await?;
-        let now = now_ms();
-        let claimed = sqlx::query(
+        self.write(
+            "DELETE FROM idempotency_keys WHERE created_at < $1",
+            &[expired_before.into()],
+        )
+        .await?;
+        let claim = statement(
             "INSERT INTO idempotency_keys \
              (key, fingerprint, done, status, body, created_at, updated_at, owner) \
              VALUES ($1, $2, 0, 0, '', $3, $3, $4)",
-        )
-        .bind(key)
-        .bind(fingerprint)
-        .bind(now)
-        .bind(&*self.instance)
-        .execute(&self.pool)
-        .await;
-        match claimed {
+            &[
+                key.into(),
+                fingerprint.into(),
+                now_ms().into(),
+                (&*self.instance).into(),
+            ],
+        );
+        match write_in(&self.pool, claim).await {
             Ok(_) => Ok(true),
             Err(sqlx::Error::Database(db)) if db.kind() == ErrorKind::UniqueViolation => Ok(false),
             Err(e) => Err(e.into()),
@@ -115,14 +114,10 @@ impl Store {
 
     /// Stores the final outcome of the request that claimed `key`.
     pub async fn finish_idempotency_key(&self, key: &str, status: u16, body: &str) -> Result<()> {
-        sqlx::query(
+        self.write(
             "UPDATE idempotency_keys SET done = 1, status = $1, body = $2, updated_at = $3 WHERE key = $4",
+            &[i64::from(status).into(), body.into(), now_ms().into(), key.into()],
         )
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(now_ms())
-        .bind(key)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -131,12 +126,10 @@ impl Store {
     /// (5xx): the next request with it takes over, answering from what the
     /// request applied, if anything, else running it.
     pub async fn release_idempotency_key(&self, key: &str) -> Result<()> {
-        sqlx::query(
+        self.write(
             "UPDATE idempotency_keys SET owner = NULL, updated_at = $1 WHERE key = $2 AND done = 0",
+            &[now_ms().into(), key.into()],
         )
-        .bind(now_ms())
-        .bind(key)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -144,16 +137,16 @@ impl Store {
     /// Takes an abandoned claim that nothing was applied for, if it is
     /// still as it was at `updated_at`: true when this process now owns it.
     pub async fn take_over_idempotency_key(&self, key: &str, updated_at: i64) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE idempotency_keys SET owner = $1, updated_at = $2 \
              WHERE key = $3 AND updated_at = $4 AND done = 0 AND applied IS NULL",
+            &[
+                (&*self.instance).into(),
+                now_ms().into(),
+                key.into(),
+                updated_at.into(),
+            ],
         )
-        .bind(&*self.instance)
-        .bind(now_ms())
-        .bind(key)
-        .bind(updated_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 }

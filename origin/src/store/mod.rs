@@ -308,11 +308,11 @@ impl Store {
                     .ok()
                     .and_then(|m| StoragePath::parse(&m.location).ok())
                     .map_or_else(|| format!("invalid:{id}"), |p| p.key());
-                sqlx::query("UPDATE tables SET location_key = $1 WHERE id = $2")
-                    .bind(key)
-                    .bind(&id)
-                    .execute(&self.pool)
-                    .await?;
+                self.write(
+                    "UPDATE tables SET location_key = $1 WHERE id = $2",
+                    &[(&key).into(), (&id).into()],
+                )
+                .await?;
             }
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::exec::constraint;
+use super::exec::{Arg, constraint, statement};
 use super::{Store, join_levels, new_id, now_ms, props_from_json, props_to_json, split_levels};
 use crate::error::{CatalogError, Result};
 
@@ -22,8 +22,6 @@ pub struct NamespaceRecord {
 }
 
 impl Store {
-    // ---- namespaces -------------------------------------------------------
-
     /// One namespace.
     pub async fn namespace(
         &self,
@@ -56,19 +54,21 @@ impl Store {
         properties: &BTreeMap<String, String>,
     ) -> Result<NamespaceRecord> {
         let id = new_id();
-        let now = now_ms();
         let name = join_levels(levels);
-        let query = sqlx::query(
+        let props = props_to_json(properties)?;
+        let query = statement(
             "INSERT INTO namespaces \
              (id, warehouse_id, name, parent_id, properties, version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
-        )
-        .bind(&id)
-        .bind(warehouse_id)
-        .bind(&name)
-        .bind(parent_id)
-        .bind(props_to_json(properties)?)
-        .bind(now);
+            &[
+                (&id).into(),
+                warehouse_id.into(),
+                (&name).into(),
+                parent_id.into(),
+                (&props).into(),
+                now_ms().into(),
+            ],
+        );
         self.effect(query, "").await.map_err(|e| {
             constraint(
                 e,
@@ -103,26 +103,12 @@ impl Store {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Vec<Vec<String>>> {
-        let parent_clause = if parent_id.is_some() {
-            "parent_id = $4"
-        } else {
-            "parent_id IS NULL"
+        let (filter, filter_args) = match parent_id {
+            Some(parent) => ("parent_id = $4", vec![parent.into()]),
+            None => ("parent_id IS NULL", Vec::new()),
         };
-        let sql = format!(
-            "SELECT name FROM namespaces WHERE warehouse_id = $1 AND {parent_clause} \
-             AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(warehouse_id)
-            .bind(after)
-            .bind(limit.map_or(i64::MAX, i64::from));
-        if let Some(parent) = parent_id {
-            query = query.bind(parent);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| Ok(split_levels(&r.try_get::<String, _>("name")?)))
-            .collect()
+        self.names_page(warehouse_id, filter, &filter_args, after, limit)
+            .await
     }
 
     /// The namespaces of `names` (stored form) that exist, by name, after
@@ -138,19 +124,34 @@ impl Store {
             return Ok(Vec::new());
         }
         let placeholders: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 4)).collect();
+        let filter = format!("name IN ({})", placeholders.join(", "));
+        let names: Vec<Arg<'_>> = names.iter().map(Arg::from).collect();
+        self.names_page(warehouse_id, &filter, &names, after, limit)
+            .await
+    }
+
+    /// Names of a warehouse's namespaces that pass `filter` (whose
+    /// arguments, `filter_args`, are `$4` on), by name, after the keyset
+    /// `after`, at most `limit` (all when `None`).
+    async fn names_page(
+        &self,
+        warehouse_id: &str,
+        filter: &str,
+        filter_args: &[Arg<'_>],
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Vec<String>>> {
         let sql = format!(
-            "SELECT name FROM namespaces WHERE warehouse_id = $1 AND name IN ({}) \
-             AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
-            placeholders.join(", ")
+            "SELECT name FROM namespaces WHERE warehouse_id = $1 AND {filter} \
+             AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3"
         );
-        let mut query = sqlx::query(&sql)
-            .bind(warehouse_id)
-            .bind(after)
-            .bind(limit.map_or(i64::MAX, i64::from));
-        for name in names {
-            query = query.bind(name);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let mut args = vec![
+            warehouse_id.into(),
+            after.into(),
+            limit.map_or(i64::MAX, i64::from).into(),
+        ];
+        args.extend_from_slice(filter_args);
+        let rows = statement(&sql, &args).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| Ok(split_levels(&r.try_get::<String, _>("name")?)))
             .collect()
@@ -163,29 +164,29 @@ impl Store {
         expected_version: i64,
         properties: &BTreeMap<String, String>,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let props = props_to_json(properties)?;
+        self.write(
             "UPDATE namespaces SET properties = $1, version = version + 1, updated_at = $2 \
              WHERE id = $3 AND version = $4",
+            &[
+                (&props).into(),
+                now_ms().into(),
+                id.into(),
+                expected_version.into(),
+            ],
         )
-        .bind(props_to_json(properties)?)
-        .bind(now_ms())
-        .bind(id)
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Deletes a namespace with no children; false when already gone.
     pub async fn delete_namespace(&self, id: &str, display: &str) -> Result<bool> {
-        let query = sqlx::query("DELETE FROM namespaces WHERE id = $1").bind(id);
-        let done = self.effect(query, "").await.map_err(|e| {
+        let query = statement("DELETE FROM namespaces WHERE id = $1", &[id.into()]);
+        self.effect(query, "").await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::Internal("unexpected unique violation".into()),
                 || CatalogError::NamespaceNotEmpty(format!("Namespace is not empty: {display}")),
             )
-        })?;
-        Ok(done == 1)
+        })
     }
 }

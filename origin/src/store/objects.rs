@@ -2,9 +2,9 @@
 //! that claim a storage location, pointer compare-and-sets, renames, drops,
 //! and the query for locations that overlap.
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
-use super::exec::constraint;
+use super::exec::{Arg, constraint, statement, write_in};
 use super::idempotency::current_key;
 use super::{Store, join_levels, new_id, now_ms};
 use crate::error::{CatalogError, Result};
@@ -15,8 +15,20 @@ const SWAP_POINTER: &str = "UPDATE tables SET metadata_location = $1, metadata =
      metadata_refs = $3, version = version + 1, updated_at = $4 \
      WHERE id = $5 AND metadata_location = $6";
 
+/// The arguments of [`SWAP_POINTER`]: move object `id` from `expected` to `docs`.
+fn swap_args<'a>(id: &'a str, expected: &'a str, docs: &'a TableDocs, now: i64) -> [Arg<'a>; 6] {
+    [
+        (&docs.metadata_location).into(),
+        (&docs.metadata).into(),
+        docs.metadata_refs.as_deref().into(),
+        now.into(),
+        id.into(),
+        expected.into(),
+    ]
+}
+
 /// A table row: its pointer and the current metadata document beside it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TableRecord {
     /// Surrogate id.
     pub id: String,
@@ -116,8 +128,6 @@ fn overlap_query(location: &StoragePath, except: Option<&str>) -> (String, Vec<S
 }
 
 impl Store {
-    // ---- tables and views -------------------------------------------------
-
     /// One table with its full document (or its `snapshots=refs` form).
     pub async fn table(
         &self,
@@ -143,11 +153,12 @@ impl Store {
 
     /// What a name of a namespace is, if anything.
     pub async fn kind_of(&self, namespace_id: &str, name: &str) -> Result<Option<ObjectKind>> {
-        let row = sqlx::query("SELECT kind FROM tables WHERE namespace_id = $1 AND name = $2")
-            .bind(namespace_id)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = statement(
+            "SELECT kind FROM tables WHERE namespace_id = $1 AND name = $2",
+            &[namespace_id.into(), name.into()],
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             None => Ok(None),
             Some(row) => ObjectKind::parse(&row.try_get::<String, _>("kind")?).map(Some),
@@ -172,22 +183,15 @@ impl Store {
              t.version FROM tables t JOIN namespaces n ON t.namespace_id = n.id \
              WHERE n.warehouse_id = $1 AND n.name = $2 AND t.name = $3 AND t.kind = $4"
         );
-        let row = sqlx::query(&sql)
-            .bind(warehouse_id)
-            .bind(join_levels(namespace))
-            .bind(name)
-            .bind(kind.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(TableRecord {
-            id: row.try_get("id")?,
-            namespace_id: row.try_get("namespace_id")?,
-            name: row.try_get("name")?,
-            metadata_location: row.try_get("metadata_location")?,
-            metadata: row.try_get("metadata")?,
-            version: row.try_get("version")?,
-        }))
+        let namespace = join_levels(namespace);
+        let args = [
+            warehouse_id.into(),
+            (&namespace).into(),
+            name.into(),
+            kind.as_str().into(),
+        ];
+        let row = statement(&sql, &args).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(TableRecord::from_row).transpose()?)
     }
 
     /// Creates a table row pointing at an already written metadata file.
@@ -217,25 +221,26 @@ impl Store {
     ) -> Result<String> {
         let id = new_id();
         let now = now_ms();
+        let key = location.key();
         let mut tx = self.pool.begin().await?;
         Self::claim(&mut tx, location, None).await?;
-        sqlx::query(
+        let query = statement(
             "INSERT INTO tables (id, namespace_id, name, kind, metadata_location, metadata, \
              metadata_refs, version, created_at, updated_at, location_key) \
              VALUES ($1, $2, $3, $8, $4, $5, $6, 1, $7, $7, $9)",
-        )
-        .bind(&id)
-        .bind(namespace_id)
-        .bind(name)
-        .bind(&docs.metadata_location)
-        .bind(&docs.metadata)
-        .bind(docs.metadata_refs.as_deref())
-        .bind(now)
-        .bind(kind.as_str())
-        .bind(location.key())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
+            &[
+                (&id).into(),
+                namespace_id.into(),
+                name.into(),
+                (&docs.metadata_location).into(),
+                (&docs.metadata).into(),
+                docs.metadata_refs.as_deref().into(),
+                now.into(),
+                kind.as_str().into(),
+                (&key).into(),
+            ],
+        );
+        write_in(&mut *tx, query).await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Name already taken: {name}")),
@@ -262,11 +267,12 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         let (sql, binds) = overlap_query(location, except);
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = query.bind(bind);
-        }
-        if query.fetch_optional(&mut **tx).await?.is_some() {
+        let args: Vec<Arg<'_>> = binds.iter().map(Arg::from).collect();
+        if statement(&sql, &args)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some()
+        {
             return Err(overlap_error(&location.to_string()));
         }
         Ok(())
@@ -280,11 +286,8 @@ impl Store {
         except: Option<&str>,
     ) -> Result<Vec<StoragePath>> {
         let (sql, binds) = overlap_query(location, except);
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = query.bind(bind);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let args: Vec<Arg<'_>> = binds.iter().map(Arg::from).collect();
+        let rows = statement(&sql, &args).fetch_all(&self.pool).await?;
         let mut found = Vec::new();
         for row in rows {
             let key: String = row.try_get("location_key")?;
@@ -313,14 +316,17 @@ impl Store {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        let args = [
+            namespace_id.into(),
+            after.into(),
+            limit.map_or(i64::MAX, i64::from).into(),
+            kind.as_str().into(),
+        ];
+        let rows = statement(
             "SELECT name FROM tables WHERE namespace_id = $1 AND kind = $4 \
              AND ($2 IS NULL OR name > $2) ORDER BY name LIMIT $3",
+            &args,
         )
-        .bind(namespace_id)
-        .bind(after)
-        .bind(limit.map_or(i64::MAX, i64::from))
-        .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -336,14 +342,11 @@ impl Store {
         expected_location: &str,
         docs: &TableDocs,
     ) -> Result<bool> {
-        let query = sqlx::query(SWAP_POINTER)
-            .bind(&docs.metadata_location)
-            .bind(&docs.metadata)
-            .bind(docs.metadata_refs.as_deref())
-            .bind(now_ms())
-            .bind(id)
-            .bind(expected_location);
-        Ok(self.effect(query, &docs.metadata_location).await? == 1)
+        let args = swap_args(id, expected_location, docs, now_ms());
+        let swapped = self
+            .effect(statement(SWAP_POINTER, &args), &docs.metadata_location)
+            .await?;
+        Ok(swapped)
     }
 
     /// Compare-and-set of the pointer of an object whose location moves to
@@ -373,25 +376,16 @@ impl Store {
         for (id, _, _, location) in swaps {
             if let Some(location) = location {
                 Self::claim(&mut tx, location, Some(id)).await?;
-                sqlx::query("UPDATE tables SET location_key = $1 WHERE id = $2")
-                    .bind(location.key())
-                    .bind(*id)
-                    .execute(&mut *tx)
-                    .await?;
+                let key = location.key();
+                let args = [(&key).into(), (*id).into()];
+                let query = statement("UPDATE tables SET location_key = $1 WHERE id = $2", &args);
+                query.execute(&mut *tx).await?;
             }
         }
         for (id, expected, docs, _) in swaps {
             // Writes only: SQLite takes its write lock at the first statement.
-            let done = sqlx::query(SWAP_POINTER)
-                .bind(&docs.metadata_location)
-                .bind(&docs.metadata)
-                .bind(docs.metadata_refs.as_deref())
-                .bind(now)
-                .bind(*id)
-                .bind(*expected)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() != 1 {
+            let args = swap_args(id, expected, docs, now);
+            if !write_in(&mut *tx, statement(SWAP_POINTER, &args)).await? {
                 tx.rollback().await?;
                 return Ok(false);
             }
@@ -407,21 +401,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Deletes a table row; false when it was already gone.
+    pub async fn delete_table(&self, id: &str) -> Result<bool> {
+        let query = statement("DELETE FROM tables WHERE id = $1", &[id.into()]);
+        Ok(self.effect(query, "").await?)
+    }
+
     /// Deletes a table row if it still points at `location`; false otherwise
     /// (gone, or a commit moved it meanwhile).
     pub async fn delete_table_at(&self, id: &str, location: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tables WHERE id = $1 AND metadata_location = $2")
-            .bind(id)
-            .bind(location)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Deletes a table row; false when it was already gone.
-    pub async fn delete_table(&self, id: &str) -> Result<bool> {
-        let query = sqlx::query("DELETE FROM tables WHERE id = $1").bind(id);
-        Ok(self.effect(query, "").await? == 1)
+        self.write(
+            "DELETE FROM tables WHERE id = $1 AND metadata_location = $2",
+            &[id.into(), location.into()],
+        )
+        .await
     }
 
     /// Moves a table to another namespace and/or name.
@@ -432,20 +425,16 @@ impl Store {
         name: &str,
         display: &str,
     ) -> Result<bool> {
-        let query = sqlx::query(
+        let query = statement(
             "UPDATE tables SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(namespace_id)
-        .bind(name)
-        .bind(now_ms())
-        .bind(id);
-        let done = self.effect(query, "").await.map_err(|e| {
+            &[namespace_id.into(), name.into(), now_ms().into(), id.into()],
+        );
+        self.effect(query, "").await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Name already taken: {display}")),
                 || CatalogError::NoSuchNamespace(format!("Namespace does not exist: {display}")),
             )
-        })?;
-        Ok(done == 1)
+        })
     }
 }

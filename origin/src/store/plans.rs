@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
+use super::exec::{statement, write_in};
 use super::{Store, now_ms};
 use crate::error::{CatalogError, Result};
 
 /// A scan plan row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PlanRecord {
     /// The planned table.
     pub table_id: String,
@@ -22,24 +23,20 @@ pub struct PlanRecord {
 }
 
 impl Store {
-    // ---- scan plans --------------------------------------------------------
-
     /// Records a submitted plan of `table_id`, and forgets expired ones.
     pub async fn insert_plan(&self, id: &str, table_id: &str, ttl: Duration) -> Result<()> {
         let now = now_ms();
-        sqlx::query("DELETE FROM scan_plans WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
+        self.write(
+            "DELETE FROM scan_plans WHERE expires_at < $1",
+            &[now.into()],
+        )
+        .await?;
+        let expires_at = now + ttl.as_millis() as i64;
+        self.write(
             "INSERT INTO scan_plans (id, table_id, status, error, pages, created_at, expires_at) \
              VALUES ($1, $2, 'submitted', NULL, 0, $3, $4)",
+            &[id.into(), table_id.into(), now.into(), expires_at.into()],
         )
-        .bind(id)
-        .bind(table_id)
-        .bind(now)
-        .bind(now + ttl.as_millis() as i64)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -48,25 +45,21 @@ impl Store {
     /// transaction; false when it is no longer submitted (cancelled).
     pub async fn complete_plan(&self, id: &str, pages: &[String]) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let completed = statement(
             "UPDATE scan_plans SET status = 'completed', pages = $2 \
              WHERE id = $1 AND status = 'submitted'",
-        )
-        .bind(id)
-        .bind(pages.len() as i64)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
+            &[id.into(), (pages.len() as i64).into()],
+        );
+        if !write_in(&mut *tx, completed).await? {
             tx.rollback().await?;
             return Ok(false);
         }
         for (page, body) in pages.iter().enumerate() {
-            sqlx::query("INSERT INTO scan_plan_pages (plan_id, page, body) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(page as i64)
-                .bind(body)
-                .execute(&mut *tx)
-                .await?;
+            let query = statement(
+                "INSERT INTO scan_plan_pages (plan_id, page, body) VALUES ($1, $2, $3)",
+                &[id.into(), (page as i64).into(), body.into()],
+            );
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -74,50 +67,40 @@ impl Store {
 
     /// Marks a submitted plan failed with `error` (ErrorModel JSON).
     pub async fn fail_plan(&self, id: &str, error: &str) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE scan_plans SET status = 'failed', error = $2 WHERE id = $1 AND status = 'submitted'",
+            &[id.into(), error.into()],
         )
-        .bind(id)
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Cancels a plan and drops its pages; false when it does not exist.
     pub async fn cancel_plan(&self, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let cancel = statement(
             "UPDATE scan_plans SET status = 'cancelled' WHERE id = $1 AND expires_at >= $2",
+            &[id.into(), now_ms().into()],
+        );
+        let cancelled = write_in(&mut *tx, cancel).await?;
+        statement(
+            "DELETE FROM scan_plan_pages WHERE plan_id = $1",
+            &[id.into()],
         )
-        .bind(id)
-        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM scan_plan_pages WHERE plan_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(cancelled)
     }
 
     /// A plan that has not expired.
     pub async fn plan(&self, id: &str) -> Result<Option<PlanRecord>> {
-        let row = sqlx::query(
+        let row = statement(
             "SELECT table_id, status, error, pages FROM scan_plans WHERE id = $1 AND expires_at >= $2",
+            &[id.into(), now_ms().into()],
         )
-        .bind(id)
-        .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(PlanRecord {
-            table_id: row.try_get("table_id")?,
-            status: row.try_get("status")?,
-            error: row.try_get("error")?,
-            pages: row.try_get("pages")?,
-        }))
+        Ok(row.as_ref().map(PlanRecord::from_row).transpose()?)
     }
 
     /// One page of a completed plan.

@@ -7,7 +7,7 @@ use sqlx::error::ErrorKind;
 
 use floe_shared::auth::{ApiKeyRecord, Grant, Principal};
 
-use super::exec::constraint;
+use super::exec::{constraint, statement, write_in};
 use super::{Store, join_levels, now_ms, now_secs, split_levels};
 use crate::error::{CatalogError, Result};
 
@@ -23,8 +23,6 @@ pub struct PrincipalRecord {
 }
 
 impl Store {
-    // ---- principals, grants, API keys --------------------------------------
-
     /// Inserts a principal and its grants in one transaction.
     pub async fn insert_principal(
         &self,
@@ -34,18 +32,17 @@ impl Store {
         grants: &[Grant],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        sqlx::query(
+        let query = statement(
             "INSERT INTO principals (id, secret_hash, oidc_subject, disabled, not_before, created_at, updated_at) \
              VALUES ($1, $2, $3, 0, 0, $4, $4)",
-        )
-        .bind(id)
-        .bind(secret_hash)
-        .bind(oidc_subject)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
+            &[
+                id.into(),
+                secret_hash.into(),
+                oidc_subject.into(),
+                now_ms().into(),
+            ],
+        );
+        write_in(&mut *tx, query).await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Client or subject already exists: {id}")),
@@ -60,17 +57,19 @@ impl Store {
     }
 
     async fn upsert_grant(conn: &mut sqlx::AnyConnection, id: &str, grant: &Grant) -> Result<()> {
-        sqlx::query(
+        let namespace = join_levels(&grant.namespace);
+        let args = [
+            id.into(),
+            (&grant.warehouse).into(),
+            (&namespace).into(),
+            grant.role.as_str().into(),
+        ];
+        let query = statement(
             "INSERT INTO grants (principal_id, warehouse, namespace, role) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (principal_id, warehouse, namespace) DO UPDATE SET role = excluded.role",
-        )
-        .bind(id)
-        .bind(&grant.warehouse)
-        .bind(join_levels(&grant.namespace))
-        .bind(grant.role.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| {
+            &args,
+        );
+        write_in(&mut *conn, query).await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::Internal("unexpected unique violation on grants".into()),
@@ -94,69 +93,63 @@ impl Store {
         warehouse: &str,
         namespace: &[String],
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM grants WHERE principal_id = $1 AND warehouse = $2 AND namespace = $3",
-        )
-        .bind(id)
-        .bind(warehouse)
-        .bind(join_levels(namespace))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 1 {
+        let namespace = join_levels(namespace);
+        let revoked = self
+            .write(
+                "DELETE FROM grants WHERE principal_id = $1 AND warehouse = $2 AND namespace = $3",
+                &[id.into(), warehouse.into(), (&namespace).into()],
+            )
+            .await?;
+        if revoked {
             self.touch_principal(id, false).await?;
         }
-        Ok(done.rows_affected() == 1)
+        Ok(revoked)
     }
 
     /// Marks the principal changed; `revoke` also ends every token minted so
     /// far (a new credential generation, and `not_before` for external tokens).
     async fn touch_principal(&self, id: &str, revoke: bool) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE principals SET updated_at = $1, \
              not_before = CASE WHEN $2 = 1 THEN $3 ELSE not_before END, \
              generation = CASE WHEN $2 = 1 THEN generation + 1 ELSE generation END \
              WHERE id = $4",
+            &[
+                now_ms().into(),
+                i64::from(revoke).into(),
+                now_secs().into(),
+                id.into(),
+            ],
         )
-        .bind(now_ms())
-        .bind(i64::from(revoke))
-        .bind(now_secs())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Replaces the client secret and revokes every token minted before
     /// (a new credential generation).
     pub async fn set_principal_secret(&self, id: &str, secret_hash: &str) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE principals SET secret_hash = $1, not_before = $2, updated_at = $3, \
              generation = generation + 1 WHERE id = $4",
+            &[
+                secret_hash.into(),
+                now_secs().into(),
+                now_ms().into(),
+                id.into(),
+            ],
         )
-        .bind(secret_hash)
-        .bind(now_secs())
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Disables or enables a principal; disabling also revokes its tokens
     /// (a new credential generation), so enabling does not bring them back.
     pub async fn set_principal_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE principals SET disabled = $1, not_before = CASE WHEN $1 = 1 THEN $2 ELSE not_before END, \
              generation = CASE WHEN $1 = 1 THEN generation + 1 ELSE generation END, \
              updated_at = $3 WHERE id = $4",
+            &[i64::from(disabled).into(), now_secs().into(), now_ms().into(), id.into()],
         )
-        .bind(i64::from(disabled))
-        .bind(now_secs())
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Revokes every token of the principal minted so far (a new credential
@@ -211,27 +204,20 @@ impl Store {
 
     /// One principal by id (client id), with grants.
     pub async fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>> {
-        let row = sqlx::query(&format!("{} WHERE id = $1", Self::PRINCIPAL_COLUMNS))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(Some(
-                self.with_grants(Self::principal_from_row(&row)?).await?,
-            )),
-            None => Ok(None),
-        }
+        self.principal_where("id", id).await
     }
 
     /// The principal mapped to an external subject, with grants.
     pub async fn principal_by_subject(&self, subject: &str) -> Result<Option<PrincipalRecord>> {
-        let row = sqlx::query(&format!(
-            "{} WHERE oidc_subject = $1",
-            Self::PRINCIPAL_COLUMNS
-        ))
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await?;
+        self.principal_where("oidc_subject", subject).await
+    }
+
+    /// The principal whose `column` holds `value`, with grants.
+    async fn principal_where(&self, column: &str, value: &str) -> Result<Option<PrincipalRecord>> {
+        let sql = format!("{} WHERE {column} = $1", Self::PRINCIPAL_COLUMNS);
+        let row = statement(&sql, &[value.into()])
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(row) => Ok(Some(
                 self.with_grants(Self::principal_from_row(&row)?).await?,
@@ -260,19 +246,18 @@ impl Store {
         name: &str,
         secret_hash: &str,
     ) -> Result<()> {
-        let now = now_ms();
-        sqlx::query(
+        let query = statement(
             "INSERT INTO api_keys (id, principal_id, name, secret_hash, revoked, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, 0, $5, $5)",
-        )
-        .bind(id)
-        .bind(principal)
-        .bind(name)
-        .bind(secret_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
+            &[
+                id.into(),
+                principal.into(),
+                name.into(),
+                secret_hash.into(),
+                now_ms().into(),
+            ],
+        );
+        write_in(&self.pool, query).await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("API key id collision: {id}")),
@@ -317,25 +302,20 @@ impl Store {
 
     /// Replaces the secret of an unrevoked key; false when none.
     pub async fn set_api_key_secret(&self, id: &str, secret_hash: &str) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE api_keys SET secret_hash = $1, updated_at = $2 WHERE id = $3 AND revoked = 0",
+            &[secret_hash.into(), now_ms().into(), id.into()],
         )
-        .bind(secret_hash)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Revokes a key; false when it does not exist.
     pub async fn revoke_api_key(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE api_keys SET revoked = 1, updated_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.write(
+            "UPDATE api_keys SET revoked = 1, updated_at = $1 WHERE id = $2",
+            &[now_ms().into(), id.into()],
+        )
+        .await
     }
 
     /// Appends a principal change to the log every origin polls. The row is
@@ -383,7 +363,7 @@ impl Store {
 
     /// Principal changes after `seq`, oldest first, at most `limit`.
     pub async fn auth_changes_since(&self, seq: i64, limit: i64) -> Result<Vec<AuthChange>> {
-        let rows = sqlx::query(
+        let changes = sqlx::query_as(
             "SELECT seq, principal_id, api_key_id, origin FROM auth_changes \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
@@ -391,16 +371,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuthChange {
-                    seq: row.try_get("seq")?,
-                    principal: row.try_get("principal_id")?,
-                    api_key: row.try_get("api_key_id")?,
-                    origin: row.try_get("origin")?,
-                })
-            })
-            .collect()
+        Ok(changes)
     }
 
     /// Drops all but the last `keep` principal changes (the last one always
@@ -417,13 +388,15 @@ impl Store {
 }
 
 /// One row of the principal change log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuthChange {
     /// Its number: every origin reads the rows after the last it saw.
     pub seq: i64,
     /// The principal changed.
+    #[sqlx(rename = "principal_id")]
     pub principal: String,
     /// The API key changed, if one was.
+    #[sqlx(rename = "api_key_id")]
     pub api_key: Option<String>,
     /// The process that made the change.
     pub origin: String,

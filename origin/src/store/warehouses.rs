@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::exec::constraint;
+use super::exec::{constraint, statement, write_in};
 use super::{Store, new_id, now_ms, props_from_json, props_to_json};
 use crate::error::{CatalogError, Result};
 
@@ -23,8 +23,6 @@ pub struct WarehouseRecord {
 }
 
 impl Store {
-    // ---- warehouses -------------------------------------------------------
-
     fn warehouse_from_row(row: &AnyRow) -> Result<WarehouseRecord> {
         Ok(WarehouseRecord {
             id: row.try_get("id")?,
@@ -42,19 +40,19 @@ impl Store {
         properties: &BTreeMap<String, String>,
     ) -> Result<WarehouseRecord> {
         let id = new_id();
-        let now = now_ms();
-        sqlx::query(
+        let props = props_to_json(properties)?;
+        let query = statement(
             "INSERT INTO warehouses (id, name, location, properties, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(&id)
-        .bind(name)
-        .bind(location)
-        .bind(props_to_json(properties)?)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
+            &[
+                (&id).into(),
+                name.into(),
+                location.into(),
+                (&props).into(),
+                now_ms().into(),
+            ],
+        );
+        write_in(&self.pool, query).await.map_err(|e| {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Warehouse already exists: {name}")),
@@ -76,16 +74,16 @@ impl Store {
         location: &str,
         properties: &BTreeMap<String, String>,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        self.write(
             "UPDATE warehouses SET location = $1, properties = $2, updated_at = $3 WHERE name = $4",
+            &[
+                location.into(),
+                (&props_to_json(properties)?).into(),
+                now_ms().into(),
+                name.into(),
+            ],
         )
-        .bind(location)
-        .bind(props_to_json(properties)?)
-        .bind(now_ms())
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// All warehouses by name.
@@ -109,17 +107,13 @@ impl Store {
 
     /// Deletes an empty warehouse; false when it does not exist.
     pub async fn delete_warehouse(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM warehouses WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                constraint(
-                    e,
-                    || CatalogError::Internal("unexpected unique violation".into()),
-                    || CatalogError::NamespaceNotEmpty(format!("Warehouse is not empty: {name}")),
-                )
-            })?;
-        Ok(done.rows_affected() == 1)
+        let query = statement("DELETE FROM warehouses WHERE name = $1", &[name.into()]);
+        write_in(&self.pool, query).await.map_err(|e| {
+            constraint(
+                e,
+                || CatalogError::Internal("unexpected unique violation".into()),
+                || CatalogError::NamespaceNotEmpty(format!("Warehouse is not empty: {name}")),
+            )
+        })
     }
 }
