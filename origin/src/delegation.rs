@@ -1301,12 +1301,35 @@ fn bind_delete_body(
     Ok(headers)
 }
 
+/// Why a DeleteObjects body was refused; the text follows "the
+/// DeleteObjects body" in the 403.
+#[derive(Debug, thiserror::Error)]
+enum DeleteBodyError {
+    /// Not XML, or XML of another shape (with the parser's reason when it
+    /// gave one).
+    #[error("does not parse as a DeleteObjects request")]
+    Malformed(#[source] Option<quick_xml::Error>),
+    /// Declared in another encoding than UTF-8.
+    #[error("is not UTF-8")]
+    NotUtf8,
+    /// An object names a version (`<VersionId>`).
+    #[error("names an object version")]
+    Version,
+    /// A `<Key>` with nothing in it.
+    #[error("has an empty key")]
+    EmptyKey,
+    /// No `<Key>` at all.
+    #[error("names no key")]
+    NoKey,
+}
+
 /// The `<Key>`s of a DeleteObjects body, read strictly: `<Delete>` holding
 /// `<Object><Key>…</Key></Object>` elements and an optional `<Quiet>`, no
 /// version ids, no DTD, comments or processing instructions, at least one key.
-fn delete_keys(body: &str) -> std::result::Result<Vec<String>, &'static str> {
+fn delete_keys(body: &str) -> std::result::Result<Vec<String>, DeleteBodyError> {
     use quick_xml::events::Event;
-    const BAD: &str = "does not parse as a DeleteObjects request";
+    const BAD: DeleteBodyError = DeleteBodyError::Malformed(None);
+    let unparsable = |e: quick_xml::Error| DeleteBodyError::Malformed(Some(e));
     let mut reader = quick_xml::Reader::from_str(body);
     let mut open: Vec<String> = Vec::new();
     let mut keys = Vec::new();
@@ -1314,14 +1337,14 @@ fn delete_keys(body: &str) -> std::result::Result<Vec<String>, &'static str> {
     let mut object_keys = 0usize;
     let mut rooted = false;
     loop {
-        let event = reader.read_event().map_err(|_| BAD)?;
+        let event = reader.read_event().map_err(unparsable)?;
         let inside = open.last().map(String::as_str);
         match event {
             Event::Decl(decl) if !rooted && open.is_empty() => {
                 if let Some(encoding) = decl.encoding() {
-                    let encoding = encoding.map_err(|_| BAD)?;
+                    let encoding = encoding.map_err(|e| unparsable(e.into()))?;
                     if !encoding.eq_ignore_ascii_case("utf-8") {
-                        return Err("is not UTF-8");
+                        return Err(DeleteBodyError::NotUtf8);
                     }
                 }
             }
@@ -1331,14 +1354,14 @@ fn delete_keys(body: &str) -> std::result::Result<Vec<String>, &'static str> {
                     (0, None, "Delete") => !rooted,
                     (1, Some("Delete"), "Object" | "Quiet") => true,
                     (2, Some("Object"), "Key") => key.is_none() && object_keys == 0,
-                    (2, Some("Object"), "VersionId") => return Err("names an object version"),
+                    (2, Some("Object"), "VersionId") => return Err(DeleteBodyError::Version),
                     _ => false,
                 };
                 if !allowed {
                     return Err(BAD);
                 }
                 for attribute in element.attributes() {
-                    let attribute = attribute.map_err(|_| BAD)?;
+                    let attribute = attribute.map_err(|e| unparsable(e.into()))?;
                     let attribute = attribute.key.as_ref();
                     if name != "Delete"
                         || !(attribute == "xmlns" || attribute.starts_with("xmlns:"))
@@ -1358,7 +1381,7 @@ fn delete_keys(body: &str) -> std::result::Result<Vec<String>, &'static str> {
                 Some("Key") => {
                     let done = key.take().ok_or(BAD)?;
                     if done.is_empty() {
-                        return Err("has an empty key");
+                        return Err(DeleteBodyError::EmptyKey);
                     }
                     keys.push(done);
                     object_keys += 1;
@@ -1376,7 +1399,7 @@ fn delete_keys(body: &str) -> std::result::Result<Vec<String>, &'static str> {
                 let (Some("Key"), Some(key)) = (inside, key.as_mut()) else {
                     return Err(BAD);
                 };
-                match reference.resolve_char_ref().map_err(|_| BAD)? {
+                match reference.resolve_char_ref().map_err(unparsable)? {
                     Some(c) => key.push(c),
                     None => key.push_str(
                         quick_xml::escape::resolve_predefined_entity(&reference).ok_or(BAD)?,
@@ -1397,7 +1420,7 @@ fn delete_keys(body: &str) -> std::result::Result<Vec<String>, &'static str> {
         return Err(BAD);
     }
     if keys.is_empty() {
-        return Err("names no key");
+        return Err(DeleteBodyError::NoKey);
     }
     Ok(keys)
 }
@@ -1834,12 +1857,12 @@ mod tests {
     fn delete_bodies_are_read_strictly() {
         let java = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\n  <Object>\n    <Key>wh/db/t-1/a&amp;b</Key>\n  </Object>\n  <Object><Key><![CDATA[wh/db/t-1/c<d]]></Key></Object>\n  <Object><Key>wh/db/t-1/&#x65;</Key></Object>\n  <Quiet>true</Quiet>\n</Delete>";
         assert_eq!(
-            delete_keys(java),
-            Ok(vec![
+            delete_keys(java).unwrap(),
+            vec![
                 "wh/db/t-1/a&b".to_string(),
                 "wh/db/t-1/c<d".to_string(),
                 "wh/db/t-1/e".to_string()
-            ])
+            ]
         );
         for bad in [
             "",
@@ -1862,6 +1885,25 @@ mod tests {
         ] {
             assert!(delete_keys(bad).is_err(), "{bad:?}: {:?}", delete_keys(bad));
         }
+        let why = |body: &str| delete_keys(body).expect_err(body);
+        assert!(matches!(why("<Delete></Delete>"), DeleteBodyError::NoKey));
+        assert!(matches!(
+            why("<Delete><Object><Key></Key></Object></Delete>"),
+            DeleteBodyError::EmptyKey
+        ));
+        assert!(matches!(
+            why("<Delete><Object><VersionId>1</VersionId></Object></Delete>"),
+            DeleteBodyError::Version
+        ));
+        let unparsable = why("<Delete><Object");
+        assert!(
+            std::error::Error::source(&unparsable).is_some(),
+            "the parser's reason is kept: {unparsable:?}"
+        );
+        assert_eq!(
+            unparsable.to_string(),
+            "does not parse as a DeleteObjects request"
+        );
     }
 
     /// The signature covers `x-amz-content-sha256`, so S3 refuses a

@@ -129,19 +129,59 @@ impl Warehouse {
     }
 }
 
+/// Why a warehouse name was refused (the text follows the setting's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty, or longer than 128 bytes.
+    #[error("must be 1 to 128 characters")]
+    Length,
+    /// A character other than ASCII letters, digits, `-`, `_` and `.`.
+    #[error("may contain only ASCII letters, digits, '-', '_' and '.'")]
+    Characters,
+    /// A word the REST paths use after the prefix.
+    #[error("'{0}' is reserved")]
+    Reserved(String),
+}
+
+/// Why a warehouse location was refused (the text follows the setting's name).
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    /// Empty or blank.
+    #[error("must not be empty")]
+    Empty,
+    /// `s3://` without a bucket.
+    #[error("s3 location needs a bucket: s3://bucket/path")]
+    NoBucket,
+    /// `file://` with a relative path.
+    #[error("file location must be absolute: file:///path")]
+    RelativeFile,
+    /// A scheme other than `file://` and `s3://`.
+    #[error("supported schemes are file:// and s3://")]
+    UnsupportedScheme,
+    /// A relative path, and the working directory to resolve it against is unknown.
+    #[error("{0}")]
+    WorkingDirectory(#[source] std::io::Error),
+    /// A `..` segment.
+    #[error("must not contain '..'")]
+    ParentSegment,
+    /// The storage root itself (`s3://`, `file:///`).
+    #[error("must name a directory below the storage root")]
+    StorageRoot,
+}
+
 /// Checks a warehouse name (also used as URL prefix).
-pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+pub fn validate_name(name: &str) -> std::result::Result<(), NameError> {
     if name.is_empty() || name.len() > 128 {
-        return Err("must be 1 to 128 characters".into());
+        return Err(NameError::Length);
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err("may contain only ASCII letters, digits, '-', '_' and '.'".into());
+        return Err(NameError::Characters);
     }
     if name == "namespaces" || name == "tables" || name == "transactions" || name == "views" {
-        return Err(format!("'{name}' is reserved"));
+        return Err(NameError::Reserved(name.to_string()));
     }
     Ok(())
 }
@@ -149,41 +189,41 @@ pub fn validate_name(name: &str) -> std::result::Result<(), String> {
 /// Normalizes a warehouse location: `s3://bucket/path` stays, `file:///abs`
 /// stays, a plain path (relative or absolute) becomes `file:///abs/path`.
 /// Trailing slashes are removed.
-pub fn normalize_location(location: &str) -> std::result::Result<String, String> {
+pub fn normalize_location(location: &str) -> std::result::Result<String, LocationError> {
     let location = location.trim();
     if location.is_empty() {
-        return Err("must not be empty".into());
+        return Err(LocationError::Empty);
     }
     let normalized = if let Some(rest) = location.strip_prefix("s3://") {
         let bucket = rest.split('/').next().unwrap_or_default();
         if bucket.is_empty() {
-            return Err("s3 location needs a bucket: s3://bucket/path".into());
+            return Err(LocationError::NoBucket);
         }
         location.to_string()
     } else if let Some(path) = location.strip_prefix("file://") {
         if !path.starts_with('/') {
-            return Err("file location must be absolute: file:///path".into());
+            return Err(LocationError::RelativeFile);
         }
         location.to_string()
     } else if location.contains("://") {
-        return Err("supported schemes are file:// and s3://".into());
+        return Err(LocationError::UnsupportedScheme);
     } else {
         let path = std::path::Path::new(location);
         let absolute = if path.is_absolute() {
             path.to_path_buf()
         } else {
             std::env::current_dir()
-                .map_err(|e| e.to_string())?
+                .map_err(LocationError::WorkingDirectory)?
                 .join(path)
         };
         format!("file://{}", absolute.display())
     };
     if normalized.split('/').any(|seg| seg == "..") {
-        return Err("must not contain '..'".into());
+        return Err(LocationError::ParentSegment);
     }
     let trimmed = normalized.trim_end_matches('/');
     if trimmed.ends_with(':') || trimmed == "file://" {
-        return Err("must name a directory below the storage root".into());
+        return Err(LocationError::StorageRoot);
     }
     Ok(trimmed.to_string())
 }
@@ -264,20 +304,41 @@ mod tests {
         );
         assert_eq!(normalize_location("/tmp/w").unwrap(), "file:///tmp/w");
         assert!(normalize_location("rel").unwrap().starts_with("file:///"));
-        assert!(normalize_location("s3://").is_err());
-        assert!(normalize_location("gs://b").is_err());
-        assert!(normalize_location("file://relative").is_err());
-        assert!(normalize_location("/tmp/../etc").is_err());
-        assert!(normalize_location("file:///").is_err());
+        for (location, refused) in [
+            ("", "must not be empty"),
+            ("s3://", "s3 location needs a bucket: s3://bucket/path"),
+            ("gs://b", "supported schemes are file:// and s3://"),
+            (
+                "file://relative",
+                "file location must be absolute: file:///path",
+            ),
+            ("/tmp/../etc", "must not contain '..'"),
+            ("file:///", "must name a directory below the storage root"),
+        ] {
+            let error = normalize_location(location).expect_err(location);
+            assert_eq!(error.to_string(), refused, "{location:?}");
+        }
+        assert!(matches!(
+            normalize_location("s3://"),
+            Err(LocationError::NoBucket)
+        ));
     }
 
     #[test]
     fn names() {
         assert!(validate_name("default").is_ok());
         assert!(validate_name("prod_1.eu-west").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("a/b").is_err());
-        assert!(validate_name("namespaces").is_err());
+        assert_eq!(validate_name(""), Err(NameError::Length));
+        assert_eq!(validate_name(&"a".repeat(129)), Err(NameError::Length));
+        assert_eq!(validate_name("a/b"), Err(NameError::Characters));
+        assert_eq!(
+            validate_name("namespaces"),
+            Err(NameError::Reserved("namespaces".into()))
+        );
+        assert_eq!(
+            validate_name("namespaces").unwrap_err().to_string(),
+            "'namespaces' is reserved"
+        );
     }
 
     #[test]

@@ -17,12 +17,88 @@ struct Field {
     r#type: PrimitiveType,
 }
 
-fn bad(message: impl Into<String>) -> String {
-    message.into()
+/// Why a filter expression was refused; its text is the reason given in
+/// the 400.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// Nesting beyond [`MAX_DEPTH`].
+    #[error("filter is nested too deeply")]
+    TooDeep,
+    /// Neither a boolean nor an object.
+    #[error("not a predicate: {0}")]
+    NotAPredicate(Value),
+    /// An object without a string `type`.
+    #[error("predicate without a string \"type\"")]
+    Untyped,
+    /// A `type` this parser does not know.
+    #[error("unknown predicate type {0:?}")]
+    UnknownType(String),
+    /// A predicate without one of its parts (`left`, `child`, a value…).
+    #[error("{kind} predicate without {part}")]
+    Missing {
+        /// The predicate's type.
+        kind: String,
+        /// What it lacks, as the message names it.
+        part: String,
+    },
+    /// An operator applied to a field of a type it does not take.
+    #[error("{kind} needs a {needs} field, not {field}")]
+    WrongFieldType {
+        /// The predicate's type.
+        kind: String,
+        /// The types it takes.
+        needs: &'static str,
+        /// The field as the schema spells it.
+        field: String,
+    },
+    /// No term under any of the keys a predicate of this type takes.
+    #[error("predicate without a term ({0})")]
+    NoTerm(String),
+    /// A term that is neither a field name nor a reference object.
+    #[error("not a term: {0}")]
+    NotATerm(Value),
+    /// A term object without a `type`.
+    #[error("term without a type")]
+    UntypedTerm,
+    /// A term other than a reference (a transform, a function).
+    #[error("terms of type {0:?} (transforms, functions) are not supported in scan filters")]
+    UnsupportedTerm(String),
+    /// A reference with neither a name nor an id.
+    #[error("reference without a name or an id")]
+    UnnamedReference,
+    /// A reference id that is not a 32-bit integer.
+    #[error("reference id is not a field id")]
+    BadReferenceId,
+    /// A reference id the schema does not have.
+    #[error("no field with id {0}")]
+    NoFieldId(i32),
+    /// A field name the schema does not have (with or without case).
+    #[error("no field named {0:?} in the table schema")]
+    NoSuchField(String),
+    /// A struct, list or map field where a primitive one is needed.
+    #[error("{0} is not a primitive field")]
+    NotPrimitive(String),
+    /// A literal that is not a value of the field's type.
+    #[error("{value} is not a {expected} literal for {field}")]
+    BadLiteral {
+        /// The literal as sent.
+        value: Value,
+        /// The field's type.
+        expected: PrimitiveType,
+        /// The field as the schema spells it.
+        field: String,
+        /// The `iceberg` crate's refusal, when it made one.
+        #[source]
+        cause: Option<Box<iceberg::Error>>,
+    },
 }
 
-/// Parses a predicate; errors are messages for a 400.
-pub fn parse(value: &Value, schema: &Schema, case_sensitive: bool) -> Result<Predicate, String> {
+/// Parses a predicate; errors are reasons for a 400.
+pub fn parse(
+    value: &Value,
+    schema: &Schema,
+    case_sensitive: bool,
+) -> Result<Predicate, FilterError> {
     Parser {
         schema,
         case_sensitive,
@@ -35,28 +111,36 @@ struct Parser<'a> {
     case_sensitive: bool,
 }
 
+/// A predicate of type `kind` lacks `part`.
+fn missing(kind: &str, part: String) -> FilterError {
+    FilterError::Missing {
+        kind: kind.to_string(),
+        part,
+    }
+}
+
 /// Nesting beyond this is refused (a request cannot make the parser recurse without bound).
 const MAX_DEPTH: usize = 256;
 
 impl Parser<'_> {
-    fn predicate(&self, value: &Value, depth: usize) -> Result<Predicate, String> {
+    fn predicate(&self, value: &Value, depth: usize) -> Result<Predicate, FilterError> {
         if depth > MAX_DEPTH {
-            return Err(bad("filter is nested too deeply"));
+            return Err(FilterError::TooDeep);
         }
         let object = match value {
             Value::Bool(true) => return Ok(Predicate::AlwaysTrue),
             Value::Bool(false) => return Ok(Predicate::AlwaysFalse),
             Value::Object(object) => object,
-            other => return Err(format!("not a predicate: {other}")),
+            other => return Err(FilterError::NotAPredicate(other.clone())),
         };
         let kind = object
             .get("type")
             .and_then(Value::as_str)
-            .ok_or_else(|| bad("predicate without a string \"type\""))?;
+            .ok_or(FilterError::Untyped)?;
         let child = |key: &str| {
             object
                 .get(key)
-                .ok_or_else(|| format!("{kind} predicate without \"{key}\""))
+                .ok_or_else(|| missing(kind, format!("\"{key}\"")))
                 .and_then(|v| self.predicate(v, depth + 1))
         };
         match kind {
@@ -72,10 +156,11 @@ impl Parser<'_> {
                 match kind {
                     "is-null" => Ok(reference.is_null()),
                     "not-null" => Ok(reference.is_not_null()),
-                    _ if !floating => Err(format!(
-                        "{kind} needs a float or double field, not {}",
-                        field.name
-                    )),
+                    _ if !floating => Err(FilterError::WrongFieldType {
+                        kind: kind.to_string(),
+                        needs: "float or double",
+                        field: field.name,
+                    }),
                     "is-nan" => Ok(reference.is_nan()),
                     _ => Ok(reference.is_not_nan()),
                 }
@@ -86,13 +171,17 @@ impl Parser<'_> {
                 let literal = object
                     .get("right")
                     .or_else(|| object.get("value"))
-                    .ok_or_else(|| format!("{kind} predicate without a value"))?;
+                    .ok_or_else(|| missing(kind, "a value".to_string()))?;
                 let datum = literal_datum(literal, &field)?;
                 let reference = Reference::new(field.name.clone());
                 if matches!(kind, "starts-with" | "not-starts-with")
                     && field.r#type != PrimitiveType::String
                 {
-                    return Err(format!("{kind} needs a string field, not {}", field.name));
+                    return Err(FilterError::WrongFieldType {
+                        kind: kind.to_string(),
+                        needs: "string",
+                        field: field.name,
+                    });
                 }
                 Ok(match kind {
                     "lt" => reference.less_than(datum),
@@ -110,7 +199,7 @@ impl Parser<'_> {
                 let values = object
                     .get("values")
                     .and_then(Value::as_array)
-                    .ok_or_else(|| format!("{kind} predicate without a \"values\" array"))?;
+                    .ok_or_else(|| missing(kind, "a \"values\" array".to_string()))?;
                 let datums = values
                     .iter()
                     .map(|v| literal_datum(v, &field))
@@ -122,7 +211,7 @@ impl Parser<'_> {
                     reference.is_not_in(datums)
                 })
             }
-            other => Err(format!("unknown predicate type {other:?}")),
+            other => Err(FilterError::UnknownType(other.to_string())),
         }
     }
 
@@ -131,11 +220,11 @@ impl Parser<'_> {
         &self,
         object: &serde_json::Map<String, Value>,
         keys: &[&str],
-    ) -> Result<Field, String> {
+    ) -> Result<Field, FilterError> {
         let term = keys
             .iter()
             .find_map(|k| object.get(*k))
-            .ok_or_else(|| format!("predicate without a term ({})", keys.join(" or ")))?;
+            .ok_or_else(|| FilterError::NoTerm(keys.join(" or ")))?;
         let field = match term {
             Value::String(name) => self.by_name(name)?,
             Value::Object(reference) => match reference.get("type").and_then(Value::as_str) {
@@ -145,40 +234,38 @@ impl Parser<'_> {
                         let id = id
                             .as_i64()
                             .and_then(|i| i32::try_from(i).ok())
-                            .ok_or_else(|| bad("reference id is not a field id"))?;
+                            .ok_or(FilterError::BadReferenceId)?;
                         self.schema
                             .field_by_id(id)
-                            .ok_or_else(|| format!("no field with id {id}"))?;
+                            .ok_or(FilterError::NoFieldId(id))?;
                         let name = self
                             .schema
                             .name_by_field_id(id)
-                            .ok_or_else(|| format!("no field with id {id}"))?
+                            .ok_or(FilterError::NoFieldId(id))?
                             .to_string();
                         self.by_name(&name)?
                     }
-                    _ => return Err(bad("reference without a name or an id")),
+                    _ => return Err(FilterError::UnnamedReference),
                 },
                 Some(other) => {
-                    return Err(format!(
-                        "terms of type {other:?} (transforms, functions) are not supported in scan filters"
-                    ));
+                    return Err(FilterError::UnsupportedTerm(other.to_string()));
                 }
-                None => return Err(bad("term without a type")),
+                None => return Err(FilterError::UntypedTerm),
             },
-            other => return Err(format!("not a term: {other}")),
+            other => return Err(FilterError::NotATerm(other.clone())),
         };
         Ok(field)
     }
 
-    fn by_name(&self, name: &str) -> Result<Field, String> {
+    fn by_name(&self, name: &str) -> Result<Field, FilterError> {
         let field = if self.case_sensitive {
             self.schema.field_by_name(name)
         } else {
             self.schema.field_by_name_case_insensitive(name)
         }
-        .ok_or_else(|| format!("no field named {name:?} in the table schema"))?;
+        .ok_or_else(|| FilterError::NoSuchField(name.to_string()))?;
         let Type::Primitive(r#type) = field.field_type.as_ref() else {
-            return Err(format!("{name} is not a primitive field"));
+            return Err(FilterError::NotPrimitive(name.to_string()));
         };
         let canonical = self
             .schema
@@ -195,13 +282,15 @@ impl Parser<'_> {
 /// A JSON literal as a datum of the field's type (the spec's single-value
 /// forms: numbers, ISO-8601 strings for dates and times, decimal strings,
 /// hex for binary, and for temporal types their integer encodings too).
-fn literal_datum(value: &Value, field: &Field) -> Result<Datum, String> {
-    let wrong = || {
-        format!(
-            "{value} is not a {} literal for {}",
-            field.r#type, field.name
-        )
+fn literal_datum(value: &Value, field: &Field) -> Result<Datum, FilterError> {
+    let refused = |cause: Option<Box<iceberg::Error>>| FilterError::BadLiteral {
+        value: value.clone(),
+        expected: field.r#type.clone(),
+        field: field.name.clone(),
+        cause,
     };
+    let wrong = || refused(None);
+    let because = |e: iceberg::Error| refused(Some(Box::new(e)));
     let value = match value {
         // A typed literal object, as some writers send it.
         Value::Object(o) if o.contains_key("value") => o.get("value").unwrap_or(&Value::Null),
@@ -212,7 +301,7 @@ fn literal_datum(value: &Value, field: &Field) -> Result<Datum, String> {
     let datum = match &field.r#type {
         PrimitiveType::Boolean => match value {
             Value::Bool(b) => Datum::bool(*b),
-            Value::String(s) => Datum::bool_from_str(s).map_err(|_| wrong())?,
+            Value::String(s) => Datum::bool_from_str(s).map_err(because)?,
             _ => return Err(wrong()),
         },
         PrimitiveType::Int => Datum::int(i32::try_from(int()?).map_err(|_| wrong())?),
@@ -220,22 +309,22 @@ fn literal_datum(value: &Value, field: &Field) -> Result<Datum, String> {
         PrimitiveType::Float => Datum::float(value.as_f64().ok_or_else(wrong)? as f32),
         PrimitiveType::Double => Datum::double(value.as_f64().ok_or_else(wrong)?),
         PrimitiveType::String => Datum::string(text()?),
-        PrimitiveType::Uuid => Datum::uuid_from_str(text()?).map_err(|_| wrong())?,
+        PrimitiveType::Uuid => Datum::uuid_from_str(text()?).map_err(because)?,
         PrimitiveType::Date => match value {
             Value::Number(_) => Datum::date(i32::try_from(int()?).map_err(|_| wrong())?),
-            _ => Datum::date_from_str(text()?).map_err(|_| wrong())?,
+            _ => Datum::date_from_str(text()?).map_err(because)?,
         },
         PrimitiveType::Time => match value {
-            Value::Number(_) => Datum::time_micros(int()?).map_err(|_| wrong())?,
-            _ => Datum::time_from_str(text()?).map_err(|_| wrong())?,
+            Value::Number(_) => Datum::time_micros(int()?).map_err(because)?,
+            _ => Datum::time_from_str(text()?).map_err(because)?,
         },
         PrimitiveType::Timestamp => match value {
             Value::Number(_) => Datum::timestamp_micros(int()?),
-            _ => Datum::timestamp_from_str(text()?).map_err(|_| wrong())?,
+            _ => Datum::timestamp_from_str(text()?).map_err(because)?,
         },
         PrimitiveType::Timestamptz => match value {
             Value::Number(_) => Datum::timestamptz_micros(int()?),
-            _ => Datum::timestamptz_from_str(zoned(text()?)).map_err(|_| wrong())?,
+            _ => Datum::timestamptz_from_str(zoned(text()?)).map_err(because)?,
         },
         PrimitiveType::TimestampNs => Datum::timestamp_nanos(int()?),
         PrimitiveType::TimestamptzNs => Datum::timestamptz_nanos(int()?),
@@ -248,7 +337,7 @@ fn literal_datum(value: &Value, field: &Field) -> Result<Datum, String> {
             let exact = rescale(&text, *scale).ok_or_else(wrong)?;
             Datum::decimal_from_str(exact)
                 .and_then(|d| d.to(&Type::Primitive(field.r#type.clone())))
-                .map_err(|_| wrong())?
+                .map_err(because)?
         }
         PrimitiveType::Fixed(len) => {
             let bytes = unhex(text()?).ok_or_else(wrong)?;
@@ -350,7 +439,9 @@ mod tests {
     }
 
     fn err(v: Value) -> String {
-        parse(&v, &schema(), true).expect_err(&v.to_string())
+        parse(&v, &schema(), true)
+            .expect_err(&v.to_string())
+            .to_string()
     }
 
     #[test]
@@ -428,6 +519,29 @@ mod tests {
             deep = json!({"type": "not", "child": deep});
         }
         assert!(err(deep).contains("deeply"));
+    }
+
+    #[test]
+    fn refusals_name_their_kind_and_keep_the_cause() {
+        let schema = schema();
+        let refusal = |v: Value| parse(&v, &schema, true).expect_err(&v.to_string());
+        let unknown = refusal(json!({"type": "eq", "term": "nope", "value": 1}));
+        assert!(
+            matches!(&unknown, FilterError::NoSuchField(name) if name == "nope"),
+            "{unknown:?}"
+        );
+        let bad_day = refusal(json!({"type": "eq", "term": "day", "value": "yesterday"}));
+        assert!(
+            matches!(bad_day, FilterError::BadLiteral { cause: Some(_), .. }),
+            "{bad_day:?}"
+        );
+        assert!(std::error::Error::source(&bad_day).is_some());
+        assert_eq!(
+            bad_day.to_string(),
+            "\"yesterday\" is not a date literal for day"
+        );
+        let missing = refusal(json!({"type": "and", "left": true}));
+        assert_eq!(missing.to_string(), "and predicate without \"right\"");
     }
 
     #[test]
