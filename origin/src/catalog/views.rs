@@ -12,15 +12,15 @@ use bytes::Bytes;
 use floe_shared::wire::{ListTablesResponse, RenameTableRequest, TableIdentifier};
 use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
-use crate::catalog::{
-    Catalog, PageRequest, check_identifier, delete_quietly, display, fetch_limit, finish_page,
-    read_own_file, refused_without_writing, table_display, validate_name, validate_namespace,
-    visible,
-};
+use super::Catalog;
+use super::commit::refused_without_writing;
+use super::documents::{delete_quietly, read_own_file};
+use super::names::{check_identifier, display, table_display, validate_name, validate_namespace};
+use super::paging::{PageRequest, fetch_limit, finish_page, visible};
+use super::view_update;
 use crate::error::{CatalogError, Result};
 use crate::storage::StoragePath;
 use crate::store::{NamespaceRecord, ObjectKind, TableDocs, TableRecord};
-use crate::view_update;
 use crate::warehouse::Warehouse;
 use crate::wire::{CommitViewRequest, CreateViewRequest, RegisterViewRequest};
 use floe_shared::auth::Listing;
