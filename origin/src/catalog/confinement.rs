@@ -140,6 +140,26 @@ impl Catalog {
         )
     }
 
+    /// The location of a new table or view `name` of `namespace`: the one
+    /// asked for (without a trailing `/`) or the namespace's default, with
+    /// its normalized form, checked as [`Catalog::check_new_location`] does.
+    pub(super) async fn new_location(
+        &self,
+        warehouse: &Warehouse,
+        namespace: &NamespaceRecord,
+        asked: Option<&str>,
+        name: &str,
+    ) -> Result<(String, StoragePath)> {
+        let location = match asked {
+            Some(location) => location.trim_end_matches('/').to_string(),
+            None => self.default_table_location(warehouse, namespace, name),
+        };
+        let path = self
+            .check_new_location(warehouse, namespace, &location, None)
+            .await?;
+        Ok((location, path))
+    }
+
     /// The normalized location of a new table or view of `namespace`, or
     /// of one moving there: a valid storage path strictly inside the
     /// namespace's location (so never the warehouse root) and, unless it is

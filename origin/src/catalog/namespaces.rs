@@ -1,6 +1,7 @@
 //! Namespaces: create, load, list, update properties, drop.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use floe_shared::auth::Listing;
 use floe_shared::wire::{
@@ -9,7 +10,7 @@ use floe_shared::wire::{
 };
 
 use super::Catalog;
-use super::names::{display, validate_namespace};
+use super::names::{display, validate_name, validate_namespace};
 use super::paging::{PageRequest, fetch_limit, finish_page, visible};
 use crate::error::{CatalogError, Result};
 use crate::store::NamespaceRecord;
@@ -30,6 +31,25 @@ impl Catalog {
                     display(levels)
                 ))
             })
+    }
+
+    /// Where a new table or view goes: checks its name (`what`: `Table
+    /// name` or `View name`), finds the warehouse, runs `check` on it (a
+    /// registration checks its metadata file's path there), then finds the
+    /// namespace.
+    pub(super) async fn destination<T>(
+        &self,
+        prefix: &str,
+        levels: &[String],
+        what: &str,
+        name: &str,
+        check: impl FnOnce(&Warehouse) -> Result<T>,
+    ) -> Result<(Arc<Warehouse>, NamespaceRecord, T)> {
+        validate_name(what, name)?;
+        let warehouse = self.warehouse(prefix).await?;
+        let checked = check(&warehouse)?;
+        let namespace = self.namespace_record(&warehouse, levels).await?;
+        Ok((warehouse, namespace, checked))
     }
 
     /// `POST /namespaces`.

@@ -1,13 +1,17 @@
 //! Listings: `pageToken`/`pageSize` into a keyset page, the page's next
-//! token, and which children a caller's grants let a listing show.
+//! token, which children a caller's grants let a listing show, and the
+//! one listing of a namespace's tables or views.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use floe_shared::auth::Listing;
+use floe_shared::wire::{ListTablesResponse, TableIdentifier};
 
+use super::Catalog;
 use super::names::display;
 use crate::config::CatalogSettings;
 use crate::error::{CatalogError, Result};
+use crate::store::ObjectKind;
 
 /// One page of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,6 +99,47 @@ pub(crate) fn finish_page<T>(
 /// Fetch size for a page: one more than asked, to know whether more follow.
 pub(crate) fn fetch_limit(page: &PageRequest) -> Option<u32> {
     page.limit.map(|l| l.saturating_add(1))
+}
+
+impl Catalog {
+    /// One page of a namespace's tables or views. A caller who may read
+    /// only namespaces below this one sees none of them.
+    pub(super) async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        prefix: &str,
+        levels: &[String],
+        page: PageRequest,
+        listing: &Listing,
+    ) -> Result<ListTablesResponse> {
+        let what = format!("{}s", kind.as_str());
+        let on_the_way = visible(listing, levels, &what)?.is_some();
+        let warehouse = self.warehouse(prefix).await?;
+        let namespace = self.namespace_record(&warehouse, levels).await?;
+        let names = if on_the_way {
+            Vec::new()
+        } else {
+            self.store
+                .list_objects(
+                    kind,
+                    &namespace.id,
+                    page.after.as_deref(),
+                    fetch_limit(&page),
+                )
+                .await?
+        };
+        let (names, next_page_token) = finish_page(names, &page, Clone::clone);
+        Ok(ListTablesResponse {
+            next_page_token,
+            identifiers: names
+                .into_iter()
+                .map(|name| TableIdentifier {
+                    namespace: levels.to_vec(),
+                    name,
+                })
+                .collect(),
+        })
+    }
 }
 
 #[cfg(test)]

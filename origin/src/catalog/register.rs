@@ -6,7 +6,7 @@ use iceberg::spec::TableMetadata;
 use super::Catalog;
 use super::confinement::{check_inside, check_metadata_paths};
 use super::documents::build_documents;
-use super::names::{table_display, validate_name};
+use super::names::table_display;
 use super::tables::TableResponse;
 use crate::delegation::DelegationRequest;
 use crate::error::{CatalogError, Result};
@@ -26,10 +26,11 @@ impl Catalog {
         req: RegisterTableRequest,
         delegation: DelegationRequest,
     ) -> Result<TableResponse> {
-        validate_name("Table name", &req.name)?;
-        let warehouse = self.warehouse(prefix).await?;
-        let file = warehouse.check_location(&req.metadata_location)?;
-        let namespace = self.namespace_record(&warehouse, levels).await?;
+        let (warehouse, namespace, file) = self
+            .destination(prefix, levels, "Table name", &req.name, |warehouse| {
+                warehouse.check_location(&req.metadata_location)
+            })
+            .await?;
         let existing = self
             .store
             .table(&warehouse.record.id, levels, &req.name, false)

@@ -11,6 +11,7 @@ use iceberg::spec::{
 use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
 
 use super::Catalog;
+use super::commit::{Commit, Round, Staged, refusal};
 use super::confinement::{check_metadata_paths, check_update_paths};
 use super::documents::{
     build_documents, delete_quietly, next_metadata_location, parse_metadata, write_metadata_file,
@@ -19,23 +20,12 @@ use super::names::{check_identifier, table_display, validate_name, validate_name
 use super::tables::TableResponse;
 use crate::delegation::DelegationRequest;
 use crate::error::{CatalogError, Result};
-use crate::storage::StoragePath;
-use crate::store::{Swap, TableDocs, TableRecord};
+use crate::store::TableRecord;
 use crate::warehouse::Warehouse;
 use crate::wire::{CommitTableRequest, CommitTransactionRequest};
 
 /// Property that makes a commit delete metadata files dropped from the log.
 const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
-
-/// A new metadata version written to storage, not yet committed.
-struct Prepared {
-    location: String,
-    metadata: TableMetadata,
-    docs: TableDocs,
-    expired: Vec<iceberg::spec::MetadataLog>,
-    /// The table's new location, when the commit moves it.
-    relocated: Option<StoragePath>,
-}
 
 /// The metadata a commit's updates produce.
 pub(crate) struct Applied {
@@ -76,20 +66,12 @@ pub(crate) fn apply_commit(
             "Cannot reassign the table's UUID {uuid} to {other}"
         )));
     }
-    // The requirements held, so on a retry a refusal means the table
-    // moved under the client: a conflict, not bad input.
-    let refused = |e: iceberg::Error| {
-        if attempt == 0 {
-            CatalogError::invalid_metadata(e)
-        } else {
-            CatalogError::commit_failed(e)
-        }
-    };
+    let refused = refusal(attempt, CatalogError::invalid_metadata);
     let mut builder = base.into_builder(Some(metadata_location.to_string()));
     for update in req.updates.iter().cloned() {
-        builder = update.apply(builder).map_err(refused)?;
+        builder = update.apply(builder).map_err(&refused)?;
     }
-    let built = builder.build().map_err(refused)?;
+    let built = builder.build().map_err(&refused)?;
     if built.changes.is_empty() {
         return Ok(None);
     }
@@ -112,6 +94,178 @@ fn first<T>(updates: &[TableUpdate], pick: impl Fn(&TableUpdate) -> Option<T>) -
     updates.iter().find_map(pick)
 }
 
+/// 400 when an update moves the table somewhere the warehouse does not allow.
+fn check_set_locations(warehouse: &Warehouse, updates: &[TableUpdate]) -> Result<()> {
+    for update in updates {
+        if let TableUpdate::SetLocation { location } = update {
+            warehouse.check_location(location.trim_end_matches('/'))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a committed table version leaves for after the commit.
+pub(super) struct NewMetadata {
+    /// The committed metadata.
+    metadata: TableMetadata,
+    /// Metadata log entries the commit dropped.
+    expired: Vec<iceberg::spec::MetadataLog>,
+}
+
+/// A commit to one table.
+struct TableCommit<'a> {
+    catalog: &'a Catalog,
+    warehouse: &'a Warehouse,
+    levels: &'a [String],
+    name: &'a str,
+    req: &'a CommitTableRequest,
+}
+
+impl Commit for TableCommit<'_> {
+    type Then = NewMetadata;
+    type Output = TableResponse;
+    const METERED: bool = true;
+    const TOGETHER: bool = false;
+    const RIVALS: &'static str = "commits";
+
+    fn subject(&self) -> String {
+        format!("Commit to {}", table_display(self.levels, self.name))
+    }
+
+    async fn round(
+        &mut self,
+        attempt: u32,
+        staged: &mut Vec<Staged<NewMetadata>>,
+    ) -> Result<Round<TableResponse>> {
+        let (catalog, warehouse, levels, name, req) = (
+            self.catalog,
+            self.warehouse,
+            self.levels,
+            self.name,
+            self.req,
+        );
+        let current = catalog
+            .store
+            .table(&warehouse.record.id, levels, name, false)
+            .await?;
+        let Some(current) = current else {
+            if is_create(&req.requirements) {
+                return match catalog.commit_create(warehouse, levels, name, req).await {
+                    // A table created concurrently: the next round fails
+                    // assert-create. A view of that name stays a clash.
+                    Err(CatalogError::AlreadyExists(msg)) => {
+                        if catalog.view_named(warehouse, levels, name).await? {
+                            return Err(CatalogError::AlreadyExists(msg));
+                        }
+                        Ok(Round::Again)
+                    }
+                    other => other.map(Round::Done),
+                };
+            }
+            return Err(CatalogError::NoSuchTable(format!(
+                "Table does not exist: {}",
+                table_display(levels, name)
+            )));
+        };
+        match catalog
+            .prepare(warehouse, levels, &current, req, attempt)
+            .await?
+        {
+            Some(version) => {
+                staged.push(version);
+                Ok(Round::Swap)
+            }
+            None => catalog
+                .table_response(
+                    warehouse,
+                    Some(&current.metadata_location),
+                    &current.metadata,
+                )
+                .map(Round::Done),
+        }
+    }
+
+    async fn committed(&mut self, mut staged: Vec<Staged<NewMetadata>>) -> Result<TableResponse> {
+        let Some(version) = staged.pop() else {
+            return Err(CatalogError::Internal(
+                "a table commit staged nothing".into(),
+            ));
+        };
+        self.catalog
+            .after_commit(self.warehouse, &version.id, &version.then)
+            .await;
+        self.catalog.table_response(
+            self.warehouse,
+            Some(&version.docs.metadata_location),
+            &version.docs.metadata,
+        )
+    }
+}
+
+/// A transaction over several tables: every pointer moves or none does.
+struct TransactionCommit<'a> {
+    catalog: &'a Catalog,
+    warehouse: &'a Warehouse,
+    req: &'a CommitTransactionRequest,
+}
+
+impl Commit for TransactionCommit<'_> {
+    type Then = (TableIdentifier, NewMetadata);
+    type Output = Vec<(TableIdentifier, String)>;
+    const METERED: bool = true;
+    const TOGETHER: bool = true;
+    const RIVALS: &'static str = "commits";
+
+    fn subject(&self) -> String {
+        "Transaction".into()
+    }
+
+    async fn round(
+        &mut self,
+        attempt: u32,
+        staged: &mut Vec<Staged<Self::Then>>,
+    ) -> Result<Round<Self::Output>> {
+        let (catalog, warehouse) = (self.catalog, self.warehouse);
+        for change in &self.req.table_changes {
+            let Some(ident) = change.identifier.clone() else {
+                continue;
+            };
+            let current = catalog
+                .store
+                .table(&warehouse.record.id, &ident.namespace, &ident.name, false)
+                .await?
+                .ok_or_else(|| {
+                    CatalogError::NoSuchTable(format!(
+                        "Table does not exist: {}",
+                        table_display(&ident.namespace, &ident.name)
+                    ))
+                })?;
+            if let Some(version) = catalog
+                .prepare(warehouse, &ident.namespace, &current, change, attempt)
+                .await?
+            {
+                staged.push(version.map(|new| (ident, new)));
+            }
+        }
+        Ok(Round::Swap)
+    }
+
+    async fn committed(&mut self, staged: Vec<Staged<Self::Then>>) -> Result<Self::Output> {
+        let mut committed = Vec::new();
+        for Staged {
+            id,
+            docs,
+            then: (ident, new),
+            ..
+        } in staged
+        {
+            self.catalog.after_commit(self.warehouse, &id, &new).await;
+            committed.push((ident, docs.metadata_location));
+        }
+        Ok(committed)
+    }
+}
+
 impl Catalog {
     /// `POST /namespaces/{ns}/tables/{t}`: the commit path.
     ///
@@ -127,126 +281,25 @@ impl Catalog {
     ) -> Result<TableResponse> {
         check_identifier(req.identifier.as_ref(), levels, name)?;
         let warehouse = self.warehouse(prefix).await?;
-        for update in &req.updates {
-            if let TableUpdate::SetLocation { location } = update {
-                warehouse.check_location(location.trim_end_matches('/'))?;
-            }
-        }
-        let result = self.commit_loop(&warehouse, levels, name, &req).await;
-        if let Ok(table) = &result {
-            self.events
-                .publish(
-                    prefix,
-                    levels,
-                    name,
-                    "commit",
-                    table.metadata_location.as_deref(),
-                )
-                .await;
-        }
-        match &result {
-            Ok(_) => self.metrics.commit("committed"),
-            Err(CatalogError::CommitFailed(_)) => self.metrics.commit("conflict"),
-            Err(CatalogError::BadRequest(_)) => self.metrics.commit("rejected"),
-            Err(_) => self.metrics.commit("error"),
-        }
-        result
-    }
-
-    async fn commit_loop(
-        &self,
-        warehouse: &Warehouse,
-        levels: &[String],
-        name: &str,
-        req: &CommitTableRequest,
-    ) -> Result<TableResponse> {
-        let attempts = self.settings.commit_max_retries + 1;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                self.metrics.commit_retry();
-            }
-            let current = self
-                .store
-                .table(&warehouse.record.id, levels, name, false)
-                .await?;
-            let Some(current) = current else {
-                if is_create(&req.requirements) {
-                    match self.commit_create(warehouse, levels, name, req).await {
-                        // A table created concurrently: the next round fails
-                        // assert-create. A view of that name stays a clash.
-                        Err(CatalogError::AlreadyExists(msg)) => {
-                            if self.view_named(warehouse, levels, name).await? {
-                                return Err(CatalogError::AlreadyExists(msg));
-                            }
-                            continue;
-                        }
-                        other => return other,
-                    }
-                }
-                return Err(CatalogError::NoSuchTable(format!(
-                    "Table does not exist: {}",
-                    table_display(levels, name)
-                )));
-            };
-            let Prepared {
-                location,
-                metadata,
-                docs,
-                expired,
-                relocated,
-            } = match self
-                .prepare(warehouse, levels, &current, req, attempt)
-                .await?
-            {
-                Some(prepared) => prepared,
-                None => {
-                    return self.table_response(
-                        warehouse,
-                        Some(&current.metadata_location),
-                        &current.metadata,
-                    );
-                }
-            };
-            let swapped = match &relocated {
-                None => {
-                    self.store
-                        .swap_table_metadata(&current.id, &current.metadata_location, &docs)
-                        .await
-                }
-                Some(path) => {
-                    self.store
-                        .swap_relocated(&current.id, &current.metadata_location, &docs, path)
-                        .await
-                }
-            };
-            match swapped {
-                Ok(true) => {
-                    self.after_commit(warehouse, &current.id, &metadata, &expired)
-                        .await;
-                    return self.table_response(warehouse, Some(&location), &docs.metadata);
-                }
-                Ok(false) => {
-                    // Someone else committed first; nothing of ours is visible.
-                    delete_quietly(warehouse, &location).await;
-                }
-                Err(err @ CatalogError::BadRequest(_)) => {
-                    // The new location is taken: nothing changed.
-                    delete_quietly(warehouse, &location).await;
-                    return Err(err);
-                }
-                Err(err) => {
-                    // The pointer may or may not have moved: keep the file.
-                    return Err(CatalogError::CommitStateUnknown(format!(
-                        "Commit to {} has unknown outcome: {err}",
-                        table_display(levels, name)
-                    )));
-                }
-            }
-        }
-        Err(CatalogError::CommitFailed(format!(
-            "Commit to {} lost {attempts} races with concurrent commits; retry",
-            table_display(levels, name)
-        )))
+        check_set_locations(&warehouse, &req.updates)?;
+        let mut commit = TableCommit {
+            catalog: self,
+            warehouse: &warehouse,
+            levels,
+            name,
+            req: &req,
+        };
+        let table = self.run_commit(&warehouse, &mut commit).await?;
+        self.events
+            .publish(
+                prefix,
+                levels,
+                name,
+                "commit",
+                table.metadata_location.as_deref(),
+            )
+            .await;
+        Ok(table)
     }
 
     /// Checks the requirements against `current`, applies the updates and
@@ -258,7 +311,7 @@ impl Catalog {
         current: &TableRecord,
         req: &CommitTableRequest,
         attempt: u32,
-    ) -> Result<Option<Prepared>> {
+    ) -> Result<Option<Staged<NewMetadata>>> {
         let base = parse_metadata(current.metadata.clone()).await?;
         let Some(Applied {
             metadata,
@@ -268,35 +321,26 @@ impl Catalog {
         else {
             return Ok(None);
         };
-        let path = if moved {
-            let namespace = self.namespace_record(warehouse, levels).await?;
-            self.check_new_location(
+        let path = self
+            .version_location(
                 warehouse,
-                &namespace,
+                levels,
+                &current.id,
                 metadata.location(),
-                Some(&current.id),
+                moved,
+                "table",
             )
-            .await?
-        } else {
-            StoragePath::parse(metadata.location()).map_err(|e| {
-                CatalogError::BadRequest(format!(
-                    "Storage confinement: the table's location {} is not an allowed storage \
-                     path ({e}); move it with set-location",
-                    metadata.location()
-                ))
-            })?
-        };
+            .await?;
         check_update_paths(&path, &req.updates)?;
         let file = next_metadata_location(&current.metadata_location, &metadata);
-        let location = file.to_string();
         write_metadata_file(warehouse, &metadata, &file).await?;
-        let (metadata, docs) = build_documents(metadata, location.clone()).await?;
-        Ok(Some(Prepared {
-            location,
-            metadata,
+        let (metadata, docs) = build_documents(metadata, file.to_string()).await?;
+        Ok(Some(Staged {
+            id: current.id.clone(),
+            base: current.metadata_location.clone(),
             docs,
-            expired,
             relocated: moved.then_some(path),
+            then: NewMetadata { metadata, expired },
         }))
     }
 
@@ -331,20 +375,14 @@ impl Catalog {
         }
         let warehouse = self.warehouse(prefix).await?;
         for change in &req.table_changes {
-            for update in &change.updates {
-                if let TableUpdate::SetLocation { location } = update {
-                    warehouse.check_location(location.trim_end_matches('/'))?;
-                }
-            }
+            check_set_locations(&warehouse, &change.updates)?;
         }
-        let result = self.transaction_loop(&warehouse, &req).await;
-        match &result {
-            Ok(_) => self.metrics.commit("committed"),
-            Err(CatalogError::CommitFailed(_)) => self.metrics.commit("conflict"),
-            Err(CatalogError::BadRequest(_)) => self.metrics.commit("rejected"),
-            Err(_) => self.metrics.commit("error"),
-        }
-        let committed = result?;
+        let mut commit = TransactionCommit {
+            catalog: self,
+            warehouse: &warehouse,
+            req: &req,
+        };
+        let committed = self.run_commit(&warehouse, &mut commit).await?;
         for (ident, location) in committed {
             self.events
                 .publish(
@@ -357,103 +395,6 @@ impl Catalog {
                 .await;
         }
         Ok(())
-    }
-
-    async fn transaction_loop(
-        &self,
-        warehouse: &Warehouse,
-        req: &CommitTransactionRequest,
-    ) -> Result<Vec<(TableIdentifier, String)>> {
-        let attempts = self.settings.commit_max_retries + 1;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                self.metrics.commit_retry();
-            }
-            let mut prepared: Vec<(TableIdentifier, TableRecord, Prepared)> = Vec::new();
-            let mut outcome = Ok(());
-            for change in &req.table_changes {
-                let Some(ident) = change.identifier.clone() else {
-                    continue;
-                };
-                let current = match self
-                    .store
-                    .table(&warehouse.record.id, &ident.namespace, &ident.name, false)
-                    .await
-                {
-                    Ok(Some(current)) => current,
-                    Ok(None) => {
-                        outcome = Err(CatalogError::NoSuchTable(format!(
-                            "Table does not exist: {}",
-                            table_display(&ident.namespace, &ident.name)
-                        )));
-                        break;
-                    }
-                    Err(e) => {
-                        outcome = Err(e);
-                        break;
-                    }
-                };
-                match self
-                    .prepare(warehouse, &ident.namespace, &current, change, attempt)
-                    .await
-                {
-                    Ok(Some(p)) => prepared.push((ident, current, p)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        outcome = Err(e);
-                        break;
-                    }
-                }
-            }
-            if let Err(e) = outcome {
-                // Nothing was committed: remove the files written so far.
-                for (_, _, p) in &prepared {
-                    delete_quietly(warehouse, &p.location).await;
-                }
-                return Err(e);
-            }
-            let swaps: Vec<Swap<'_>> = prepared
-                .iter()
-                .map(|(_, current, p)| {
-                    (
-                        current.id.as_str(),
-                        current.metadata_location.as_str(),
-                        &p.docs,
-                        p.relocated.as_ref(),
-                    )
-                })
-                .collect();
-            match self.store.swap_many(&swaps).await {
-                Ok(true) => {
-                    let mut committed = Vec::new();
-                    for (ident, current, p) in prepared {
-                        self.after_commit(warehouse, &current.id, &p.metadata, &p.expired)
-                            .await;
-                        committed.push((ident, p.location));
-                    }
-                    return Ok(committed);
-                }
-                Ok(false) => {
-                    for (_, _, p) in &prepared {
-                        delete_quietly(warehouse, &p.location).await;
-                    }
-                }
-                Err(err @ CatalogError::BadRequest(_)) => {
-                    for (_, _, p) in &prepared {
-                        delete_quietly(warehouse, &p.location).await;
-                    }
-                    return Err(err);
-                }
-                Err(err) => {
-                    return Err(CatalogError::CommitStateUnknown(format!(
-                        "Transaction has unknown outcome: {err}"
-                    )));
-                }
-            }
-        }
-        Err(CatalogError::CommitFailed(format!(
-            "Transaction lost {attempts} races with concurrent commits; retry"
-        )))
     }
 
     /// A commit with `assert-create` on a table that does not exist yet:
@@ -494,17 +435,12 @@ impl Catalog {
             _ => None,
         })
         .unwrap_or(FormatVersion::V2);
-        let location = match first(updates, |u| match u {
-            TableUpdate::SetLocation { location } => {
-                Some(location.trim_end_matches('/').to_string())
-            }
+        let asked = updates.iter().find_map(|u| match u {
+            TableUpdate::SetLocation { location } => Some(location.as_str()),
             _ => None,
-        }) {
-            Some(location) => location,
-            None => self.default_table_location(warehouse, &namespace, name),
-        };
-        let path = self
-            .check_new_location(warehouse, &namespace, &location, None)
+        });
+        let (location, path) = self
+            .new_location(warehouse, &namespace, asked, name)
             .await?;
         let mut builder = TableMetadataBuilder::new(
             schema,
@@ -542,13 +478,8 @@ impl Catalog {
 
     /// Deletes the metadata files a commit expired from the log, when the
     /// table asks for it; only those inside the table's own location.
-    async fn after_commit(
-        &self,
-        warehouse: &Warehouse,
-        id: &str,
-        metadata: &TableMetadata,
-        expired: &[iceberg::spec::MetadataLog],
-    ) {
+    async fn after_commit(&self, warehouse: &Warehouse, id: &str, new: &NewMetadata) {
+        let NewMetadata { metadata, expired } = new;
         let enabled = metadata
             .properties()
             .get(DELETE_AFTER_COMMIT)

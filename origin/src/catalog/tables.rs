@@ -11,11 +11,10 @@ use iceberg::spec::{FormatVersion, TableMetadata, TableMetadataBuilder};
 use iceberg::{MetadataLocation, TableCreation};
 
 use super::Catalog;
-use super::commit::refused_without_writing;
 use super::confinement::check_metadata_paths;
-use super::documents::{build_documents, delete_quietly, read_own_file, write_metadata_file};
+use super::documents::{build_documents, read_own_file, write_metadata_file};
 use super::names::{display, table_display, validate_name, validate_namespace};
-use super::paging::{PageRequest, fetch_limit, finish_page, visible};
+use super::paging::PageRequest;
 use crate::delegation::{
     DelegationRequest, RemoteSignRequest, RemoteSignResult, StorageAccess, StorageCredential,
 };
@@ -88,27 +87,8 @@ impl Catalog {
         page: PageRequest,
         listing: &Listing,
     ) -> Result<ListTablesResponse> {
-        let on_the_way = visible(listing, levels, "tables")?.is_some();
-        let warehouse = self.warehouse(prefix).await?;
-        let namespace = self.namespace_record(&warehouse, levels).await?;
-        let names = if on_the_way {
-            Vec::new()
-        } else {
-            self.store
-                .list_tables(&namespace.id, page.after.as_deref(), fetch_limit(&page))
-                .await?
-        };
-        let (names, next_page_token) = finish_page(names, &page, Clone::clone);
-        Ok(ListTablesResponse {
-            next_page_token,
-            identifiers: names
-                .into_iter()
-                .map(|name| TableIdentifier {
-                    namespace: levels.to_vec(),
-                    name,
-                })
-                .collect(),
-        })
+        self.list_objects(ObjectKind::Table, prefix, levels, page, listing)
+            .await
     }
 
     pub(super) fn table_response(
@@ -376,15 +356,11 @@ impl Catalog {
         req: CreateTableRequest,
         delegation: DelegationRequest,
     ) -> Result<TableResponse> {
-        validate_name("Table name", &req.name)?;
-        let warehouse = self.warehouse(prefix).await?;
-        let namespace = self.namespace_record(&warehouse, levels).await?;
-        let location = match &req.location {
-            Some(location) => location.trim_end_matches('/').to_string(),
-            None => self.default_table_location(&warehouse, &namespace, &req.name),
-        };
-        let path = self
-            .check_new_location(&warehouse, &namespace, &location, None)
+        let (warehouse, namespace, ()) = self
+            .destination(prefix, levels, "Table name", &req.name, |_| Ok(()))
+            .await?;
+        let (location, path) = self
+            .new_location(&warehouse, &namespace, req.location.as_deref(), &req.name)
             .await?;
         let mut properties = req.properties;
         let format_version = take_format_version(&mut properties)?;
@@ -435,31 +411,17 @@ impl Catalog {
         let location = file.to_string();
         write_metadata_file(warehouse, &metadata, &file).await?;
         let (_, docs) = build_documents(metadata, location.clone()).await?;
-        if let Err(err) = self
-            .store
-            .insert_table(&namespace.id, name, &docs, path)
-            .await
-        {
-            if !refused_without_writing(&err) {
-                // The row may or may not be in: the file stays.
-                return Err(CatalogError::CommitStateUnknown(format!(
-                    "Create of {} has unknown outcome: {err}",
-                    table_display(levels, name)
-                )));
-            }
-            delete_quietly(warehouse, &location).await;
-            return Err(match err {
-                CatalogError::AlreadyExists(_) => {
-                    self.name_taken(&namespace.id, levels, name, ObjectKind::Table)
-                        .await
-                }
-                CatalogError::NoSuchNamespace(_) => CatalogError::NoSuchNamespace(format!(
-                    "Namespace does not exist: {}",
-                    display(levels)
-                )),
-                other => other,
-            });
-        }
+        self.insert_new(
+            ObjectKind::Table,
+            warehouse,
+            namespace,
+            levels,
+            name,
+            &docs,
+            path,
+            true,
+        )
+        .await?;
         self.delegated_response(
             warehouse,
             prefix,
