@@ -24,7 +24,8 @@ pub mod routes;
 pub mod server;
 pub mod storage;
 pub mod store;
-pub mod view_update;
-pub mod views;
 pub mod warehouse;
 pub mod wire;
+
+pub use catalog::view_update; // moved: crate::catalog::view_update
+pub use catalog::views; // moved: crate::catalog::views

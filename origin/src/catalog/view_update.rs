@@ -18,14 +18,29 @@ pub enum ViewRequirement {
     },
 }
 
+/// A view requirement that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequirementFailed {
+    /// The view's UUID is not the one the client read.
+    #[error("Requirement failed: view UUID does not match: expected {expected} != {actual}")]
+    ViewUuid {
+        /// The UUID the requirement asserts.
+        expected: Uuid,
+        /// The view's UUID.
+        actual: Uuid,
+    },
+}
+
 impl ViewRequirement {
     /// Checks the requirement against the current metadata.
-    pub fn check(&self, metadata: &ViewMetadata) -> Result<(), String> {
+    pub fn check(&self, metadata: &ViewMetadata) -> Result<(), RequirementFailed> {
         match self {
-            Self::AssertViewUuid { uuid } if *uuid != metadata.uuid() => Err(format!(
-                "Requirement failed: view UUID does not match: expected {uuid} != {}",
-                metadata.uuid()
-            )),
+            Self::AssertViewUuid { uuid } if *uuid != metadata.uuid() => {
+                Err(RequirementFailed::ViewUuid {
+                    expected: *uuid,
+                    actual: metadata.uuid(),
+                })
+            }
             Self::AssertViewUuid { .. } => Ok(()),
         }
     }
@@ -204,12 +219,23 @@ mod tests {
                 .check(&m)
                 .is_ok()
         );
-        assert!(
-            ViewRequirement::AssertViewUuid {
-                uuid: Uuid::now_v7()
-            }
+        let other = Uuid::now_v7();
+        let failed = ViewRequirement::AssertViewUuid { uuid: other }
             .check(&m)
-            .is_err()
+            .unwrap_err();
+        assert_eq!(
+            failed,
+            RequirementFailed::ViewUuid {
+                expected: other,
+                actual: m.uuid()
+            }
+        );
+        assert_eq!(
+            failed.to_string(),
+            format!(
+                "Requirement failed: view UUID does not match: expected {other} != {}",
+                m.uuid()
+            )
         );
         let parsed: ViewRequirement = serde_json::from_value(serde_json::json!({
             "type": "assert-view-uuid",

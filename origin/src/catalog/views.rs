@@ -9,18 +9,18 @@
 //! table commits are.
 
 use bytes::Bytes;
-use floe_shared::wire::{ListTablesResponse, RenameTableRequest, TableIdentifier};
+use floe_shared::wire::{ListTablesResponse, RenameTableRequest};
 use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
-use crate::catalog::{
-    Catalog, PageRequest, check_identifier, delete_quietly, display, fetch_limit, finish_page,
-    read_own_file, refused_without_writing, table_display, validate_name, validate_namespace,
-    visible,
-};
+use super::Catalog;
+use super::commit::{Commit, Round, Staged, refusal};
+use super::documents::read_own_file;
+use super::names::{check_identifier, table_display, validate_name, validate_namespace};
+use super::paging::PageRequest;
+use super::view_update;
 use crate::error::{CatalogError, Result};
 use crate::storage::StoragePath;
 use crate::store::{NamespaceRecord, ObjectKind, TableDocs, TableRecord};
-use crate::view_update;
 use crate::warehouse::Warehouse;
 use crate::wire::{CommitViewRequest, CreateViewRequest, RegisterViewRequest};
 use floe_shared::auth::Listing;
@@ -78,6 +78,101 @@ async fn write_view_file(warehouse: &Warehouse, location: &str, json: &str) -> R
         .map_err(CatalogError::storage)
 }
 
+/// A replace of one view.
+struct ViewReplace<'a> {
+    catalog: &'a Catalog,
+    warehouse: &'a Warehouse,
+    prefix: &'a str,
+    levels: &'a [String],
+    name: &'a str,
+    req: &'a CommitViewRequest,
+}
+
+impl Commit for ViewReplace<'_> {
+    type Then = ();
+    type Output = ViewResponse;
+    const METERED: bool = false;
+    const TOGETHER: bool = false;
+    const RIVALS: &'static str = "replaces";
+
+    fn subject(&self) -> String {
+        format!("Replace of view {}", table_display(self.levels, self.name))
+    }
+
+    async fn round(
+        &mut self,
+        attempt: u32,
+        staged: &mut Vec<Staged<()>>,
+    ) -> Result<Round<ViewResponse>> {
+        let (catalog, warehouse, levels) = (self.catalog, self.warehouse, self.levels);
+        let current = catalog.view_record(warehouse, levels, self.name).await?;
+        let base = parse_view(&current.metadata)?;
+        let base_location = base.location().to_string();
+        for requirement in &self.req.requirements {
+            requirement
+                .check(&base)
+                .map_err(|e| CatalogError::CommitFailed(e.to_string()))?;
+        }
+        let refused = refusal(attempt, invalid_view);
+        let mut builder = base.into_builder();
+        for update in self.req.updates.iter().cloned() {
+            builder = view_update::apply(builder, update).map_err(&refused)?;
+        }
+        let built = builder.build().map_err(&refused)?;
+        if built.changes.is_empty() {
+            return catalog
+                .view_response(warehouse, &current.metadata_location, &current.metadata)
+                .map(Round::Done);
+        }
+        let metadata = built.metadata;
+        let moved = metadata.location() != base_location;
+        let path = catalog
+            .version_location(
+                warehouse,
+                levels,
+                &current.id,
+                metadata.location(),
+                moved,
+                "view",
+            )
+            .await?;
+        let version = file_version(&current.metadata_location)
+            .map_or(metadata.history().len() as u64, |v| v + 1);
+        let location = view_metadata_location(&metadata, version);
+        let json = serde_json::to_string(&metadata)?;
+        write_view_file(warehouse, &location, &json).await?;
+        staged.push(Staged {
+            id: current.id,
+            base: current.metadata_location,
+            docs: TableDocs {
+                metadata_location: location,
+                metadata: json,
+                metadata_refs: None,
+            },
+            relocated: moved.then_some(path),
+            then: (),
+        });
+        Ok(Round::Swap)
+    }
+
+    async fn committed(&mut self, staged: Vec<Staged<()>>) -> Result<ViewResponse> {
+        let Some(version) = staged.into_iter().next_back() else {
+            return Err(CatalogError::Internal(
+                "a view replace staged nothing".into(),
+            ));
+        };
+        self.catalog
+            .events()
+            .publish_view(self.prefix, self.levels, self.name, "commit")
+            .await;
+        self.catalog.view_response(
+            self.warehouse,
+            &version.docs.metadata_location,
+            &version.docs.metadata,
+        )
+    }
+}
+
 impl Catalog {
     fn view_response(
         &self,
@@ -130,32 +225,17 @@ impl Catalog {
             metadata: json,
             metadata_refs: None,
         };
-        if let Err(err) = self
-            .store()
-            .insert_object(ObjectKind::View, &namespace.id, name, &docs, path)
-            .await
-        {
-            if !refused_without_writing(&err) {
-                return Err(CatalogError::CommitStateUnknown(format!(
-                    "Create of view {} has unknown outcome: {err}",
-                    table_display(levels, name)
-                )));
-            }
-            if write {
-                delete_quietly(warehouse, &location).await;
-            }
-            return Err(match err {
-                CatalogError::AlreadyExists(_) => {
-                    self.name_taken(&namespace.id, levels, name, ObjectKind::View)
-                        .await
-                }
-                CatalogError::NoSuchNamespace(_) => CatalogError::NoSuchNamespace(format!(
-                    "Namespace does not exist: {}",
-                    display(levels)
-                )),
-                other => other,
-            });
-        }
+        self.insert_new(
+            ObjectKind::View,
+            warehouse,
+            namespace,
+            levels,
+            name,
+            &docs,
+            path,
+            write,
+        )
+        .await?;
         self.events()
             .publish_view(prefix, levels, name, "create")
             .await;
@@ -182,32 +262,8 @@ impl Catalog {
         page: PageRequest,
         listing: &Listing,
     ) -> Result<ListTablesResponse> {
-        let on_the_way = visible(listing, levels, "views")?.is_some();
-        let warehouse = self.warehouse(prefix).await?;
-        let namespace = self.namespace_record(&warehouse, levels).await?;
-        let names = if on_the_way {
-            Vec::new()
-        } else {
-            self.store()
-                .list_objects(
-                    ObjectKind::View,
-                    &namespace.id,
-                    page.after.as_deref(),
-                    fetch_limit(&page),
-                )
-                .await?
-        };
-        let (names, next_page_token) = finish_page(names, &page, Clone::clone);
-        Ok(ListTablesResponse {
-            next_page_token,
-            identifiers: names
-                .into_iter()
-                .map(|name| TableIdentifier {
-                    namespace: levels.to_vec(),
-                    name,
-                })
-                .collect(),
-        })
+        self.list_objects(ObjectKind::View, prefix, levels, page, listing)
+            .await
     }
 
     /// `POST /namespaces/{ns}/views`.
@@ -217,15 +273,11 @@ impl Catalog {
         levels: &[String],
         req: CreateViewRequest,
     ) -> Result<ViewResponse> {
-        validate_name("View name", &req.name)?;
-        let warehouse = self.warehouse(prefix).await?;
-        let namespace = self.namespace_record(&warehouse, levels).await?;
-        let location = match &req.location {
-            Some(location) => location.trim_end_matches('/').to_string(),
-            None => self.default_table_location(&warehouse, &namespace, &req.name),
-        };
-        let path = self
-            .check_new_location(&warehouse, &namespace, &location, None)
+        let (warehouse, namespace, ()) = self
+            .destination(prefix, levels, "View name", &req.name, |_| Ok(()))
+            .await?;
+        let (location, path) = self
+            .new_location(&warehouse, &namespace, req.location.as_deref(), &req.name)
             .await?;
         let metadata = ViewMetadataBuilder::new(
             location,
@@ -280,105 +332,15 @@ impl Catalog {
                 warehouse.check_location(location.trim_end_matches('/'))?;
             }
         }
-        let attempts = self.settings().commit_max_retries + 1;
-        for attempt in 0..attempts {
-            let current = self.view_record(&warehouse, levels, name).await?;
-            let base = parse_view(&current.metadata)?;
-            let base_location = base.location().to_string();
-            for requirement in &req.requirements {
-                requirement
-                    .check(&base)
-                    .map_err(CatalogError::CommitFailed)?;
-            }
-            // The requirements held, so on a retry a refusal means the view
-            // moved under the client: a conflict, not bad input.
-            let refused = |e: iceberg::Error| {
-                if attempt == 0 {
-                    invalid_view(e)
-                } else {
-                    CatalogError::commit_failed(e)
-                }
-            };
-            let mut builder = base.into_builder();
-            for update in req.updates.iter().cloned() {
-                builder = view_update::apply(builder, update).map_err(refused)?;
-            }
-            let built = builder.build().map_err(refused)?;
-            if built.changes.is_empty() {
-                return self.view_response(
-                    &warehouse,
-                    &current.metadata_location,
-                    &current.metadata,
-                );
-            }
-            let metadata = built.metadata;
-            let relocated = if metadata.location() != base_location {
-                let namespace = self.namespace_record(&warehouse, levels).await?;
-                Some(
-                    self.check_new_location(
-                        &warehouse,
-                        &namespace,
-                        metadata.location(),
-                        Some(&current.id),
-                    )
-                    .await?,
-                )
-            } else {
-                StoragePath::parse(metadata.location()).map_err(|e| {
-                    CatalogError::BadRequest(format!(
-                        "Storage confinement: the view's location {} is not an allowed storage \
-                         path ({e}); move it with set-location",
-                        metadata.location()
-                    ))
-                })?;
-                None
-            };
-            let version = file_version(&current.metadata_location)
-                .map_or(metadata.history().len() as u64, |v| v + 1);
-            let location = view_metadata_location(&metadata, version);
-            let json = serde_json::to_string(&metadata)?;
-            write_view_file(&warehouse, &location, &json).await?;
-            let docs = TableDocs {
-                metadata_location: location.clone(),
-                metadata: json,
-                metadata_refs: None,
-            };
-            let swapped = match &relocated {
-                None => {
-                    self.store()
-                        .swap_table_metadata(&current.id, &current.metadata_location, &docs)
-                        .await
-                }
-                Some(path) => {
-                    self.store()
-                        .swap_relocated(&current.id, &current.metadata_location, &docs, path)
-                        .await
-                }
-            };
-            match swapped {
-                Ok(true) => {
-                    self.events()
-                        .publish_view(prefix, levels, name, "commit")
-                        .await;
-                    return self.view_response(&warehouse, &location, &docs.metadata);
-                }
-                Ok(false) => delete_quietly(&warehouse, &location).await,
-                Err(err @ CatalogError::BadRequest(_)) => {
-                    delete_quietly(&warehouse, &location).await;
-                    return Err(err);
-                }
-                Err(err) => {
-                    return Err(CatalogError::CommitStateUnknown(format!(
-                        "Replace of view {} has unknown outcome: {err}",
-                        table_display(levels, name)
-                    )));
-                }
-            }
-        }
-        Err(CatalogError::CommitFailed(format!(
-            "Replace of view {} lost {attempts} races with concurrent replaces; retry",
-            table_display(levels, name)
-        )))
+        let mut replace = ViewReplace {
+            catalog: self,
+            warehouse: &warehouse,
+            prefix,
+            levels,
+            name,
+            req: &req,
+        };
+        self.run_commit(&warehouse, &mut replace).await
     }
 
     /// `DELETE /namespaces/{ns}/views/{v}`. The metadata files stay (a view
@@ -437,10 +399,11 @@ impl Catalog {
         levels: &[String],
         req: RegisterViewRequest,
     ) -> Result<ViewResponse> {
-        validate_name("View name", &req.name)?;
-        let warehouse = self.warehouse(prefix).await?;
-        let file = warehouse.check_location(&req.metadata_location)?;
-        let namespace = self.namespace_record(&warehouse, levels).await?;
+        let (warehouse, namespace, file) = self
+            .destination(prefix, levels, "View name", &req.name, |warehouse| {
+                warehouse.check_location(&req.metadata_location)
+            })
+            .await?;
         if self
             .store()
             .kind_of(&namespace.id, &req.name)
