@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group};
 use floe_origin::config::{Config, DatabaseConfig};
-use floe_origin::routes::app;
+use floe_origin::http::app;
 use http_body_util::BodyExt;
 use serde_json::json;
 use tower::ServiceExt;

@@ -18,7 +18,7 @@ use crate::catalog::{
     parse_namespace, path_segment, validate_name, validate_namespace,
 };
 use crate::error::{CatalogError, Result};
-use crate::extract::Target;
+use crate::http::extract::Target;
 use crate::planning::{self, PlanRequest};
 use crate::storage::{StoragePath, has_policy_wildcards};
 use crate::wire::CommitTableRequest;

@@ -1,26 +1,28 @@
 //! Floe origin: the Iceberg REST catalog tier.
 //!
-//! A request's path reads in three files: [`routes`] (extract and forward),
+//! A request's path reads in three places: [`http`] (extract and forward),
 //! [`catalog`] (validate and decide), [`store`] (one statement per write).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod delegation;
 pub mod error;
 pub mod events;
-pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod idempotency;
+pub mod http;
 pub mod management;
 pub mod metrics;
 pub mod planning;
 pub mod principals;
-pub mod routes;
+/// The old path of [`http::AppState`], for callers not moved yet.
+#[doc(hidden)]
+pub mod routes {
+    pub use crate::http::AppState; // moved: crate::http::AppState
+}
 pub mod server;
 pub mod storage;
 pub mod store;

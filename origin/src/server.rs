@@ -7,13 +7,12 @@ use floe_shared::json::JsonBodies;
 use floe_shared::pool::BufferPool;
 use tokio::net::TcpListener;
 
-use crate::auth::OriginAuth;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::http::{AppParts, AppState, OriginAuth, app};
 use crate::management::{CreateWarehouseRequest, ensure_warehouse};
 use crate::metrics::Metrics;
-use crate::routes::{AppParts, AppState, app};
 use crate::store::Store;
 
 /// Opens the database, applies migrations (when configured), ensures the

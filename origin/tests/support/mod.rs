@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use floe_origin::config::{Config, DatabaseConfig};
-use floe_origin::routes::{AppState, app};
+use floe_origin::http::{AppState, app};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;

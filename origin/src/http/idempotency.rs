@@ -18,14 +18,20 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use floe_shared::etag::SnapshotsMode;
+use floe_shared::route::Operation;
 use sha2::Digest;
 
-use crate::auth::Caller;
+use super::auth::Caller;
+use super::extract::{Target, delegation};
+use super::respond::{table_result, to_json, view_result};
+use super::state::AppState;
 use crate::error::CatalogError;
-use crate::routes::AppState;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -146,8 +152,7 @@ async fn run_once(
                 // The first run took effect, then its process went away:
                 // answer as it would have, and keep that answer.
                 let mut parts = parts;
-                let response =
-                    crate::routes::applied_answer(&state, &mut parts, &body, applied).await?;
+                let response = applied_answer(&state, &mut parts, &body, applied).await?;
                 let (head, bytes) = response.into_parts();
                 let bytes = axum::body::to_bytes(bytes, usize::MAX)
                     .await
@@ -202,4 +207,69 @@ async fn run_once(
     });
     task.await
         .map_err(|e| CatalogError::Internal(format!("request task failed: {e}")))
+}
+
+/// The answer to a keyed request whose effect was committed (`applied`: the
+/// metadata location it produced, or '') by an origin that went away before
+/// answering: what that origin would have answered.
+async fn applied_answer(
+    state: &AppState,
+    parts: &mut Parts,
+    body: &Bytes,
+    applied: &str,
+) -> Result<Response, CatalogError> {
+    use Operation as Op;
+    let path = parts.uri.path().to_string();
+    let operation = floe_shared::route::parse(parts.method.as_str(), &path)
+        .map(|route| route.operation())
+        .ok_or_else(|| CatalogError::NotFound(format!("No route for {path}")))?;
+    let target = Target::of_path(&path, &state.default_warehouse)?;
+    let named = || -> Result<String, CatalogError> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            name: String,
+        }
+        serde_json::from_slice::<Named>(body)
+            .map(|n| n.name)
+            .map_err(|e| CatalogError::BadRequest(format!("Invalid request body: {e}")))
+    };
+    match operation {
+        Op::CreateNamespace => {
+            #[derive(serde::Deserialize)]
+            struct Created {
+                namespace: Vec<String>,
+            }
+            let created: Created = serde_json::from_slice(body)
+                .map_err(|e| CatalogError::BadRequest(format!("Invalid request body: {e}")))?;
+            let loaded = state
+                .catalog
+                .load_namespace(&target.prefix, &created.namespace)
+                .await?;
+            return to_json(state, StatusCode::OK, &loaded);
+        }
+        Op::CreateView | Op::ReplaceView | Op::RegisterView => {
+            let view = state.catalog.applied_view(&target.prefix, applied).await?;
+            return Ok(view_result(view));
+        }
+        Op::CreateTable | Op::RegisterTable | Op::UpdateTable => {}
+        _ => return Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+    let name = if target.table.is_empty() {
+        named()?
+    } else {
+        target.table.clone()
+    };
+    let caller = parts.extensions.get::<Caller>();
+    let delegation = delegation(&parts.headers, caller, &target);
+    let table = state
+        .catalog
+        .applied_table(
+            &target.prefix,
+            &target.namespace,
+            &name,
+            applied,
+            delegation,
+        )
+        .await?;
+    Ok(table_result(table, SnapshotsMode::All))
 }

@@ -1,6 +1,7 @@
 //! Authentication and authorization at the origin (defence in depth: the
-//! edge has checked the same rule already), and the internal API edges read
-//! principals and API keys from.
+//! edge has checked the same rule already): the guard every request passes,
+//! and the cached principal and API-key records it checks against. The
+//! internal API edges read those records from is in `routes/internal.rs`.
 //!
 //! Principal and API-key records are cached for `auth.principal_cache_seconds`;
 //! every change to them drops the cached record: at once when this process
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use floe_shared::auth::{
@@ -28,7 +29,6 @@ use floe_shared::token::Claims;
 
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
-use crate::routes::AppState;
 use crate::store::Store;
 
 const CACHE_CAPACITY: usize = 100_000;
@@ -383,8 +383,12 @@ impl Inner {
 const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// Middleware: every request passes [`OriginAuth::check`] first.
-pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if !state.auth.enabled() {
+pub(crate) async fn guard(
+    State(auth): State<OriginAuth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !auth.enabled() {
         request.extensions_mut().insert(Caller::Anyone);
         return next.run(request).await;
     }
@@ -393,8 +397,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let uri = request.uri();
-    match state
-        .auth
+    match auth
         .check(
             request.method().as_str(),
             uri.path(),
@@ -409,47 +412,4 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         }
         Err(e) => e.into_response(),
     }
-}
-
-fn internal_principal(
-    state: &AppState,
-    record: Option<crate::store::PrincipalRecord>,
-) -> Result<Response> {
-    let mut principal = record
-        .ok_or_else(|| CatalogError::NotFound("No such principal".into()))?
-        .principal;
-    principal.default_warehouse = state.default_warehouse.clone();
-    Ok(axum::Json(principal).into_response())
-}
-
-/// `GET /internal/v1/principals/{id}`: a principal with its secret hash (edges only).
-pub async fn internal_principal_by_id(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let record = state.catalog.store().principal(&id).await?;
-    internal_principal(&state, record)
-}
-
-/// `GET /internal/v1/subjects/{subject}`: the principal of an external subject.
-pub async fn internal_principal_by_subject(
-    State(state): State<AppState>,
-    Path(subject): Path<String>,
-) -> Result<Response> {
-    let record = state.catalog.store().principal_by_subject(&subject).await?;
-    internal_principal(&state, record)
-}
-
-/// `GET /internal/v1/api-keys/{id}`: an API key record (edges only).
-pub async fn internal_api_key(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response> {
-    let (record, _) = state
-        .catalog
-        .store()
-        .api_key(&id)
-        .await?
-        .ok_or_else(|| CatalogError::NotFound("No such API key".into()))?;
-    Ok(axum::Json(record).into_response())
 }

@@ -1,20 +1,27 @@
-//! Extractors whose rejections are the catalog's own `ErrorModel`.
+//! What handlers read from a request: extractors whose rejections are the
+//! catalog's own `ErrorModel` (JSON bodies, query parameters, the names in
+//! the path), the paging of listings, and what the caller may see and do
+//! (listing scope, storage access to delegate).
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use floe_shared::auth::Listing;
 use floe_shared::route::{self, Names};
 use floe_shared::wire::decode_path_segment;
 
-use crate::catalog::parse_namespace;
+use super::auth::Caller;
+use super::state::AppState;
+use crate::catalog::{PageRequest, page_request, parse_namespace};
+use crate::delegation::{DelegationRequest, Requested, StorageAccess};
 use crate::error::CatalogError;
-use crate::routes::AppState;
 
 /// A JSON body parsed with serde; any content type is accepted, any parse
 /// failure (syntax, unknown update or requirement type, missing field) is a
@@ -79,6 +86,12 @@ fn raw_names(parts: &Parts) -> Names<'_> {
 }
 
 impl Target {
+    /// The warehouse, namespace and table (or view) name, as the catalog's
+    /// calls take them.
+    pub fn names(&self) -> (&str, &[String], &str) {
+        (&self.prefix, &self.namespace, &self.table)
+    }
+
     /// The names of a catalog path as the router would capture them, for
     /// code that runs before routing (unprefixed paths are on
     /// `default_warehouse`).
@@ -131,6 +144,113 @@ impl FromRequestParts<AppState> for Target {
             prefix,
             namespace,
             table,
+        })
+    }
+}
+
+/// What storage access a table request asked for, and what its caller may do.
+pub(crate) fn delegation(
+    headers: &HeaderMap,
+    caller: Option<&Caller>,
+    target: &Target,
+) -> DelegationRequest {
+    let requested = Requested::parse(
+        headers
+            .get(crate::delegation::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let write = caller.is_some_and(|c| c.may_write(&target.prefix, &target.namespace));
+    DelegationRequest {
+        requested,
+        access: if write {
+            StorageAccess::ReadWrite
+        } else {
+            StorageAccess::ReadOnly
+        },
+    }
+}
+
+/// The paging parameters of a listing (and `parent` of a namespace listing).
+#[derive(Deserialize)]
+pub(crate) struct ListParams {
+    #[serde(rename = "pageToken")]
+    pub(crate) page_token: Option<String>,
+    #[serde(rename = "pageSize")]
+    pub(crate) page_size: Option<String>,
+    pub(crate) parent: Option<String>,
+}
+
+impl ListParams {
+    /// The page asked for, checked against the catalog's limits.
+    pub(crate) fn page(&self, state: &AppState) -> Result<PageRequest, CatalogError> {
+        page_request(
+            self.page_token.as_deref(),
+            self.page_size.as_deref(),
+            state.catalog.settings(),
+        )
+    }
+}
+
+/// What a listing of `namespace` may show the caller.
+pub(crate) fn listing(caller: Option<&Caller>, warehouse: &str, namespace: &[String]) -> Listing {
+    match caller {
+        Some(Caller::Anyone) => Listing::All,
+        Some(Caller::Principal(p)) => floe_shared::auth::listing(&p.grants, warehouse, namespace),
+        _ => Listing::Nothing,
+    }
+}
+
+/// A table request's names, with the storage access to delegate in its
+/// answer: what the request asked for, as far as its caller may write.
+pub(crate) struct TableAccess {
+    /// The names in the path.
+    pub(crate) target: Target,
+    /// The storage access to delegate.
+    pub(crate) delegation: DelegationRequest,
+}
+
+impl FromRequestParts<AppState> for TableAccess {
+    type Rejection = CatalogError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let target = Target::from_request_parts(parts, state).await?;
+        let caller = parts.extensions.get::<Caller>();
+        let delegation = delegation(&parts.headers, caller, &target);
+        Ok(Self { target, delegation })
+    }
+}
+
+/// A listing of the tables or views in the path's namespace: the names, the
+/// page asked for and what the caller may see there.
+pub(crate) struct NamespaceListing {
+    /// The names in the path.
+    pub(crate) target: Target,
+    /// The page asked for.
+    pub(crate) page: PageRequest,
+    /// What the caller may see.
+    pub(crate) listing: Listing,
+}
+
+impl FromRequestParts<AppState> for NamespaceListing {
+    type Rejection = CatalogError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let target = Target::from_request_parts(parts, state).await?;
+        let QueryParams(params) =
+            QueryParams::<ListParams>::from_request_parts(parts, state).await?;
+        let page = params.page(state)?;
+        let caller = parts.extensions.get::<Caller>();
+        let listing = listing(caller, &target.prefix, &target.namespace);
+        Ok(Self {
+            target,
+            page,
+            listing,
         })
     }
 }

@@ -1,0 +1,72 @@
+//! What a client or operator asks of the origin itself: the catalog's
+//! configuration (`GET /v1/config`), liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::{CatalogError, Result};
+use crate::http::extract::QueryParams;
+use crate::http::idempotency;
+use crate::http::respond::to_json;
+use crate::http::state::AppState;
+
+#[derive(Deserialize)]
+pub(super) struct ConfigParams {
+    warehouse: Option<String>,
+}
+
+pub async fn get_config(
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<ConfigParams>,
+) -> Result<Response> {
+    let endpoints = floe_shared::route::endpoints().collect();
+    let mut config = state
+        .catalog
+        .config(
+            params.warehouse.as_deref(),
+            &state.default_warehouse,
+            endpoints,
+        )
+        .await?;
+    config.idempotency_key_lifetime =
+        Some(idempotency::lifetime(state.idempotency_lifetime.as_secs()));
+    to_json(&state, StatusCode::OK, &config)
+}
+
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.catalog.store().is_down() {
+        return CatalogError::Unavailable("Database not reachable".into()).into_response();
+    }
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.catalog.store().ping(),
+    )
+    .await
+    {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(err)) => {
+            CatalogError::Unavailable(format!("Database not reachable: {err}")).into_response()
+        }
+        Err(_) => {
+            CatalogError::Unavailable("Database did not answer within 2s".into()).into_response()
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(state.catalog.store());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}
