@@ -4,12 +4,25 @@ Starts a PostgreSQL-backed floe-origin and floe-edge from conf/ files on
 loopback (authentication on, as in production), seeds a warehouse through the
 public API, then drives wrk at fixed connection counts against, side by side:
 nginx serving the exact bytes of a loadTable response (the machine's limit),
-the edge (cache hit, 304, the full body of a 10,000-snapshot table, token
-issuance, commits) and the origin directly (loadTable, getNamespace,
-listNamespaces). Prints a markdown report ending in `ratio …` lines and, in
-full mode, appends it to BENCHMARKS.md.
+the Pingora floors, the edge (cache hit, 304, the full body of a
+10,000-snapshot table, token issuance, commits) and the origin directly
+(loadTable, getNamespace, listNamespaces).
 
-Standard library only; wrk and nginx come from Debian's packages.
+The steps are measured in rounds (3 in full mode): each round runs every step
+once, so the steps compared by a ratio run minutes apart at most and drift of
+the machine reaches both. Each figure is the median over the rounds, with its
+spread (min–max); each ratio is the quotient of medians, with the range of the
+per-round quotients, and says so when that range is wider than ±10 %.
+
+With --baseline-bin-dir, a second origin and edge from another build run
+beside the first (a database of their own, seeded the same way), and every
+edge and origin step is measured on both, one after the other in each round
+(the order swapped every round), ending in `ratio after/before …` lines: a
+change's before and after from one run on one machine.
+
+Prints a markdown report ending in `figure …` and `ratio …` lines and, in full
+mode, adds it to BENCHMARKS.md. Standard library only; wrk and nginx come from
+Debian's packages.
 """
 
 from __future__ import annotations
@@ -20,54 +33,31 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import signal
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-PG_URL = os.environ.get("FLOE_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-READY_TIMEOUT_S = 60.0
+sys.path.insert(0, str(REPO / "scripts" / "lib"))
+import floeproc  # noqa: E402
+from floeproc import Process, free_port, http, wait_until  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def wait_until(what: str, check, timeout: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what}: not ready after {timeout:.0f} s")
-        time.sleep(0.05)
-
-
-def answers(url: str) -> bool:
-    try:
-        return http("GET", url)[0] == 200
-    except OSError:
-        return False
+PG_URL = os.environ.get("FLOE_TEST_PG_URL", floeproc.DEFAULT_ADMIN_URL)
+SEED_TIMEOUT_S = 120.0
+# A ratio whose per-round values leave this band around it is flagged.
+RATIO_BAND = 0.10
+CURRENT, BEFORE = "after", "before"
 
 
 def rss_kib(pid: int) -> int:
@@ -85,10 +75,6 @@ def rss_kib(pid: int) -> int:
         except OSError:
             pass
     return total
-
-
-def psql(url: str, sql: str) -> None:
-    subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True)
 
 
 def table_body(name: str, columns: int) -> bytes:
@@ -117,36 +103,12 @@ def snapshots(location: str, count: int, start_ms: int) -> list[dict]:
     return updates
 
 
-class Stack:
-    """Processes of one run; stopped on exit."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{name}.log").open("wb")
-        proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
-        self.procs[name] = proc
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def wrk(url: str, conns: int, seconds: int, token: str, extra: list[str] | None = None, env: dict[str, str] | None = None, mode: str = "get") -> dict:
+def wrk(url: str, conns: int, seconds: int, token: str, extra: list[str], env: dict[str, str], mode: str) -> dict:
     command = [
         "wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "floe.lua"),
-        "-H", f"Authorization: Bearer {token}", *(extra or []), url,
+        "-H", f"Authorization: Bearer {token}", *extra, url,
     ]
-    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "FLOE_AUTH": token, "FLOE_MODE": mode, **(env or {})}, check=True).stdout
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "FLOE_AUTH": token, "FLOE_MODE": mode, **env}, check=True).stdout
     match = re.search(r"^FLOE_RESULT (\{.*\})$", out, re.MULTILINE)
     if not match:
         raise SystemExit(f"wrk printed no result:\n{out}")
@@ -155,104 +117,269 @@ def wrk(url: str, conns: int, seconds: int, token: str, extra: list[str] | None 
     return result
 
 
+# ---- an origin and an edge from one build -------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    """floe-origin and floe-edge from one build directory, on a database of
+    their own, seeded; `tag` is CURRENT or BEFORE (the baseline build)."""
+
+    tag: str
+    bins: Path
+    dir: Path
+    database_url: str
+    processes: list[Process] = field(default_factory=list)
+    origin_url: str = ""
+    edge_url: str = ""
+    metrics_url: str = ""
+    token: str = ""
+    form: str = ""
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    etag: str = ""
+
+    def name(self, process: str) -> str:
+        return process if self.tag == CURRENT else f"{process} ({BEFORE})"
+
+    def start(self) -> None:
+        origin_bin, edge_bin = str(self.bins / "floe-origin"), str(self.bins / "floe-edge")
+        key = self.dir / "signing.pem"
+        subprocess.run([origin_bin, "keygen", "--out", str(key)], check=True, capture_output=True)
+        origin_port, edge_port, edge_metrics = free_port(), free_port(), free_port()
+        auth = {"ENABLED": "true", "SIGNING_KEY__KID": "bench", "SIGNING_KEY__PATH": str(key)}
+        origin_env = {
+            "FLOE_DATABASE__URL": self.database_url,
+            "FLOE_SERVER__LISTEN": f"127.0.0.1:{origin_port}",
+            "FLOE_WAREHOUSE__LOCATION": str(self.dir / "warehouse"),
+            "FLOE_LOG__LEVEL": "warn",
+            **{f"FLOE_AUTH__{k}": v for k, v in auth.items()},
+        }
+        origin_cmd = [origin_bin, "--config", str(REPO / "conf/origin-postgres.yaml")]
+        created = subprocess.run(
+            [*origin_cmd, "client", "create", "--name", "bench", "--role", "admin", "--warehouse", "*"],
+            env={**os.environ, **origin_env}, capture_output=True, text=True, check=True,
+        ).stdout
+        secret = floeproc.client_secret(created)
+        self.origin_url = f"http://127.0.0.1:{origin_port}"
+        origin = Process(self.name("origin"), [*origin_cmd, "serve"], self.dir / "origin.log", origin_env, cwd=self.dir)
+        self.processes.append(origin.start())
+        origin.wait_ready(f"{self.origin_url}/ready")
+        edge_env = {
+            "FLOE_EDGE_METRICS_LISTEN": f"127.0.0.1:{edge_metrics}",
+            "FLOE_EDGE_SERVER__PID_FILE": str(self.dir / "edge.pid"),
+            "FLOE_EDGE_SERVER__UPGRADE_SOCK": str(self.dir / "edge-upgrade.sock"),
+            "FLOE_EDGE_LOG__LEVEL": "warn",
+            "FLOE_EDGE_AUTH__RATE_LIMIT__FAILURES_PER_ADDRESS_PER_MINUTE": "1000000",
+            **{f"FLOE_EDGE_AUTH__{k}": v for k, v in auth.items()},
+        }
+        edge = Process(
+            self.name("edge"),
+            [edge_bin, "--config", str(REPO / "conf/edge.yaml"), "--listen", f"127.0.0.1:{edge_port}", "--origin", f"127.0.0.1:{origin_port}"],
+            self.dir / "edge.log", edge_env, cwd=self.dir,
+        )
+        self.processes.append(edge.start())
+        self.edge_url = f"http://127.0.0.1:{edge_port}"
+        self.metrics_url = f"http://127.0.0.1:{edge_metrics}/metrics"
+        edge.wait_ready(f"http://127.0.0.1:{edge_metrics}/health")
+        wait_until(f"{edge.name} subscribed to events", lambda: floeproc.subscribed(self.metrics_url), process=edge)
+        self.form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "bench", "client_secret": secret})
+        status, body = http("POST", f"{self.edge_url}/v1/oauth/tokens", self.form.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200, body
+        self.token = json.loads(body)["access_token"]
+
+    def seed(self) -> None:
+        """Namespaces, 20- and 200-column tables with one snapshot, a
+        10,000-snapshot table, and tables to commit to; then t20 and h10k
+        loaded through the edge (cached there; their bytes kept)."""
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+
+        def post(path: str, payload: bytes) -> bytes:
+            status, reply = http("POST", f"{self.edge_url}{path}", payload, headers, SEED_TIMEOUT_S)
+            assert status in (200, 204), (path, status, reply[:300])
+            return reply
+
+        for i in range(20):
+            post("/v1/namespaces", json.dumps({"namespace": [f"ns{i:02d}"], "properties": {"owner": "bench"}}).encode())
+        post("/v1/namespaces", json.dumps({"namespace": ["bench"], "properties": {"owner": "bench"}}).encode())
+        now_ms = int(time.time() * 1000)
+        for name, columns, count in (("t20", 20, 1), ("t200", 200, 1), ("h10k", 20, 10_000)):
+            location = json.loads(post("/v1/namespaces/bench/tables", table_body(name, columns)))["metadata"]["location"]
+            updates = snapshots(location, count, now_ms)
+            post(f"/v1/namespaces/bench/tables/{name}", json.dumps({"requirements": [], "updates": updates}).encode())
+        for i in range(64):
+            post("/v1/namespaces/bench/tables", table_body(f"c{i}", 20))
+        for name in ("t20", "h10k"):
+            status, data = http("GET", f"{self.edge_url}/v1/namespaces/bench/tables/{name}", headers=headers, timeout=SEED_TIMEOUT_S)
+            assert status == 200
+            self.bodies[name] = data
+        request = urllib.request.Request(f"{self.edge_url}/v1/namespaces/bench/tables/t20", headers=headers)
+        with urllib.request.urlopen(request) as response:
+            self.etag = response.headers["ETag"]
+
+    def pool_idle(self) -> dict[str, int]:
+        def total(url: str) -> int:
+            text = http("GET", url)[1].decode()
+            return sum(int(float(v)) for v in re.findall(r"^floe_pool_idle_bytes\{[^}]*\} (\S+)$", text, re.MULTILINE))
+
+        return {self.name("origin"): total(f"{self.origin_url}/metrics"), self.name("edge"): total(self.metrics_url)}
+
+
+# ---- steps, rounds and their statistics ---------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One wrk workload. `server` is who answers: nginx, floor, core-floor
+    (shared by both builds) or edge, origin (one per build)."""
+
+    key: str
+    label: str
+    server: str
+    path: str
+    mode: str = "get"
+    env: dict[str, str] = field(default_factory=dict)
+    # Sends the ETag the build's edge gave for t20 (If-None-Match).
+    conditional: bool = False
+
+    def per_build(self) -> bool:
+        return self.server in ("edge", "origin")
+
+
+def steps(h10k_kib: int) -> list[Step]:
+    t20, h10k = "/v1/namespaces/bench/tables/t20", "/v1/namespaces/bench/tables/h10k"
+    return [
+        Step("nginx-t20", "nginx: static loadTable bytes (t20)", "nginx", "/t20.json"),
+        Step("pingora-floor", "pingora floor: bare proxy answering the t20 bytes", "floor", "/t20.json"),
+        Step("pingora-core-floor", "pingora-core floor: bare HTTP server answering the t20 bytes", "core-floor", "/t20.json"),
+        Step("edge-hit", "edge: loadTable, cache hit (t20)", "edge", t20),
+        Step("edge-304", "edge: loadTable, 304 (t20)", "edge", t20, conditional=True),
+        Step("origin-load", "origin: loadTable (t20)", "origin", t20),
+        Step("origin-refs-1", "origin: loadTable refs, 1 snapshot (t20)", "origin", f"{t20}?snapshots=refs"),
+        Step("origin-refs-10k", "origin: loadTable refs, 10,000 snapshots (h10k)", "origin", f"{h10k}?snapshots=refs"),
+        Step("origin-get-namespace", "origin: getNamespace", "origin", "/v1/namespaces/bench"),
+        Step("origin-list-namespaces", "origin: listNamespaces", "origin", "/v1/namespaces"),
+        Step("nginx-h10k", f"nginx: static bytes of h10k ({h10k_kib} KiB)", "nginx", "/h10k.json"),
+        Step("edge-hit-10k", "edge: loadTable full body, cache hit (h10k)", "edge", h10k),
+        Step("edge-token", "edge: token issuance (repeat client)", "edge", "/v1/oauth/tokens", mode="token"),
+        Step("commits-64-tables", "edge: commits, 64 tables", "edge", "/v1/namespaces/bench/tables/c%d", mode="commit", env={"FLOE_TABLES": "64"}),
+        Step("commits-one-table", "edge: commits, one contended table", "edge", "/v1/namespaces/bench/tables/c%d", mode="commit", env={"FLOE_TABLES": "1"}),
+    ]
+
+
+# Ratios from the current build: (name, numerator step, denominator step).
+# load-10k/load-1 is time per request: the 1-snapshot rate over the 10k one.
+RATIOS_64 = [
+    ("edge-hit/nginx", "edge-hit", "nginx-t20"),
+    ("edge-hit/pingora-floor", "edge-hit", "pingora-floor"),
+    ("pingora-floor/nginx", "pingora-floor", "nginx-t20"),
+    ("pingora-core-floor/nginx", "pingora-core-floor", "nginx-t20"),
+    ("edge-hit/origin", "edge-hit", "origin-load"),
+    ("load-10k-snapshots/load-1-snapshot", "origin-refs-1", "origin-refs-10k"),
+    ("edge-304/nginx", "edge-304", "nginx-t20"),
+    ("edge-hit-10k-snapshots/nginx", "edge-hit-10k", "nginx-h10k"),
+]
+RATIOS_16 = [
+    ("commits-one-table/commits-64-tables", "commits-one-table", "commits-64-tables"),
+    ("edge-hit/pingora-core-floor", "edge-hit", "pingora-core-floor"),
+]
+# Figures (req/s medians) from the current build: (name, step).
+FIGURES_16 = [("commits-64-tables", "commits-64-tables")]
+
+
+class Results:
+    """wrk results by (step key, build tag, connections), one per round in order."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+
+    def add(self, key: str, tag: str, conns: int, result: dict) -> None:
+        self.runs[(key, tag, conns)].append(result)
+
+    def rps(self, key: str, tag: str, conns: int) -> list[float]:
+        return [r["rps"] for r in self.runs.get((key, tag, conns), [])]
+
+    def all(self) -> list[dict]:
+        return [r for runs in self.runs.values() for r in runs]
+
+
+def span(values: list[float], digits: int) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.{digits}f}–{hi:.{digits}f}"
+
+
+def ratio_line(name: str, num: list[float], den: list[float]) -> str | None:
+    """`ratio NAME: X (range LO–HI)` from medians; the range is that of the
+    per-round quotients (both figures of a round measured minutes apart)."""
+    if not num or not den or len(num) != len(den) or min(den) <= 0:
+        return None
+    value = statistics.median(num) / statistics.median(den)
+    rounds = [a / b for a, b in zip(num, den)]
+    if len(rounds) == 1:
+        return f"ratio {name}: {value:.2f} (one round: no range)"
+    wide = min(rounds) < value * (1 - RATIO_BAND) or max(rounds) > value * (1 + RATIO_BAND)
+    note = f", wider than ±{RATIO_BAND:.0%}".replace("%", " %") if wide else ""
+    return f"ratio {name}: {value:.2f} (range {span(rounds, 2)}{note})"
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", required=True)
-    parser.add_argument("--short", action="store_true", help="smoke mode: 2 s per step, nothing recorded")
+    parser.add_argument("--short", action="store_true", help="smoke mode: 1 round of 2 s per step, nothing recorded")
+    parser.add_argument("--rounds", type=int, help="rounds of every step (default 3; 1 with --short)")
+    parser.add_argument("--seconds", type=int, help="seconds per step and round (default 10; 2 with --short)")
+    parser.add_argument("--baseline-bin-dir", metavar="DIR", help="another build's floe-origin and floe-edge: "
+                        "measure its edge and origin steps beside this build's, in the same rounds, and print "
+                        "`ratio after/before …` lines")
     parser.add_argument("--only", metavar="STEP", action="append", help="run only the steps whose label starts with STEP (repeatable); nothing is recorded")
-    parser.add_argument("--perf", metavar="STEP", help="record the serving process with perf during the steps whose label starts with STEP; prints the hottest symbols")
+    parser.add_argument("--perf", metavar="STEP", help="record the serving process with perf during the steps whose label starts with STEP (first round); prints the hottest symbols")
     args = parser.parse_args()
-    seconds = 2 if args.short else 10
-    conn_counts = [16, 64]
+    args.rounds = args.rounds or (1 if args.short else 3)
+    args.seconds = args.seconds or (2 if args.short else 10)
+    if args.rounds < 1 or args.seconds < 1:
+        parser.error("--rounds and --seconds must be at least 1")
     bins = (REPO / args.bin_dir).resolve()
+    baseline = (REPO / args.baseline_bin_dir).resolve() if args.baseline_bin_dir else None
+    for directory in filter(None, (bins, baseline)):
+        for binary in ("floe-origin", "floe-edge"):
+            if not (directory / binary).is_file():
+                parser.error(f"{directory / binary} not found")
     tmp = Path(tempfile.mkdtemp(prefix="floe-load-"))
     # nginx workers run as an unprivileged user: they must read the files.
     tmp.chmod(0o755)
-    database = f"floe_bench_{secrets.token_hex(4)}"
-    db_url = urllib.parse.urlunsplit(urllib.parse.urlsplit(PG_URL)._replace(path=f"/{database}"))
-    psql(PG_URL, f'CREATE DATABASE "{database}"')
-    stack = Stack(tmp)
+    processes: list[Process] = []
+    databases: list[str] = []
     try:
-        run(args, seconds, conn_counts, bins, tmp, db_url, stack)
+        pairs = []
+        for tag, directory in ((CURRENT, bins), (BEFORE, baseline)):
+            if directory is None:
+                continue
+            name, url = floeproc.create_database(PG_URL, "floe_bench")
+            databases.append(name)
+            (tmp / tag).mkdir()
+            pair = Pair(tag, directory, tmp / tag, url, processes)
+            pair.start()
+            pair.seed()
+            pairs.append(pair)
+        run(args, bins, tmp, pairs, processes)
     finally:
-        stack.stop()
-        psql(PG_URL, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        floeproc.stop_all(processes)
+        for name in databases:
+            floeproc.drop_database(PG_URL, name)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(args, seconds: int, conn_counts: list[int], bins: Path, tmp: Path, db_url: str, stack: Stack) -> None:
-    origin_bin, edge_bin = str(bins / "floe-origin"), str(bins / "floe-edge")
-    key = tmp / "signing.pem"
-    subprocess.run([origin_bin, "keygen", "--out", str(key)], check=True, capture_output=True)
-    origin_port, edge_port, edge_metrics, nginx_port = free_port(), free_port(), free_port(), free_port()
-    auth = {"ENABLED": "true", "SIGNING_KEY__KID": "bench", "SIGNING_KEY__PATH": str(key)}
-    origin_env = {
-        "FLOE_DATABASE__URL": db_url,
-        "FLOE_SERVER__LISTEN": f"127.0.0.1:{origin_port}",
-        "FLOE_WAREHOUSE__LOCATION": str(tmp / "warehouse"),
-        "FLOE_LOG__LEVEL": "warn",
-        **{f"FLOE_AUTH__{k}": v for k, v in auth.items()},
-    }
-    origin_cmd = [origin_bin, "--config", str(REPO / "conf/origin-postgres.yaml")]
-    created = subprocess.run(
-        [*origin_cmd, "client", "create", "--name", "bench", "--role", "admin", "--warehouse", "*"],
-        env={**os.environ, **origin_env}, capture_output=True, text=True, check=True,
-    ).stdout
-    secret = re.search(r"client_secret: (\S+)", created).group(1)
-    origin = stack.start("origin", [*origin_cmd, "serve"], origin_env)
-    origin_url = f"http://127.0.0.1:{origin_port}"
-    wait_until("origin", lambda: answers(f"{origin_url}/ready"))
-    edge_env = {
-        "FLOE_EDGE_METRICS_LISTEN": f"127.0.0.1:{edge_metrics}",
-        "FLOE_EDGE_SERVER__PID_FILE": str(tmp / "edge.pid"),
-        "FLOE_EDGE_SERVER__UPGRADE_SOCK": str(tmp / "edge-upgrade.sock"),
-        "FLOE_EDGE_LOG__LEVEL": "warn",
-        "FLOE_EDGE_AUTH__RATE_LIMIT__FAILURES_PER_ADDRESS_PER_MINUTE": "1000000",
-        **{f"FLOE_EDGE_AUTH__{k}": v for k, v in auth.items()},
-    }
-    edge = stack.start(
-        "edge",
-        [edge_bin, "--config", str(REPO / "conf/edge.yaml"), "--listen", f"127.0.0.1:{edge_port}", "--origin", f"127.0.0.1:{origin_port}"],
-        edge_env,
-    )
-    edge_url = f"http://127.0.0.1:{edge_port}"
-    metrics_url = f"http://127.0.0.1:{edge_metrics}/metrics"
-    wait_until("edge", lambda: answers(f"http://127.0.0.1:{edge_metrics}/health"))
-    wait_until("edge events", lambda: "floe_edge_event_stream_up 1" in http("GET", metrics_url)[1].decode())
-
-    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "bench", "client_secret": secret}).encode()
-    status, body = http("POST", f"{edge_url}/v1/oauth/tokens", form, {"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 200, body
-    token = json.loads(body)["access_token"]
-    auth_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def post(path: str, payload: bytes) -> bytes:
-        status, reply = http("POST", f"{edge_url}{path}", payload, auth_headers)
-        assert status in (200, 204), (path, status, reply[:300])
-        return reply
-
-    # Seed: namespaces, 20- and 200-column tables with one snapshot, a
-    # 10,000-snapshot table, and tables to commit to.
-    for i in range(20):
-        post("/v1/namespaces", json.dumps({"namespace": [f"ns{i:02d}"], "properties": {"owner": "bench"}}).encode())
-    post("/v1/namespaces", json.dumps({"namespace": ["bench"], "properties": {"owner": "bench"}}).encode())
-    now_ms = int(time.time() * 1000)
-    for name, columns, count in (("t20", 20, 1), ("t200", 200, 1), ("h10k", 20, 10_000)):
-        location = json.loads(post("/v1/namespaces/bench/tables", table_body(name, columns)))["metadata"]["location"]
-        updates = snapshots(location, count, now_ms)
-        post(f"/v1/namespaces/bench/tables/{name}", json.dumps({"requirements": [], "updates": updates}).encode())
-    for i in range(64):
-        post("/v1/namespaces/bench/tables", table_body(f"c{i}", 20))
-
+def run(args, bins: Path, tmp: Path, pairs: list[Pair], processes: list[Process]) -> None:
+    current = pairs[0]
     # nginx serves the exact bytes the edge serves.
     root = tmp / "www"
     root.mkdir()
-    sizes = {}
-    for name in ("t20", "h10k"):
-        status, data = http("GET", f"{edge_url}/v1/namespaces/bench/tables/{name}", headers=auth_headers)
-        assert status == 200
+    for name, data in current.bodies.items():
         (root / f"{name}.json").write_bytes(data)
-        sizes[name] = len(data)
+    sizes = {name: len(data) for name, data in current.bodies.items()}
+    nginx_port = free_port()
     nginx_conf = tmp / "nginx.conf"
     nginx_conf.write_text(f"""
 worker_processes 2;
@@ -275,28 +402,23 @@ http {{
 }}
 """)
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    nginx = stack.start("nginx", [nginx_bin, "-c", str(nginx_conf), "-p", str(tmp)], {})
-    nginx_url = f"http://127.0.0.1:{nginx_port}"
-    wait_until("nginx", lambda: answers(f"{nginx_url}/t20.json"))
+    shared = {"nginx": Process("nginx", [nginx_bin, "-c", str(nginx_conf), "-p", str(tmp)], tmp / "nginx.log", cwd=tmp)}
     # The framework's floor: a bare Pingora proxy answering the same bytes
     # with the edge's server settings (edge/examples/pingora_floor.rs), and
     # the same answer from pingora-core's server loop without the proxy layer.
     edge_conf = (REPO / "conf/edge.yaml").read_text()
     threads = re.search(r"^\s+threads:\s*(\d+)", edge_conf, re.MULTILINE).group(1)
     stealing = re.search(r"^\s+work_stealing:\s*(\w+)", edge_conf, re.MULTILINE).group(1)
-    floor_port = free_port()
-    floor = stack.start("floor", [str(bins / "examples" / "pingora_floor"), f"127.0.0.1:{floor_port}", str(root / "t20.json"), threads, stealing], {})
-    floor_url = f"http://127.0.0.1:{floor_port}"
-    wait_until("pingora floor", lambda: answers(f"{floor_url}/t20.json"))
-    core_port = free_port()
-    core = stack.start("core-floor", [str(bins / "examples" / "pingora_floor"), f"127.0.0.1:{core_port}", str(root / "t20.json"), threads, stealing, "server"], {})
-    core_url = f"http://127.0.0.1:{core_port}"
-    wait_until("pingora-core floor", lambda: answers(f"{core_url}/t20.json"))
-    request = urllib.request.Request(f"{edge_url}/v1/namespaces/bench/tables/t20", headers=auth_headers)
-    with urllib.request.urlopen(request) as response:
-        etag = response.headers["ETag"]
+    floor_bin = str(bins / "examples" / "pingora_floor")
+    floor_port, core_port = free_port(), free_port()
+    shared["floor"] = Process("floor", [floor_bin, f"127.0.0.1:{floor_port}", str(root / "t20.json"), threads, stealing], tmp / "floor.log", cwd=tmp)
+    shared["core-floor"] = Process("core-floor", [floor_bin, f"127.0.0.1:{core_port}", str(root / "t20.json"), threads, stealing, "server"], tmp / "core-floor.log", cwd=tmp)
+    ports = {"nginx": nginx_port, "floor": floor_port, "core-floor": core_port}
+    for name, process in shared.items():
+        processes.append(process.start())
+        process.wait_ready(f"http://127.0.0.1:{ports[name]}/t20.json")
 
-    pids = {"origin": origin.pid, "edge": edge.pid, "nginx": nginx.pid, "floor": floor.pid, "core-floor": core.pid}
+    pids = {p.name: p.pid for p in processes}
     idle = {name: rss_kib(pid) for name, pid in pids.items()}
     peak = dict(idle)
     sampling = threading.Event()
@@ -309,118 +431,167 @@ http {{
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
 
-    steps = [
-        ("nginx: static loadTable bytes (t20)", f"{nginx_url}/t20.json", [], {}, "get"),
-        ("pingora floor: bare proxy answering the t20 bytes", f"{floor_url}/t20.json", [], {}, "get"),
-        ("pingora-core floor: bare HTTP server answering the t20 bytes", f"{core_url}/t20.json", [], {}, "get"),
-        ("edge: loadTable, cache hit (t20)", f"{edge_url}/v1/namespaces/bench/tables/t20", [], {}, "get"),
-        ("edge: loadTable, 304 (t20)", f"{edge_url}/v1/namespaces/bench/tables/t20", ["-H", f"If-None-Match: {etag}"], {}, "get"),
-        ("origin: loadTable (t20)", f"{origin_url}/v1/namespaces/bench/tables/t20", [], {}, "get"),
-        ("origin: loadTable refs, 1 snapshot (t20)", f"{origin_url}/v1/namespaces/bench/tables/t20?snapshots=refs", [], {}, "get"),
-        ("origin: loadTable refs, 10,000 snapshots (h10k)", f"{origin_url}/v1/namespaces/bench/tables/h10k?snapshots=refs", [], {}, "get"),
-        ("origin: getNamespace", f"{origin_url}/v1/namespaces/bench", [], {}, "get"),
-        ("origin: listNamespaces", f"{origin_url}/v1/namespaces", [], {}, "get"),
-        (f"nginx: static bytes of h10k ({sizes['h10k'] // 1024} KiB)", f"{nginx_url}/h10k.json", [], {}, "get"),
-        ("edge: loadTable full body, cache hit (h10k)", f"{edge_url}/v1/namespaces/bench/tables/h10k", [], {}, "get"),
-        ("edge: token issuance (repeat client)", f"{edge_url}/v1/oauth/tokens", [], {"FLOE_FORM": form.decode()}, "token"),
-        ("edge: commits, 64 tables", f"{edge_url}/v1/namespaces/bench/tables/c%d", [], {"FLOE_TABLES": "64"}, "commit"),
-        ("edge: commits, one contended table", f"{edge_url}/v1/namespaces/bench/tables/c%d", [], {"FLOE_TABLES": "1"}, "commit"),
-    ]
-    results: list[tuple[str, int, dict]] = []
+    plan = steps(sizes["h10k"] // 1024)
     if args.only:
-        steps = [s for s in steps if any(s[0].startswith(prefix) for prefix in args.only)]
-    for label, url, extra, env, mode in steps:
-        for conns in conn_counts:
-            target = url.replace("%d", "0") if mode == "commit" else url
-            if mode == "commit":
-                env = {**env, "FLOE_PATH": urllib.parse.urlsplit(url).path}
-            recorder = None
-            if args.perf and label.startswith(args.perf):
-                process = {"nginx": "nginx", "pingora floor": "floor", "pingora-core floor": "core-floor"}.get(label.split(":")[0], label.split(":")[0])
-                recorder = subprocess.Popen(
-                    ["perf", "record", "-F", "999", "-g", "-p", str(pids[process]), "-o", str(tmp / "perf.data")],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
-            result = wrk(target, conns, seconds, token, extra, env, mode)
-            if recorder is not None:
-                recorder.send_signal(signal.SIGINT)
-                recorder.wait()
-                top = subprocess.run(
-                    ["perf", "report", "-i", str(tmp / "perf.data"), "--stdio", "--no-children", "--percent-limit", "1.5", "-g", "none"],
-                    capture_output=True, text=True,
-                ).stdout
-                print(f"--- perf: {label} c={conns} ---\n{top}", file=sys.stderr)
-            results.append((label, conns, result))
-            print(f"{label} c={conns}: {result['rps']:.0f} req/s p99 {result['p99'] / 1000:.2f} ms", file=sys.stderr)
+        plan = [s for s in plan if any(s.label.startswith(prefix) for prefix in args.only)]
+    conn_counts = [16, 64]
+    results = Results()
+
+    def measure(step: Step, pair: Pair, conns: int, round_index: int) -> None:
+        if step.per_build():
+            base = pair.edge_url if step.server == "edge" else pair.origin_url
+        else:
+            base = f"http://127.0.0.1:{ports[step.server]}"
+        env = dict(step.env)
+        extra = ["-H", f"If-None-Match: {pair.etag}"] if step.conditional else []
+        target = base + step.path
+        if step.mode == "commit":
+            env["FLOE_PATH"] = step.path
+            target = base + step.path.replace("%d", "0")
+        elif step.mode == "token":
+            env["FLOE_FORM"] = pair.form
+        recorder = None
+        if args.perf and step.label.startswith(args.perf) and pair.tag == CURRENT and round_index == 0:
+            process = pair.name(step.server) if step.per_build() else step.server
+            recorder = subprocess.Popen(
+                ["perf", "record", "-F", "999", "-g", "-p", str(pids[process]), "-o", str(tmp / "perf.data")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        result = wrk(target, conns, args.seconds, pair.token, extra, env, step.mode)
+        if recorder is not None:
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait()
+            top = subprocess.run(
+                ["perf", "report", "-i", str(tmp / "perf.data"), "--stdio", "--no-children", "--percent-limit", "1.5", "-g", "none"],
+                capture_output=True, text=True,
+            ).stdout
+            print(f"--- perf: {step.label} c={conns} ---\n{top}", file=sys.stderr)
+        results.add(step.key, pair.tag, conns, result)
+        label = step.label if pair.tag == CURRENT else f"{step.label} [{BEFORE}]"
+        print(f"round {round_index + 1}/{args.rounds} {label} c={conns}: {result['rps']:.0f} req/s p99 {result['p99'] / 1000:.2f} ms", file=sys.stderr)
+
+    for round_index in range(args.rounds):
+        # Builds measured one after the other, the order swapped every
+        # round so that neither always runs first.
+        order = pairs if round_index % 2 == 0 else pairs[::-1]
+        for step in plan:
+            for conns in conn_counts:
+                for pair in order if step.per_build() else [current]:
+                    measure(step, pair, conns, round_index)
     sampling.set()
     sampler.join()
 
-    def pool_idle(url: str) -> int:
-        text = http("GET", url)[1].decode()
-        return sum(int(float(v)) for v in re.findall(r"^floe_pool_idle_bytes\{[^}]*\} (\S+)$", text, re.MULTILINE))
-
-    pool = {"origin": pool_idle(f"{origin_url}/metrics"), "edge": pool_idle(metrics_url)}
-    report(args, seconds, results, idle, peak, pool, sizes)
+    pool: dict[str, int] = {}
+    for pair in pairs:
+        pool.update(pair.pool_idle())
+    report(args, plan, conn_counts, pairs, results, idle, peak, pool, sizes)
 
 
-def rps(results, label_start: str, conns: int) -> float:
-    for label, c, r in results:
-        if label.startswith(label_start) and c == conns:
-            return r["rps"]
-    return float("nan")
-
-
-def report(args, seconds: int, results, idle, peak, pool, sizes) -> None:
+def report(args, plan: list[Step], conn_counts: list[int], pairs: list[Pair], results: Results, idle, peak, pool, sizes) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.machine())
+    against = f", against the build in {args.baseline_bin_dir} ({BEFORE})" if len(pairs) > 1 else ""
+    rounds = (f"{args.rounds} rounds of {args.seconds} s per step (each round runs every step once; "
+              "figures are medians over the rounds, with their min–max)") if args.rounds > 1 else f"{args.seconds} s per step"
     lines = [
-        f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{' (dirty)' if dirty else ''}, {'short' if args.short else 'full'} mode",
+        f"## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{' (dirty)' if dirty else ''}, {'short' if args.short else 'full'} mode{against}",
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; "
-        f"wrk (2 threads) shares the cores with the servers; {seconds} s per step; PostgreSQL on the same machine; "
+        f"wrk (2 threads) shares the cores with the servers; {rounds}; PostgreSQL on the same machine; "
         f"authentication on (every request carries a bearer token). Bodies: t20 {sizes['t20']} B, h10k {sizes['h10k']} B.",
         "",
-        "| Step | Conns | req/s | p50 ms | p99 ms | p99.9 ms | socket errors | non-2xx/3xx | 409 | 5xx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Step | Conns | req/s | req/s min–max | p50 ms | p99 ms | p99.9 ms | socket errors | non-2xx/3xx | 409 | 5xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, conns, r in results:
-        lines.append(
-            f"| {label} | {conns} | {r['rps']:.0f} | {r['p50'] / 1000:.2f} | {r['p99'] / 1000:.2f} | {r['p999'] / 1000:.2f} | "
-            f"{r['errors']} | {r['status_errors']} | {r.get('c409', 0)} | {r.get('c5xx', 0)} |"
-        )
+    for step in plan:
+        for conns in conn_counts:
+            for pair in pairs if step.per_build() else pairs[:1]:
+                runs = results.runs.get((step.key, pair.tag, conns))
+                if not runs:
+                    continue
+                label = step.label if pair.tag == CURRENT else f"{step.label} [{BEFORE}]"
+
+                def med(field_name: str) -> float:
+                    return statistics.median(r[field_name] for r in runs) / 1000
+
+                def total(field_name: str) -> int:
+                    return sum(r.get(field_name, 0) for r in runs)
+
+                rps = [r["rps"] for r in runs]
+                lines.append(
+                    f"| {label} | {conns} | {statistics.median(rps):.0f} | {span(rps, 0)} | {med('p50'):.2f} | {med('p99'):.2f} | {med('p999'):.2f} | "
+                    f"{total('errors')} | {total('status_errors')} | {total('c409')} | {total('c5xx')} |"
+                )
     lines += [
         "",
         "| Process | RSS idle (MiB) | RSS peak under load (MiB) | pool idle bytes after load |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for name in ("origin", "edge", "nginx", "floor", "core-floor"):
+    for name in idle:
         lines.append(f"| {name} | {idle[name] / 1024:.1f} | {peak[name] / 1024:.1f} | {pool.get(name, '')} |")
-    c = 64
-    ratios = [
-        ("edge-hit/nginx", rps(results, "edge: loadTable, cache hit", c) / rps(results, "nginx: static loadTable", c)),
-        ("edge-hit/pingora-floor", rps(results, "edge: loadTable, cache hit", c) / rps(results, "pingora floor", c)),
-        ("pingora-floor/nginx", rps(results, "pingora floor", c) / rps(results, "nginx: static loadTable", c)),
-        ("pingora-core-floor/nginx", rps(results, "pingora-core floor", c) / rps(results, "nginx: static loadTable", c)),
-        ("edge-hit/origin", rps(results, "edge: loadTable, cache hit", c) / rps(results, "origin: loadTable (t20)", c)),
-        (
-            "load-10k-snapshots/load-1-snapshot",
-            rps(results, "origin: loadTable refs, 1 snapshot", c) / rps(results, "origin: loadTable refs, 10,000", c),
-        ),
-        ("edge-304/nginx", rps(results, "edge: loadTable, 304", c) / rps(results, "nginx: static loadTable", c)),
-        ("edge-hit-10k-snapshots/nginx", rps(results, "edge: loadTable full body", c) / rps(results, "nginx: static bytes of h10k", c)),
+
+    def ratios(table: list[tuple[str, str, str]], conns: int) -> list[str]:
+        out = [ratio_line(name, results.rps(num, CURRENT, conns), results.rps(den, CURRENT, conns)) for name, num, den in table]
+        return [line for line in out if line]
+
+    figures = []
+    for name, key in FIGURES_16:
+        values = results.rps(key, CURRENT, 16)
+        if values:
+            spread = f" (range {span(values, 0)})" if len(values) > 1 else ""
+            figures.append(f"figure {name}: {statistics.median(values):.0f}{spread}")
+    lines += [
+        "",
+        "Ratios at 64 connections (load-10k/load-1 is time per request: higher is slower); each is the quotient of the "
+        "medians, and its range that of the rounds' own quotients:",
+        "",
+        "```",
+        *ratios(RATIOS_64, 64),
+        "```",
+        "",
+        "At 16 connections (figures in requests, here commits, per second):",
+        "",
+        "```",
+        *figures,
+        *ratios(RATIOS_16, 16),
+        "```",
+        "",
     ]
-    lines += ["", "Ratios at 64 connections (load-10k/load-1 is time per request: higher is slower):", "", "```"]
-    lines += [f"ratio {name}: {value:.2f}" for name, value in ratios]
-    lines += ["```", ""]
+    if len(pairs) > 1:
+        after_before = [
+            ratio_line(f"after/before {step.key} c={conns}", results.rps(step.key, CURRENT, conns), results.rps(step.key, BEFORE, conns))
+            for step in plan if step.per_build() for conns in conn_counts
+        ]
+        lines += [
+            f"This build (after) against {args.baseline_bin_dir} (before), same steps in the same rounds, req/s:",
+            "",
+            "```",
+            *[line for line in after_before if line],
+            "```",
+            "",
+        ]
     text = "\n".join(lines)
     print(text)
-    fives = sum(r.get("c5xx", 0) for _, _, r in results)
+    fives = sum(r.get("c5xx", 0) for r in results.all())
     if fives:
         raise SystemExit(f"{fives} responses were 5xx")
     if not args.short and not args.only:
-        with (REPO / "BENCHMARKS.md").open("a") as f:
-            f.write("\n" + text)
+        record(text)
+
+
+def record(text: str) -> None:
+    """Adds the report to BENCHMARKS.md after the last load run: before the
+    "## Soak" section when there is one, at the end otherwise."""
+    path = REPO / "BENCHMARKS.md"
+    content = path.read_text()
+    marker = "\n## Soak\n"
+    at = content.find(marker)
+    if at < 0:
+        content = content + "\n" + text
+    else:
+        content = content[:at] + "\n" + text + content[at:]
+    path.write_text(content)
 
 
 if __name__ == "__main__":

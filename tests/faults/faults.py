@@ -29,10 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,75 +41,12 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 60.0
+sys.path.insert(0, str(REPO / "scripts" / "lib"))
+from floeproc import PrivateCluster, Tiers, answers_200, free_port, wait_until  # noqa: E402
+
 REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_MS = 500
 RETRIES = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, requests.RequestException):
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what}: not after {timeout:.0f} s")
-        time.sleep(0.05)
-
-
-def ok(url: str) -> bool:
-    return requests.get(url, timeout=2).status_code == 200
-
-
-# ---- PostgreSQL of the suite's own -------------------------------------------------------------
-
-
-class Postgres:
-    """A cluster in a temporary directory on a free port: stopping and
-    restarting it touches no other database on the machine."""
-
-    def __init__(self, root: Path) -> None:
-        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-        if not versions:
-            raise SystemExit("PostgreSQL server binaries not found under /usr/lib/postgresql")
-        self.bin = versions[-1]
-        self.dir = root / "pg"
-        self.port = free_port()
-        self.user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.dir.mkdir()
-        if self.user:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def _run(self, tool: str, *args: str) -> None:
-        result = subprocess.run([*self.user, str(self.bin / tool), *args], capture_output=True, text=True,
-                                cwd="/", check=False)
-        if result.returncode != 0:
-            raise SystemExit(f"{tool} failed: {result.stdout}{result.stderr}")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.dir), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.dir), "-m", "fast", "-w", "stop")
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
-
-    def create(self, database: str) -> str:
-        self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-X", "-q",
-                  "-c", f"CREATE DATABASE {database}")
-        return self.url(database)
 
 
 # ---- a TCP proxy that breaks on command ---------------------------------------------------------
@@ -214,53 +148,11 @@ class FaultProxy:
 # ---- Floe's processes ------------------------------------------------------------------------------
 
 
-@dataclass
-class Process:
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    log: Path
-    ready: str
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.command, env={**os.environ, **self.env}, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_until(f"{self.name} ready", lambda: self._alive() and ok(self.ready))
-
-    def _alive(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise SystemExit(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
-        return True
-
-    def kill(self) -> None:
-        """SIGKILL: nothing is drained, nothing is said goodbye to."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@dataclass
-class Cluster:
+@dataclass(kw_only=True)
+class Cluster(Tiers):
     """N edges in front of M origins on one PostgreSQL database."""
 
-    root: Path
-    bins: Path
-    pg: Postgres
-    origins: list[Process] = field(default_factory=list)
-    origin_ports: list[int] = field(default_factory=list)
-    edges: list[Process] = field(default_factory=list)
-    edge_urls: list[str] = field(default_factory=list)
+    pg: PrivateCluster
     proxies: dict[int, list[FaultProxy]] = field(default_factory=dict)
     warehouse: Path = Path()
 
@@ -268,48 +160,25 @@ class Cluster:
         database = self.pg.create("floe")
         self.warehouse = self.root / "warehouse"
         self.warehouse.mkdir(exist_ok=True)
-        for i in range(origins):
-            port = free_port()
-            self.origin_ports.append(port)
-            self.origins.append(Process(
-                f"origin {i}",
-                [str(self.bins / "floe-origin"), "serve", "--listen", f"127.0.0.1:{port}",
-                 "--database-url", database, "--warehouse", f"file://{self.warehouse}"],
-                {"FLOE_LOG__LEVEL": "warn", "FLOE_DATABASE__MAX_CONNECTIONS": "8"},
-                self.root / f"origin-{i}.log", f"http://127.0.0.1:{port}/ready"))
-            self.origins[-1].start()
+        for _ in range(origins):
+            self.add_origin(["--database-url", database, "--warehouse", f"file://{self.warehouse}"],
+                            {"FLOE_LOG__LEVEL": "warn", "FLOE_DATABASE__MAX_CONNECTIONS": "8"})
         for e in range(edges):
-            targets = [f"127.0.0.1:{p}" for p in self.origin_ports]
+            targets = None
             if e in proxied:
                 self.proxies[e] = [FaultProxy(("127.0.0.1", p)) for p in self.origin_ports]
                 targets = [proxy.address for proxy in self.proxies[e]]
-            port, metrics = free_port(), free_port()
-            config = self.root / f"edge-{e}.yaml"
-            config.write_text(json.dumps({
-                "listen": [f"127.0.0.1:{port}"], "metrics_listen": f"127.0.0.1:{metrics}",
-                "origins": targets,
-                "server": {"threads": 1, "pid_file": str(self.root / f"edge-{e}.pid"),
-                           "upgrade_sock": str(self.root / f"edge-{e}.sock"), "grace_period_seconds": 0},
+            self.add_edge(targets, {
+                "server": {"threads": 1, "grace_period_seconds": 0},
                 "health_check": {"interval_ms": 200},
                 "upstream": {"connect_timeout_ms": CONNECT_TIMEOUT_MS, "retries": RETRIES},
                 "log": {"level": "warn"},
-            }))
-            self.edges.append(Process(f"edge {e}", [str(self.bins / "floe-edge"), "--config", str(config)], {},
-                                      self.root / f"edge-{e}.log", f"http://127.0.0.1:{metrics}/health"))
-            self.edges[-1].start()
-            self.edge_urls.append(f"http://127.0.0.1:{port}")
-            metrics_url = f"http://127.0.0.1:{metrics}/metrics"
-            wait_until(f"edge {e} subscribed",
-                       lambda: "floe_edge_event_stream_up 1" in requests.get(metrics_url, timeout=2).text)
-
-    def stop(self) -> None:
-        for process in [*self.edges, *self.origins]:
-            process.stop()
+            })
 
     def origin_url(self) -> str:
-        for process, port in zip(self.origins, self.origin_ports):
-            if process.proc is not None and process.proc.poll() is None:
-                return f"http://127.0.0.1:{port}"
+        for process, url in zip(self.origins, self.origin_urls):
+            if process.running():
+                return url
         raise SystemExit("no origin running")
 
 
@@ -465,7 +334,7 @@ def origin_kill(cluster: Cluster, duration: float, window: Window) -> None:
     window.start = time.monotonic()
     cluster.origins[0].kill()
     time.sleep(duration / 3)
-    cluster.origins[0].start()
+    cluster.origins[0].start_ready()
     window.end = time.monotonic()
 
 
@@ -478,29 +347,29 @@ def postgres_restart(cluster: Cluster, duration: float, window: Window) -> None:
     window.end = time.monotonic()
 
 
-def edge_partition(cluster: Cluster, duration: float, window: Window) -> None:
-    time.sleep(duration / 3)
+def cut_edge_1(cluster: Cluster, window: Window, before: float, hold: float,
+               cut: Callable[[FaultProxy], None]) -> None:
+    """After `before` seconds, `cut` every link of edge 1 to the origins for
+    `hold` seconds, then heal them."""
+    time.sleep(before)
     window.start = time.monotonic()
     for proxy in cluster.proxies[1]:
-        proxy.drop()
-    # Long enough for the edge to find its event stream lost (15 s of
-    # silence): its cached loads are then served as stale-if-error.
-    time.sleep(max(duration / 3, 18.0))
+        cut(proxy)
+    time.sleep(hold)
     for proxy in cluster.proxies[1]:
         proxy.heal()
     window.end = time.monotonic()
+
+
+def edge_partition(cluster: Cluster, duration: float, window: Window) -> None:
+    # Long enough for the edge to find its event stream lost (15 s of
+    # silence): its cached loads are then served as stale-if-error.
+    cut_edge_1(cluster, window, duration / 3, max(duration / 3, 18.0), FaultProxy.drop)
 
 
 def events_cut(cluster: Cluster, duration: float, window: Window) -> None:
-    time.sleep(duration / 4)
-    window.start = time.monotonic()
-    for proxy in cluster.proxies[1]:
-        proxy.drop_events()
     # The edge's documented rule: a stream silent for 15 s is lost.
-    time.sleep(max(duration / 2, 17.0))
-    for proxy in cluster.proxies[1]:
-        proxy.heal()
-    window.end = time.monotonic()
+    cut_edge_1(cluster, window, duration / 4, max(duration / 2, 17.0), FaultProxy.drop_events)
 
 
 # How long recovery may take after a fault ends: an origin's restart is seen
@@ -564,7 +433,7 @@ def run(scenario: Scenario, cluster: Cluster, duration: float, writers: int) -> 
     for t in threads:
         t.join()
     # Every part is back: the final state is read from an origin.
-    wait_until("an origin ready after the fault", lambda: ok(f"{cluster.origin_url()}/ready"))
+    wait_until("an origin ready after the fault", lambda: answers_200(f"{cluster.origin_url()}/ready"))
     lost, applied, problems = check_history(cluster, history, tables)
     writes = [a for a in history.answers if a.kind == "write"]
     avoidable = [a for a in history.answers if scenario.avoidable(a, window)]
@@ -621,9 +490,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"floe-fault-{name}-") as tmp:
             root = Path(tmp)
             os.chmod(root, 0o755)
-            pg = Postgres(root)
+            pg = PrivateCluster(root)
             pg.start()
-            cluster = Cluster(root, Path(args.bin_dir), pg)
+            cluster = Cluster(root, Path(args.bin_dir), pg=pg)
             try:
                 if not run(SCENARIOS[name], cluster, duration, writers):
                     failed.append(name)
@@ -631,10 +500,7 @@ def main() -> int:
                         print(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-2000:]}")
             finally:
                 cluster.stop()
-                try:
-                    pg.stop()
-                except SystemExit:
-                    pass
+                pg.stop_quietly()
     if failed:
         print(f"fault suite: failed: {', '.join(failed)}")
         return 1

@@ -13,26 +13,23 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
-import time
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import requests
 from pyiceberg.catalog import Catalog, load_catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "scripts" / "lib"))
+import floeproc  # noqa: E402
+
 DEFAULT_BIN = "target/debug/floe"
-DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
-PSQL_TIMEOUT_S = 60.0
 LOG_TAIL_CHARS = 8000
 
 
@@ -79,35 +76,8 @@ def _origin_bin() -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def _free_port() -> int:
-    """Ask the kernel for a free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _psql(admin_url: str, sql: str) -> None:
-    """Run one SQL statement with the psql CLI, failing loudly on error."""
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.fail("the postgres backend needs the psql client on PATH")
-    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
-    result = subprocess.run(
-        [psql, admin_url, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=PSQL_TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"psql failed ({sql!r}): {result.stderr.strip()}")
-
-
-def _with_database(url: str, database: str) -> str:
-    """Return ``url`` pointing at ``database`` instead of its own database."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+# Also used by test_auth.py, which starts servers of its own.
+_free_port = floeproc.free_port
 
 
 @pytest.fixture(scope="session")
@@ -127,13 +97,15 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield f"sqlite://{path}?mode=rwc"
         return
 
-    admin_url = os.environ.get("FLOE_TEST_PG_URL", DEFAULT_PG_URL)
-    database = f"floe_py_{secrets.token_hex(6)}"
-    _psql(admin_url, f'CREATE DATABASE "{database}"')
+    admin_url = os.environ.get("FLOE_TEST_PG_URL", floeproc.DEFAULT_ADMIN_URL)
     try:
-        yield _with_database(admin_url, database)
+        database, url = floeproc.create_database(admin_url, "floe_py")
+    except floeproc.CommandFailed as exc:
+        pytest.fail(f"the postgres backend needs a database: {exc}")
+    try:
+        yield url
     finally:
-        _psql(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        floeproc.drop_database(admin_url, database)
 
 
 @pytest.fixture(scope="session")
@@ -146,32 +118,10 @@ def floe_server(
         pytest.fail(f"server binary {binary} not found: build it with `cargo build --workspace --bin floe`")
 
     state_dir = tmp_path_factory.mktemp("floe")
-    warehouse = state_dir / "warehouse"
-    warehouse.mkdir()
-    log_path = state_dir / "server.log"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        str(binary),
-        "serve",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--origin-listen",
-        f"127.0.0.1:{_free_port()}",
-        "--edge-metrics-listen",
-        f"127.0.0.1:{_free_port()}",
-        "--database-url",
-        database_url,
-        "--warehouse",
-        warehouse.as_uri(),
-    ]
-    with log_path.open("wb") as log:
-        # Small plan pages, so that every server-planned scan is paged.
-        env = {**os.environ, "FLOE_CATALOG__PLAN_PAGE_SIZE": "7"}
-        process = subprocess.Popen(
-            command, cwd=state_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-    server = FloeServer(url=url, warehouse_path=warehouse, log_path=log_path, process=process)
+    # Small plan pages, so that every server-planned scan is paged.
+    url, process = floeproc.floe_serve(binary, database_url, state_dir, {"FLOE_CATALOG__PLAN_PAGE_SIZE": "7"})
+    assert process.proc is not None
+    server = FloeServer(url=url, warehouse_path=state_dir / "warehouse", log_path=process.log, process=process.proc)
     request.config.stash[SERVER_KEY] = server
     try:
         _wait_ready(server)
@@ -182,33 +132,22 @@ def floe_server(
 
 def _wait_ready(server: FloeServer) -> None:
     """Poll ``/ready`` until it answers 200, the process dies, or time runs out."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last_error = "no answer yet"
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         code = server.process.poll()
         if code is not None:
             pytest.fail(f"Floe server exited with code {code} before ready:\n{server.log_tail()}")
-        try:
-            response = requests.get(f"{server.url}/ready", timeout=2)
-            if response.status_code == 200:
-                return
-            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-        except requests.RequestException as exc:
-            last_error = str(exc)
-        time.sleep(0.1)
-    pytest.fail(f"Floe server not ready after {READY_TIMEOUT_S:.0f}s ({last_error}):\n{server.log_tail()}")
+        return floeproc.answers_200(f"{server.url}/ready")
+
+    try:
+        floeproc.wait_until("Floe server ready", ready, READY_TIMEOUT_S, interval=0.1)
+    except floeproc.NotReady as exc:
+        pytest.fail(f"{exc}:\n{server.log_tail()}")
 
 
 def _stop(server: FloeServer) -> None:
     """Terminate the server, killing it if it does not exit in time."""
-    if server.process.poll() is not None:
-        return
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    floeproc.stop_popen(server.process, STOP_TIMEOUT_S)
 
 
 @pytest.fixture(autouse=True)

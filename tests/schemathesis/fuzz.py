@@ -18,25 +18,24 @@ import argparse
 import base64
 import json
 import os
-import secrets
-import signal
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import yaml
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "scripts" / "lib"))
+import floeproc  # noqa: E402
+
 SPEC = HERE / "rest-catalog-open-api.yaml"
 CONFIG = HERE / "schemathesis.toml"
 BASELINE = HERE / "baseline.json"
-DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 WAREHOUSE = "default"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -60,98 +59,15 @@ class RunError(Exception):
     """The run could not be carried out (as opposed to a finding)."""
 
 
-def free_port() -> int:
-    """Ask the kernel for a free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def psql(admin_url: str, sql: str) -> None:
-    """Run one SQL statement with the psql CLI, raising on error."""
-    binary = shutil.which("psql")
-    if binary is None:
-        raise RunError("the postgres backend needs the psql client on PATH")
-    result = subprocess.run(
-        [binary, admin_url, "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RunError(f"psql failed ({sql!r}): {result.stderr.strip()}")
-
-
-def with_database(url: str, database: str) -> str:
-    """``url`` pointing at ``database`` instead of its own database."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
-
-
-class Server:
-    """A running ``floe`` process (edge + origin) and its state directory."""
-
-    def __init__(self, binary: Path, database_url: str, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        warehouse = state_dir / "warehouse"
-        warehouse.mkdir()
-        self.log_path = state_dir / "server.log"
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [
-            str(binary),
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--origin-listen",
-            f"127.0.0.1:{free_port()}",
-            "--edge-metrics-listen",
-            f"127.0.0.1:{free_port()}",
-            "--database-url",
-            database_url,
-            "--warehouse",
-            warehouse.as_uri(),
-        ]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=state_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def log_tail(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError as exc:
-            return f"<server log unreadable: {exc}>"
-
-    def wait_ready(self) -> None:
-        """Poll ``/ready`` until it answers 200, the process dies, or time runs out."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                raise RunError(f"floe exited with code {code} before ready:\n{self.log_tail()}")
-            try:
-                response = requests.get(f"{self.url}/ready", timeout=2)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except requests.RequestException as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise RunError(f"floe not ready after {READY_TIMEOUT_S:.0f}s ({last}):\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Terminate the process we started, killing it if it does not exit in time."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def start_server(binary: Path, database_url: str, state_dir: Path) -> tuple[str, floeproc.Process]:
+    """``floe serve`` (edge + origin) on free ports, ready: (its URL, the process)."""
+    url, process = floeproc.floe_serve(binary, database_url, state_dir)
+    try:
+        process.wait_ready(f"{url}/ready", READY_TIMEOUT_S)
+    except floeproc.NotReady as exc:
+        process.stop(STOP_TIMEOUT_S)
+        raise RunError(str(exc)) from exc
+    return url, process
 
 
 def spec_operations() -> set[str]:
@@ -351,24 +267,24 @@ def main() -> int:
     entries = {} if args.baseline_update else load_baseline(args.baseline)
     state_dir = Path(tempfile.mkdtemp(prefix=f"floe-st-{args.backend}-"))
     database = None
-    admin_url = os.environ.get("FLOE_TEST_PG_URL", DEFAULT_PG_URL)
+    admin_url = os.environ.get("FLOE_TEST_PG_URL", floeproc.DEFAULT_ADMIN_URL)
     server = None
     keep = True
     try:
         if args.backend == "sqlite":
             database_url = f"sqlite://{state_dir / 'catalog.db'}?mode=rwc"
         else:
-            database = f"floe_st_{secrets.token_hex(6)}"
-            psql(admin_url, f'CREATE DATABASE "{database}"')
-            database_url = with_database(admin_url, database)
-        server = Server(args.bin, database_url, state_dir)
-        server.wait_ready()
-        prefix, operations = check_operations(server.url)
-        seed(server.url, prefix)
-        code, report = run_schemathesis(server.url, prefix, args, state_dir)
-        alive = server.process.poll() is None
+            try:
+                database, database_url = floeproc.create_database(admin_url, "floe_st")
+            except floeproc.CommandFailed as exc:
+                raise RunError(str(exc)) from exc
+        base, server = start_server(args.bin, database_url, state_dir)
+        prefix, operations = check_operations(base)
+        seed(base, prefix)
+        code, report = run_schemathesis(base, prefix, args, state_dir)
+        alive = server.running()
         if not alive:
-            print(f"floe exited during the run:\n{server.log_tail()}", file=sys.stderr)
+            print(f"floe exited during the run:\n{server.log_tail(6000)}", file=sys.stderr)
         tested = (report.get("operations") or {}).get("tested", 0)
         cases = report["test_cases"]["generated"]
         baseline = report.get("baseline") or {}
@@ -398,9 +314,9 @@ def main() -> int:
         return 2
     finally:
         if server is not None:
-            server.stop()
+            server.stop(STOP_TIMEOUT_S)
         if database is not None:
-            psql(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            floeproc.drop_database(admin_url, database)
         if not keep:
             shutil.rmtree(state_dir, ignore_errors=True)
 

@@ -45,10 +45,10 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
-from faults import Postgres, Process, free_port, wait_until  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts" / "lib"))
+from floeproc import PrivateCluster, Process, Tiers, client_secret  # noqa: E402
+
 WAREHOUSE = "soak"
 CLIENT = "soak"
 REQUEST_TIMEOUT_S = 30.0
@@ -73,16 +73,11 @@ SCHEMA = {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "a", "r
 # ---- the processes --------------------------------------------------------------------------------
 
 
-@dataclass
-class Cluster:
-    root: Path
-    bins: Path
-    pg: Postgres
-    origins: list[Process] = field(default_factory=list)
-    origin_urls: list[str] = field(default_factory=list)
-    edges: list[Process] = field(default_factory=list)
-    edge_urls: list[str] = field(default_factory=list)
-    edge_metrics: list[str] = field(default_factory=list)
+@dataclass(kw_only=True)
+class Cluster(Tiers):
+    """Edges in front of origins on the run's own PostgreSQL, authentication on."""
+
+    pg: PrivateCluster
     secret: str = ""
 
     def cli(self, *args: str) -> str:
@@ -104,46 +99,17 @@ class Cluster:
                                       "auth": auth, "log": {"level": "warn"}}))
         common = ["--config", str(config), "--database-url", database]
         out = self.cli("client", "create", "--name", CLIENT, "--role", "admin", "--warehouse", "*", *common)
-        match = re.search(r"client_secret: (\S+)", out)
-        if not match:
-            raise SystemExit(f"no secret in: {out}")
-        self.secret = match.group(1)
-        for i in range(origins):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            self.origins.append(Process(f"origin-{i}", [str(self.bins / "floe-origin"), "serve", "--listen",
-                                                        f"127.0.0.1:{port}", *common],
-                                        {"FLOE_DATABASE__MAX_CONNECTIONS": "8"}, self.root / f"origin-{i}.log",
-                                        f"{url}/ready"))
-            self.origins[-1].start()
-            self.origin_urls.append(url)
-        for e in range(edges):
-            port, metrics = free_port(), free_port()
-            path = self.root / f"edge-{e}.yaml"
-            path.write_text(json.dumps({
-                "listen": [f"127.0.0.1:{port}"], "metrics_listen": f"127.0.0.1:{metrics}",
-                "origins": [u.removeprefix("http://") for u in self.origin_urls],
-                "server": {"pid_file": str(self.root / f"edge-{e}.pid"),
-                           "upgrade_sock": str(self.root / f"edge-{e}.sock"), "grace_period_seconds": 0},
-                "auth": auth, "log": {"level": "warn"}, "cache": {"max_bytes": cache_bytes, "max_entry_bytes": cache_bytes // 4},
-            }))
-            self.edges.append(Process(f"edge-{e}", [str(self.bins / "floe-edge"), "--config", str(path)], {},
-                                      self.root / f"edge-{e}.log", f"http://127.0.0.1:{metrics}/health"))
-            self.edges[-1].start()
-            self.edge_urls.append(f"http://127.0.0.1:{port}")
-            self.edge_metrics.append(f"http://127.0.0.1:{metrics}/metrics")
-            metrics_url = self.edge_metrics[-1]
-            wait_until(f"edge {e} subscribed",
-                       lambda: "floe_edge_event_stream_up 1" in requests.get(metrics_url, timeout=2).text)
+        self.secret = client_secret(out)
+        for _ in range(origins):
+            self.add_origin(common, {"FLOE_DATABASE__MAX_CONNECTIONS": "8"})
+        for _ in range(edges):
+            self.add_edge(extra={"server": {"grace_period_seconds": 0}, "auth": auth, "log": {"level": "warn"},
+                                 "cache": {"max_bytes": cache_bytes, "max_entry_bytes": cache_bytes // 4}})
 
     def processes(self) -> list[tuple[Process, str]]:
         """Every Floe process and its metrics address."""
         return [*zip(self.edges, self.edge_metrics), *((o, f"{u}/metrics") for o, u in zip(self.origins,
                                                                                           self.origin_urls))]
-
-    def stop(self) -> None:
-        for process in [*self.edges, *self.origins]:
-            process.stop()
 
 
 # ---- metrics ------------------------------------------------------------------------------------------
@@ -522,17 +488,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="floe-soak-") as tmp:
         root = Path(tmp)
         os.chmod(root, 0o755)
-        pg = Postgres(root)
+        pg = PrivateCluster(root)
         pg.start()
-        cluster = Cluster(root, Path(args.bin_dir).resolve(), pg)
+        cluster = Cluster(root, Path(args.bin_dir).resolve(), pg=pg)
         try:
             return soak(cluster, args, interval, judge_rss, duration)
         finally:
             cluster.stop()
-            try:
-                pg.stop()
-            except SystemExit:
-                pass
+            pg.stop_quietly()
 
 
 def soak(cluster: Cluster, args: argparse.Namespace, interval: float, judge_rss: bool, duration: float) -> int:
