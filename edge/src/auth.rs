@@ -2,24 +2,16 @@
 //! plus authorization of every request before the cache answers or the
 //! request is forwarded.
 //!
-//! What is kept, and for how long:
-//! - principal records (grants, state, secret hash) and API-key records, read
-//!   from the origin's internal API: `auth.principal_cache_seconds`;
-//! - verified credentials, as the SHA-256 of the secret that passed argon2id
-//!   (never the secret): `auth.credential_cache_seconds`.
-//!
-//! Both are dropped at once by the origin's change events for that principal
-//! or key, and flushed whenever the event stream is (re)established; so a
-//! disabled or rotated client stops working within the event delay, and
-//! within `principal_cache_seconds` when events are lost (a record ages from
-//! the moment its read began). Tokens carry the credential generation of the
-//! record they were minted from, so a token minted from a stale record is
-//! refused everywhere once the change is known, whatever its `iat`.
-//!
-//! A secret or API key refused against a cached record is checked once more
-//! against a fresh read of the record, so a rotated secret works at once on
-//! every edge. That read follows a failed argon2id check (one blocking thread
-//! per core at most), so it can never come more often than those.
+//! Credentials are checked against principal and API-key records read from
+//! the origin's internal API and cached by [`Credentials`] (what is kept,
+//! for how long, and the re-read of a rotated secret are described there).
+//! The origin's change events for a principal or key drop what is cached
+//! about it at once, and the whole cache is flushed whenever the event
+//! stream is (re)established; so a disabled or rotated client stops working
+//! within the event delay, and within `principal_cache_seconds` when events
+//! are lost. Tokens carry the credential generation of the record they were
+//! minted from, so a token minted from a stale record is refused everywhere
+//! once the change is known, whatever its `iat`.
 //!
 //! Failed attempts are counted per (client id, source address) and per
 //! source address, never per client id alone: one address cannot lock a
@@ -32,9 +24,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floe_shared::auth::{
-    API_KEYS_PATH, ApiKeyRecord, AuthConfig, AuthError, Authenticator, ExpiringMap, INTERNAL_SCOPE,
-    Identity, OAuthError, PRINCIPALS_PATH, Principal, Required, TokenRequest, allows,
-    credential_digest, now_secs, required, service_claims, verify_secret, write_token_response,
+    API_KEYS_PATH, ApiKeyRecord, AuthConfig, AuthError, Authenticator, Credentials, INTERNAL_SCOPE,
+    Identity, OAuthError, PRINCIPALS_PATH, Principal, PrincipalRef, RecordSource, Required,
+    TokenRequest, allows, now_secs, required, service_claims, write_token_response,
 };
 use floe_shared::pool::{BufferPool, PooledBuf};
 use floe_shared::token::{Claims, TokenSigner};
@@ -44,7 +36,6 @@ use pingora_limits::rate::Rate;
 
 use crate::metrics::EdgeMetrics;
 
-const CACHE_CAPACITY: usize = 100_000;
 const SUBJECTS_PATH: &str = "/internal/v1/subjects";
 /// Width of the failure counters (count-min sketches, 4 rows): 4 × 16384
 /// counters per window, two windows, 1 MiB per limiter whatever the traffic.
@@ -53,15 +44,12 @@ const SUBJECTS_PATH: &str = "/internal/v1/subjects";
 /// at its own limit).
 const LIMITER_SLOTS: usize = 16_384;
 const LIMITER_HASHES: usize = 4;
-/// A cached record younger than this is not read again on suspicion alone
-/// (a token minted from a newer record).
-const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a request was refused.
 #[derive(Debug)]
 pub enum Refusal {
-    /// 401 (`true`: a credential was presented).
-    Unauthorized(String, bool),
+    /// 401.
+    Unauthorized(AuthError),
     /// 403.
     Forbidden(String),
     /// 503: the origin could not be asked.
@@ -70,8 +58,10 @@ pub enum Refusal {
     TooMany,
 }
 
-fn unauthorized(e: AuthError) -> Refusal {
-    Refusal::Unauthorized(e.to_string(), e.presented())
+impl From<AuthError> for Refusal {
+    fn from(refused: AuthError) -> Self {
+        Self::Unauthorized(refused)
+    }
 }
 
 /// Whether `principal` may make the request (the shared rule, `required`).
@@ -97,119 +87,30 @@ pub struct EdgeAuth {
     config: AuthConfig,
     authenticator: Authenticator,
     signer: TokenSigner,
-    lb: Arc<LoadBalancer<RoundRobin>>,
-    client: reqwest::Client,
-    /// `c:<id>` / `s:<subject>` → principal.
-    principals: ExpiringMap<Arc<Principal>>,
-    api_keys: ExpiringMap<Arc<ApiKeyRecord>>,
-    /// `c:<client id>` / `k:<key id>` → SHA-256 of the secret that verified.
-    verified: ExpiringMap<[u8; 32]>,
+    credentials: Credentials<OriginRecords>,
     /// Failed attempts per (client id, address).
     failures_by_client: Rate,
     /// Failed attempts per address.
     failures_by_address: Rate,
     tokens: BufferPool,
     metrics: EdgeMetrics,
-    /// argon2id runs on at most this many blocking threads at once.
-    hashing: tokio::sync::Semaphore,
 }
 
-/// A token answer or an OAuth error: status and JSON body.
-pub struct TokenAnswer {
-    /// HTTP status.
-    pub status: u16,
-    /// JSON body.
-    pub body: Bytes,
-    /// Seconds to wait (429).
-    pub retry_after: Option<u64>,
+/// The edge reads principal and API-key records from the origins' internal
+/// API, with a service token of its own.
+struct OriginRecords {
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    client: reqwest::Client,
+    signer: TokenSigner,
+    issuer: String,
 }
 
-impl TokenAnswer {
-    fn error(e: OAuthError) -> Self {
-        Self {
-            status: e.status,
-            body: Bytes::from(e.body()),
-            retry_after: None,
-        }
-    }
-}
-
-impl EdgeAuth {
-    /// From configuration (`auth.enabled` must be on) and the external
-    /// issuer's verifier, when one is configured.
-    pub fn new(
-        config: &AuthConfig,
-        oidc: Option<Arc<floe_shared::oidc::OidcVerifier>>,
-        lb: Arc<LoadBalancer<RoundRobin>>,
-        tokens: BufferPool,
-        metrics: EdgeMetrics,
-    ) -> anyhow::Result<Self> {
-        config.validate(true).map_err(anyhow::Error::msg)?;
-        let ttl = Duration::from_secs(config.principal_cache_seconds);
-        Ok(Self {
-            authenticator: Authenticator::new(config, oidc).map_err(anyhow::Error::msg)?,
-            signer: config.signer().map_err(anyhow::Error::msg)?,
-            config: config.clone(),
-            lb,
-            client: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .timeout(Duration::from_secs(10))
-                .build()?,
-            principals: ExpiringMap::new(ttl, CACHE_CAPACITY),
-            api_keys: ExpiringMap::new(ttl, CACHE_CAPACITY),
-            verified: ExpiringMap::new(
-                Duration::from_secs(config.credential_cache_seconds),
-                CACHE_CAPACITY,
-            ),
-            failures_by_client: limiter(),
-            failures_by_address: limiter(),
-            tokens,
-            metrics,
-            hashing: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, usize::from),
-            ),
-        })
-    }
-
+impl OriginRecords {
     /// A service token for the origin's internal API.
-    pub fn service_token(&self) -> Option<String> {
-        let claims = service_claims(&self.config.issuer, now_secs(), 300);
+    fn service_token(&self) -> Option<String> {
+        let claims = service_claims(&self.issuer, now_secs(), 300);
         let token = self.signer.issue(&claims).ok()?;
         String::from_utf8(token.to_vec()).ok()
-    }
-
-    /// Drops what is cached about a principal (and one of its keys).
-    pub fn forget(&self, principal: &str, api_key: Option<&str>) {
-        self.principals.remove(&format!("c:{principal}"));
-        self.principals.remove_where(|p| p.id == principal);
-        self.verified.remove(&format!("c:{principal}"));
-        if let Some(key) = api_key {
-            self.api_keys.remove(key);
-            self.verified.remove(&format!("k:{key}"));
-        }
-        for key in self.keys_of(principal) {
-            self.api_keys.remove(&key);
-            self.verified.remove(&format!("k:{key}"));
-        }
-    }
-
-    fn keys_of(&self, principal: &str) -> Vec<String> {
-        let ids = std::sync::Mutex::new(Vec::new());
-        self.api_keys.remove_where(|k| {
-            let hit = k.principal == principal;
-            if hit && let Ok(mut ids) = ids.lock() {
-                ids.push(k.id.clone());
-            }
-            hit
-        });
-        ids.into_inner().unwrap_or_default()
-    }
-
-    /// Drops everything cached (the event stream was re-established).
-    pub fn forget_all(&self) {
-        self.principals.clear();
-        self.api_keys.clear();
-        self.verified.clear();
     }
 
     /// GETs an internal record from an origin: `None` on 404.
@@ -244,153 +145,114 @@ impl EdgeAuth {
             "The catalog origin could not be asked about these credentials".into(),
         ))
     }
+}
 
-    async fn principal(&self, key: String) -> Result<Option<Arc<Principal>>, Refusal> {
-        if let Some(p) = self.principals.get(&key) {
-            return Ok(Some(p));
-        }
-        self.read_principal(key).await
-    }
+impl RecordSource for OriginRecords {
+    type Error = Refusal;
 
-    /// Reads a principal from an origin and caches it.
-    async fn read_principal(&self, key: String) -> Result<Option<Arc<Principal>>, Refusal> {
-        let path = match key.split_once(':') {
-            Some(("c", id)) => format!("{PRINCIPALS_PATH}/{}", encode(id)),
-            Some((_, subject)) => format!("{SUBJECTS_PATH}/{}", encode(subject)),
-            None => return Ok(None),
+    async fn principal(&self, who: PrincipalRef<'_>) -> Result<Option<Principal>, Refusal> {
+        let path = match who {
+            PrincipalRef::Client(id) => format!("{PRINCIPALS_PATH}/{}", encode(id)),
+            PrincipalRef::Subject(subject) => format!("{SUBJECTS_PATH}/{}", encode(subject)),
         };
-        // A change event during the fetch must win over what the fetch read,
-        // and the record ages from the start of the fetch.
-        let ticket = self.principals.ticket();
-        let fetched: Option<Principal> = self.fetch(&path).await?;
-        Ok(fetched.map(|p| {
-            let p = Arc::new(p);
-            self.principals.insert_since(&key, p.clone(), ticket);
-            p
-        }))
+        self.fetch(&path).await
     }
 
-    /// The principal of a Floe token. A token minted from a newer record than
-    /// the cached one proves the cache stale (a change event was missed): the
-    /// record is read again, at most once a second.
-    async fn token_principal(&self, claims: &Claims) -> Result<Option<Arc<Principal>>, Refusal> {
-        let key = format!("c:{}", claims.sub);
-        match self.principals.get_aged(&key) {
-            Some((p, age)) if claims.generation <= p.generation || age < REREAD_AFTER => {
-                Ok(Some(p))
-            }
-            _ => self.read_principal(key).await,
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, Refusal> {
+        self.fetch(&format!("{API_KEYS_PATH}/{}", encode(id))).await
+    }
+}
+
+/// A token answer or an OAuth error: status and JSON body.
+pub struct TokenAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Bytes,
+    /// Seconds to wait (429).
+    pub retry_after: Option<u64>,
+}
+
+impl TokenAnswer {
+    fn error(e: OAuthError) -> Self {
+        Self {
+            status: e.status,
+            body: Bytes::from(e.body()),
+            retry_after: None,
         }
     }
+}
 
-    async fn api_key(&self, id: &str, fresh: bool) -> Result<Option<Arc<ApiKeyRecord>>, Refusal> {
-        if !fresh && let Some(r) = self.api_keys.get(id) {
-            return Ok(Some(r));
-        }
-        let ticket = self.api_keys.ticket();
-        let Some(r) = self
-            .fetch::<ApiKeyRecord>(&format!("{API_KEYS_PATH}/{}", encode(id)))
-            .await?
-        else {
-            return Ok(None);
+impl EdgeAuth {
+    /// From configuration (`auth.enabled` must be on) and the external
+    /// issuer's verifier, when one is configured.
+    pub fn new(
+        config: &AuthConfig,
+        oidc: Option<Arc<floe_shared::auth::oidc::OidcVerifier>>,
+        lb: Arc<LoadBalancer<RoundRobin>>,
+        tokens: BufferPool,
+        metrics: EdgeMetrics,
+    ) -> anyhow::Result<Self> {
+        config.validate(true).map_err(anyhow::Error::msg)?;
+        let records = OriginRecords {
+            lb,
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            signer: config.signer().map_err(anyhow::Error::msg)?,
+            issuer: config.issuer.clone(),
         };
-        let r = Arc::new(r);
-        self.api_keys.insert_since(id, r.clone(), ticket);
-        Ok(Some(r))
+        Ok(Self {
+            authenticator: Authenticator::new(config, oidc).map_err(anyhow::Error::msg)?,
+            signer: config.signer().map_err(anyhow::Error::msg)?,
+            credentials: Credentials::new(records, config),
+            config: config.clone(),
+            failures_by_client: limiter(),
+            failures_by_address: limiter(),
+            tokens,
+            metrics,
+        })
     }
 
-    /// argon2id off the async runtime (a few at a time), remembered as a
-    /// digest of the secret and the hash it matched.
-    async fn verify(&self, cache_key: &str, secret: &str, hash: &str) -> bool {
-        let digest = credential_digest(secret, hash);
-        if self.verified.get(cache_key) == Some(digest) {
-            return true;
-        }
-        let ticket = self.verified.ticket();
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return false;
-        };
-        let (secret, hash) = (secret.to_string(), hash.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-            .await
-            .unwrap_or(false);
-        if ok {
-            self.verified.insert_since(cache_key, digest, ticket);
-        }
-        ok
+    /// A service token for the origin's internal API.
+    pub fn service_token(&self) -> Option<String> {
+        self.credentials.source().service_token()
     }
 
-    /// Whether `secret` is the API key's; a refusal against a cached record
-    /// is checked again against a fresh read (the key may have been rotated
-    /// by a process whose change event has not arrived).
-    async fn api_key_matches(
-        &self,
-        id: &str,
-        secret: &str,
-    ) -> Result<Option<Arc<ApiKeyRecord>>, Refusal> {
-        let Some(record) = self.api_key(id, false).await? else {
-            return Ok(None);
-        };
-        if record.revoked {
-            return Ok(None);
-        }
-        let cache_key = format!("k:{id}");
-        if self.verify(&cache_key, secret, &record.secret_hash).await {
-            return Ok(Some(record));
-        }
-        let Some(fresh) = self.api_key(id, true).await? else {
-            return Ok(None);
-        };
-        if fresh.revoked || fresh.secret_hash == record.secret_hash {
-            return Ok(None);
-        }
-        Ok(self
-            .verify(&cache_key, secret, &fresh.secret_hash)
-            .await
-            .then_some(fresh))
+    /// Drops what is cached about a principal (and one of its keys).
+    pub fn forget(&self, principal: &str, api_key: Option<&str>) {
+        self.credentials.forget(principal, api_key);
     }
 
+    /// Drops everything cached (the event stream was re-established).
+    pub fn forget_all(&self) {
+        self.credentials.forget_all();
+    }
+
+    /// The principal of a verified identity. Service tokens are not
+    /// accepted here, and guessing API keys costs argon2id: limited like the
+    /// token endpoint.
     async fn resolve(
         &self,
         identity: Identity,
         address: IpAddr,
     ) -> Result<Arc<Principal>, Refusal> {
-        let revoked = || unauthorized(AuthError::Revoked);
-        match identity {
-            Identity::Token(claims) => {
-                if claims.scope == INTERNAL_SCOPE {
-                    return Err(Refusal::Forbidden(
-                        "Service tokens are not accepted here".into(),
-                    ));
-                }
-                let principal = self.token_principal(&claims).await?.ok_or_else(revoked)?;
-                Authenticator::check_token(&principal, &claims).map_err(unauthorized)?;
-                Ok(principal)
-            }
-            Identity::External { subject, iat } => {
-                let principal = self
-                    .principal(format!("s:{subject}"))
-                    .await?
-                    .ok_or_else(revoked)?;
-                Authenticator::check_external(&principal, iat).map_err(unauthorized)?;
-                Ok(principal)
-            }
-            Identity::ApiKey { id, secret } => {
-                // Guessing API keys costs argon2id: limited like the token endpoint.
+        match &identity {
+            Identity::Token(claims) if claims.scope == INTERNAL_SCOPE => Err(Refusal::Forbidden(
+                "Service tokens are not accepted here".into(),
+            )),
+            Identity::ApiKey { .. } => {
                 if self.limited(None, address).is_some() {
                     return Err(Refusal::TooMany);
                 }
-                let Some(record) = self.api_key_matches(&id, &secret).await? else {
+                let resolved = self.credentials.resolve(identity).await;
+                if matches!(resolved, Err(Refusal::Unauthorized(_))) {
                     self.failed(None, address);
-                    return Err(revoked());
-                };
-                let principal = self
-                    .principal(format!("c:{}", record.principal))
-                    .await?
-                    .ok_or_else(revoked)?;
-                Authenticator::check_key_holder(&principal).map_err(unauthorized)?;
-                Ok(principal)
+                }
+                resolved
             }
+            _ => self.credentials.resolve(identity).await,
         }
     }
 
@@ -407,10 +269,7 @@ impl EdgeAuth {
             return Ok(());
         }
         let result = async {
-            let identity = self
-                .authenticator
-                .identify(authorization, now_secs())
-                .map_err(unauthorized)?;
+            let identity = self.authenticator.identify(authorization, now_secs())?;
             let principal = self.resolve(identity, address).await?;
             authorize(&principal, method, path, query)
         }
@@ -539,51 +398,18 @@ impl EdgeAuth {
     }
 
     async fn client_credentials(&self, id: &str, secret: &str) -> Result<Claims, OAuthError> {
-        let unavailable = |_| OAuthError {
-            status: 503,
-            error: "invalid_request",
-            error_description: "The catalog origin could not be asked about this client".into(),
-        };
-        let key = format!("c:{id}");
-        let cached = self.principals.get(&key);
-        let from_cache = cached.is_some();
-        let mut principal = match cached {
-            Some(p) => p,
-            None => self
-                .read_principal(key.clone())
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(OAuthError::invalid_client)?,
-        };
-        let mut ok = self.secret_matches(&principal, id, secret).await;
-        if !ok && from_cache && principal.secret_hash.is_some() && !principal.disabled {
-            // The secret may have been rotated by a process whose change event
-            // has not arrived: one fresh read before refusing (only after a
-            // failed argon2id check, so never more often than those).
-            let fresh = self
-                .read_principal(key)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(OAuthError::invalid_client)?;
-            if fresh.secret_hash != principal.secret_hash || fresh.disabled {
-                ok = self.secret_matches(&fresh, id, secret).await;
-            }
-            principal = fresh;
-        }
-        if !ok {
-            return Err(OAuthError::invalid_client());
-        }
+        let client = self
+            .credentials
+            .client_with_secret(id, secret)
+            .await
+            .map_err(|_| OAuthError {
+                status: 503,
+                error: "invalid_request",
+                error_description: "The catalog origin could not be asked about this client".into(),
+            })?
+            .ok_or_else(OAuthError::invalid_client)?;
         // The token carries the generation of the record its secret matched.
-        Ok(self.claims(id, principal.generation))
-    }
-
-    async fn secret_matches(&self, principal: &Principal, id: &str, secret: &str) -> bool {
-        match principal.secret_hash.as_deref() {
-            Some(hash) if !principal.disabled => {
-                self.verify(&format!("c:{id}"), secret, hash).await
-            }
-            _ => false,
-        }
+        Ok(self.claims(id, client.generation))
     }
 
     async fn exchange(&self, subject_token: &str) -> Result<Claims, OAuthError> {
@@ -610,7 +436,8 @@ impl EdgeAuth {
                     error_description: m,
                 },
                 Refusal::TooMany => OAuthError::invalid_grant("too many failed attempts"),
-                Refusal::Unauthorized(m, _) | Refusal::Forbidden(m) => OAuthError::invalid_grant(m),
+                Refusal::Unauthorized(refused) => OAuthError::invalid_grant(refused.to_string()),
+                Refusal::Forbidden(m) => OAuthError::invalid_grant(m),
             })?;
         Ok(self.claims(&principal.id, generation))
     }

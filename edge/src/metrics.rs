@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use floe_shared::metrics::RequestMetrics;
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
 use prometheus::{
@@ -20,8 +21,7 @@ use crate::cache::TableCache;
 #[derive(Clone)]
 pub struct EdgeMetrics {
     registry: Registry,
-    requests: IntCounterVec,
-    latency: HistogramVec,
+    http: RequestMetrics,
     upstream: HistogramVec,
     cache: IntCounterVec,
     evictions: IntCounter,
@@ -114,16 +114,7 @@ impl EdgeMetrics {
         Ok(Self {
             auth,
             hot,
-            requests: counter_vec(
-                "floe_edge_http_requests_total",
-                "Requests by route and status",
-                &["method", "route", "status"],
-            )?,
-            latency: histogram(
-                "floe_edge_http_request_duration_seconds",
-                "Request latency by route",
-                &["method", "route"],
-            )?,
+            http: RequestMetrics::register(&registry, "floe_edge", BUCKETS)?,
             upstream: histogram(
                 "floe_edge_upstream_duration_seconds",
                 "Time to the origin's response header",
@@ -165,16 +156,9 @@ impl EdgeMetrics {
         })
     }
 
-    /// One finished request; `route` is a pattern, `method` is mapped by
-    /// [`method_label`](floe_shared::wire::method_label).
+    /// One finished request (see [`RequestMetrics::record`]).
     pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
-        let method = floe_shared::wire::method_label(method);
-        self.requests
-            .with_label_values(&[method, route, status])
-            .inc();
-        self.latency
-            .with_label_values(&[method, route])
-            .observe(seconds);
+        self.http.record(method, route, status, seconds);
     }
 
     /// Time to an origin's response header.

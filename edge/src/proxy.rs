@@ -61,10 +61,10 @@ pub fn forwarded(path: &str) -> bool {
 
 /// The client's IP address (the rate limits' key); unspecified for non-IP sockets.
 fn client_ip(session: &Session) -> std::net::IpAddr {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+    session.client_addr().and_then(|a| a.as_inet()).map_or(
+        std::net::IpAddr::from([0, 0, 0, 0]),
+        std::net::SocketAddr::ip,
+    )
 }
 
 /// Per-request state.
@@ -223,12 +223,16 @@ impl EdgeProxy {
             Ok(()) => return Ok(false),
             Err(refusal) => refusal,
         };
+        let refused_text;
         let (status, kind, message, challenge) = match &refusal {
-            Refusal::Unauthorized(message, presented) => (
+            Refusal::Unauthorized(refused) => (
                 401,
                 types::NOT_AUTHORIZED,
-                message.as_str(),
-                Some(if *presented {
+                {
+                    refused_text = refused.to_string();
+                    refused_text.as_str()
+                },
+                Some(if refused.presented() {
                     floe_shared::auth::WWW_AUTHENTICATE_INVALID
                 } else {
                     floe_shared::auth::WWW_AUTHENTICATE

@@ -38,7 +38,7 @@ pub struct EdgeParts {
 
 /// Re-reads the external issuer's JWKS in the background.
 struct JwksRefresh {
-    verifier: Arc<floe_shared::oidc::OidcVerifier>,
+    verifier: Arc<floe_shared::auth::oidc::OidcVerifier>,
     config: floe_shared::auth::OidcConfig,
 }
 
@@ -46,7 +46,7 @@ struct JwksRefresh {
 impl pingora::services::background::BackgroundService for JwksRefresh {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         tokio::select! {
-            _ = floe_shared::oidc::refresh_loop(self.verifier.clone(), self.config.clone()) => {}
+            _ = floe_shared::auth::oidc::refresh_loop(self.verifier.clone(), self.config.clone()) => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -132,7 +132,7 @@ pub fn build(config: EdgeConfig, opt: Option<Opt>) -> anyhow::Result<(Server, Ed
                 .enable_all()
                 .build()?;
             runtime
-                .block_on(floe_shared::oidc::load(&config.auth.oidc))
+                .block_on(floe_shared::auth::oidc::load(&config.auth.oidc))
                 .map_err(anyhow::Error::msg)?
         };
         if let Some(verifier) = &oidc {

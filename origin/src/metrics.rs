@@ -5,10 +5,10 @@
 //! client choosing methods or paths cannot add series.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use floe_shared::metrics::RequestMetrics;
 use floe_shared::pool::PoolMetrics;
 
 use crate::store::Store;
@@ -17,8 +17,7 @@ use crate::store::Store;
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
-    latency: HistogramVec,
+    http: RequestMetrics,
     commits: IntCounterVec,
     commit_retries: IntCounter,
     pool: IntGaugeVec,
@@ -45,22 +44,12 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = must(IntCounterVec::new(
-            Opts::new(
-                "floe_origin_http_requests_total",
-                "HTTP requests by route and status",
-            ),
-            &["method", "route", "status"],
-        ));
-        let latency = must(HistogramVec::new(
-            HistogramOpts::new(
-                "floe_origin_http_request_duration_seconds",
-                "HTTP request latency by route",
-            )
-            .buckets(vec![
+        let http = must(RequestMetrics::register(
+            &registry,
+            "floe_origin",
+            &[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["method", "route"],
+            ],
         ));
         let commits = must(IntCounterVec::new(
             Opts::new(
@@ -85,9 +74,7 @@ impl Metrics {
             "Connections the database pool may open (database.max_connections)",
         ));
         for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(latency.clone()),
-            Box::new(commits.clone()),
+            Box::new(commits.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(commit_retries.clone()),
             Box::new(pool.clone()),
             Box::new(pool_max.clone()),
@@ -98,8 +85,7 @@ impl Metrics {
         Self {
             buffer_pools,
             registry,
-            requests,
-            latency,
+            http,
             commits,
             commit_retries,
             pool,
@@ -107,16 +93,9 @@ impl Metrics {
         }
     }
 
-    /// Records one finished request; `route` is a matched pattern, `method`
-    /// is mapped by [`method_label`](floe_shared::wire::method_label).
+    /// Records one finished request (see [`RequestMetrics::record`]).
     pub fn request(&self, method: &str, route: &str, status: &str, seconds: f64) {
-        let method = floe_shared::wire::method_label(method);
-        self.requests
-            .with_label_values(&[method, route, status])
-            .inc();
-        self.latency
-            .with_label_values(&[method, route])
-            .observe(seconds);
+        self.http.record(method, route, status, seconds);
     }
 
     /// Metric families of the buffer pools.
@@ -162,29 +141,6 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn extension_methods_share_one_label() {
-        let metrics = Metrics::new();
-        for method in ["FOOBAR", "PROPFIND", "get", "Xyz"] {
-            metrics.request(method, "/v1/{prefix}/namespaces", "405", 0.001);
-        }
-        metrics.request("GET", "/v1/{prefix}/namespaces", "200", 0.001);
-        let families = metrics.registry.gather();
-        let requests = families
-            .iter()
-            .find(|f| f.name() == "floe_origin_http_requests_total")
-            .expect("requests family");
-        let methods: Vec<&str> = requests
-            .get_metric()
-            .iter()
-            .flat_map(|m| m.get_label())
-            .filter(|l| l.name() == "method")
-            .map(|l| l.value())
-            .collect();
-        assert_eq!(methods.len(), 2, "{methods:?}");
-        assert!(methods.contains(&"OTHER") && methods.contains(&"GET"));
-    }
-
     fn gauge(metrics: &Metrics, name: &str, state: Option<&str>) -> f64 {
         let families = metrics.registry.gather();
         let family = families
@@ -201,8 +157,10 @@ mod tests {
                     .any(|l| l.name() == "state" && l.value() == state),
                 None => true,
             })
-            .map(|m| m.get_gauge().get_value())
-            .unwrap_or_else(|| panic!("{name} {state:?} has no sample"))
+            .map_or_else(
+                || panic!("{name} {state:?} has no sample"),
+                |m| m.get_gauge().get_value(),
+            )
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Authentication and authorization at the origin, against SQLite and
 //! PostgreSQL alike: tokens, API keys, roles per warehouse and namespace,
 //! revocation, and the management API for clients and keys.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
@@ -9,6 +13,7 @@ use axum::http::{Method, Request, StatusCode};
 use floe_shared::auth::{AuthConfig, Grant, Role};
 use floe_shared::testkit::{self, grant};
 use serde_json::{Value, json};
+
 use support::{Backend, Reply, TestApp, create_table_body};
 
 both_backends!(
@@ -807,7 +812,11 @@ async fn many_bad_api_keys_never_run_more_argon2_than_cores() {
         statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
-    let stats = app.state.auth.hashing_stats();
+    let stats = app
+        .state
+        .auth
+        .hashing_stats()
+        .expect("authentication is on");
     assert!(
         stats.peak >= 1 && stats.peak <= stats.limit,
         "argon2id checks at once: {stats:?}"

@@ -22,6 +22,6 @@ mod respond;
 mod routes;
 mod state;
 
-pub use auth::{HashingStats, OriginAuth};
+pub use auth::OriginAuth;
 pub use routes::app;
 pub use state::{AppParts, AppState};

@@ -76,7 +76,7 @@ impl AuthError {
 pub struct Authenticator {
     issuer: String,
     tokens: TokenVerifier,
-    oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+    oidc: Option<std::sync::Arc<super::oidc::OidcVerifier>>,
     /// SHA-256 of a verified token → its claims.
     verified: std::sync::Arc<ExpiringMap<std::sync::Arc<Claims>, [u8; 32]>>,
 }
@@ -93,7 +93,7 @@ impl Authenticator {
     /// From configuration (keys read now; the JWKS handle is filled by the caller).
     pub fn new(
         config: &AuthConfig,
-        oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+        oidc: Option<std::sync::Arc<super::oidc::OidcVerifier>>,
     ) -> Result<Self, AuthConfigError> {
         Ok(Self::from_parts(
             &config.issuer,
@@ -108,7 +108,7 @@ impl Authenticator {
     pub fn from_parts(
         issuer: &str,
         tokens: TokenVerifier,
-        oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
+        oidc: Option<std::sync::Arc<super::oidc::OidcVerifier>>,
         credential_cache_seconds: u64,
     ) -> Self {
         Self {

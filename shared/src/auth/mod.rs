@@ -25,6 +25,11 @@
 //! - `secrets.rs`: generating, hashing (argon2id) and checking client
 //!   secrets and API keys, and the digests the credential caches keep.
 //! - `oauth.rs`: the token endpoint's form parsing, its errors and answer.
+//! - `records.rs`: the principal and API-key records credentials are
+//!   checked against, cached over each tier's source, and the resolution of
+//!   a verified identity to its principal.
+//! - `oidc.rs`: an external OpenID Connect issuer's keys (discovery, JWKS
+//!   refresh) and the verification of its tokens.
 //!
 //! Everything is re-exported here: callers write `floe_shared::auth::X`.
 
@@ -35,7 +40,9 @@ mod model;
 #[cfg(test)]
 mod noise;
 mod oauth;
+pub mod oidc;
 mod policy;
+mod records;
 mod secrets;
 
 pub use authenticator::{
@@ -50,10 +57,8 @@ pub use model::{
 };
 pub use oauth::{ACCESS_TOKEN_TYPE, CATALOG_SCOPE, OAuthError, TokenRequest, write_token_response};
 pub use policy::{Access, Listing, Required, allows, is_public, listing, required};
+pub use records::{Credentials, HashingStats, PrincipalRef, RecordSource};
 pub use secrets::{
     API_KEY_PREFIX, HashError, credential_digest, hash_memory_slots, hash_secret, hex, new_key_id,
     new_secret, parse_api_key, secret_digest, verify_secret,
 };
-
-// moved: floe_shared::expiring
-pub use crate::expiring::{ExpiringMap, Ticket};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
-use crate::auth::OidcConfig;
+use super::OidcConfig;
 
 /// Why a token of the external issuer was refused. The text goes to the
 /// client after `Invalid bearer token: `.
@@ -224,7 +224,7 @@ pub async fn refresh_loop(verifier: Arc<OidcVerifier>, config: OidcConfig) {
         {
             Ok(()) => tracing::debug!(url = %config.jwks_url, "JWKS refreshed"),
             Err(e) => {
-                tracing::warn!(url = %config.jwks_url, error = %e, "JWKS refresh failed; keeping the previous keys")
+                tracing::warn!(url = %config.jwks_url, error = %e, "JWKS refresh failed; keeping the previous keys");
             }
         }
     }
