@@ -45,7 +45,7 @@ async fn call(
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
-        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .body(body.map_or_else(Body::empty, Body::from))
         .expect("request");
     let response = router.clone().oneshot(req).await.expect("infallible");
     let status = response.status();
@@ -201,7 +201,7 @@ fn bench(c: &mut Criterion) {
         }
     });
     let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
+        v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let medians: Vec<f64> = samples.iter_mut().map(median).collect();

@@ -220,10 +220,10 @@ fn bench(c: &mut Criterion) {
         .collect();
     for ((name, meta), hint) in tables.iter().zip(&hints) {
         group.bench_with_input(BenchmarkId::new("pooled", name), meta, |b, m| {
-            b.iter(|| black_box(bodies.to_bytes_with_hint(m, *hint).expect("json")))
+            b.iter(|| black_box(bodies.to_bytes_with_hint(m, *hint).expect("json")));
         });
         group.bench_with_input(BenchmarkId::new("unpooled", name), meta, |b, m| {
-            b.iter(|| black_box(json::to_json_bytes(m).expect("json")))
+            b.iter(|| black_box(json::to_json_bytes(m).expect("json")));
         });
     }
     group.finish();
@@ -244,12 +244,12 @@ fn bench(c: &mut Criterion) {
                         .load_table_result(Some("s3://b/m.json"), d, None)
                         .expect("body"),
                 )
-            })
+            });
         });
         group.bench_with_input(BenchmarkId::new("unpooled", name), doc, |b, d| {
             b.iter(|| {
                 black_box(json::load_table_result(Some("s3://b/m.json"), d, None).expect("body"))
-            })
+            });
         });
     }
     group.finish();
@@ -267,10 +267,10 @@ fn bench(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("token");
     group.bench_function("pooled", |b| {
-        b.iter(|| black_box(signer.issue_pooled(&claims, &token_pool).expect("token")))
+        b.iter(|| black_box(signer.issue_pooled(&claims, &token_pool).expect("token")));
     });
     group.bench_function("unpooled", |b| {
-        b.iter(|| black_box(signer.issue(&claims).expect("token")))
+        b.iter(|| black_box(signer.issue(&claims).expect("token")));
     });
     group.finish();
 
@@ -308,7 +308,7 @@ fn bench(c: &mut Criterion) {
                     let t = Instant::now();
                     threaded(threads, ops, op);
                     t.elapsed() / 64
-                })
+                });
             });
         }
     }
@@ -323,7 +323,7 @@ fn bench(c: &mut Criterion) {
             || {
                 drop(black_box(
                     bodies.to_bytes_with_hint(meta, *hint).expect("json"),
-                ))
+                ));
             },
             || drop(black_box(json::to_json_bytes(meta).expect("json"))),
         );
@@ -335,12 +335,12 @@ fn bench(c: &mut Criterion) {
                     bodies
                         .load_table_result(Some("s3://b/m.json"), doc, None)
                         .expect("body"),
-                ))
+                ));
             },
             || {
                 drop(black_box(
                     json::load_table_result(Some("s3://b/m.json"), doc, None).expect("body"),
-                ))
+                ));
             },
         );
     }
@@ -350,7 +350,7 @@ fn bench(c: &mut Criterion) {
         || {
             drop(black_box(
                 signer.issue_pooled(&claims, &token_pool).expect("token"),
-            ))
+            ));
         },
         || drop(black_box(signer.issue(&claims).expect("token"))),
     );

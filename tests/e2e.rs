@@ -1,11 +1,16 @@
 //! End to end over real HTTP: the `floe` binary as operators run it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Floe, Lines, PgDb, Proc, floe_cli, free_port, table_body, venv_tool, wait_until};
 use serde_json::json;
+
+use common::{Floe, Lines, PgDb, Proc, floe_cli, free_port, table_body, venv_tool, wait_until};
 
 /// The embedded default needs no setup: SQLite and a warehouse under ./data.
 #[tokio::test]

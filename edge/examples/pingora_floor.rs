@@ -1,22 +1,22 @@
-// cargo run --release -p floe-edge --example pingora_floor -- 127.0.0.1:8190 body.json [THREADS WORK_STEALING MODE]
-//
-// The framework's floor, for the load harness: a Pingora proxy whose
-// `request_filter` answers every request with the bytes of one file, through
-// the same server settings as the edge (THREADS worker threads, default 2;
-// WORK_STEALING true or false, default true; a 16 KiB write buffer per
-// connection) and the same head as a cache hit. Nothing
-// else: no authentication, no cache lookup, no metrics. The edge's hit path
-// measured against it shows what Floe's own code costs on top of Pingora.
-//
-// MODE `proxy` (the default) runs the floor through pingora-proxy, the
-// framework the edge is built on; MODE `server` answers from a bare
-// `HttpServerApp` of pingora-core, without the proxy's session and phases,
-// to show what the proxy layer itself costs.
+//! cargo run --release -p floe-edge --example pingora_floor -- 127.0.0.1:8190 body.json [THREADS WORK_STEALING MODE]
+//!
+//! The framework's floor, for the load harness: a Pingora proxy whose
+//! `request_filter` answers every request with the bytes of one file, through
+//! the same server settings as the edge (THREADS worker threads, default 2;
+//! WORK_STEALING true or false, default true; a 16 KiB write buffer per
+//! connection) and the same head as a cache hit. Nothing
+//! else: no authentication, no cache lookup, no metrics. The edge's hit path
+//! measured against it shows what Floe's own code costs on top of Pingora.
+//!
+//! MODE `proxy` (the default) runs the floor through pingora-proxy, the
+//! framework the edge is built on; MODE `server` answers from a bare
+//! `HttpServerApp` of pingora-core, without the proxy's session and phases,
+//! to show what the proxy layer itself costs.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::sync::Arc;
-
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;

@@ -5,7 +5,6 @@
 //! edge's authentication, [`events`] the subscription to the origins'
 //! change events, [`server`] the assembly.
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 pub mod auth;
 pub mod cache;

@@ -1,6 +1,10 @@
 //! Authentication through the edge: token issuance, verification before the
 //! cache answers, revocation through change events, rate limits, malformed
 //! input, TLS, request limits and an external OpenID Connect issuer.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
@@ -10,6 +14,7 @@ use base64::Engine;
 use floe_shared::auth::{AuthConfig, Grant, Role};
 use floe_shared::testkit::{self, grant};
 use serde_json::{Value, json};
+
 use support::*;
 
 const TOKENS: &str = "/v1/oauth/tokens";
@@ -841,7 +846,7 @@ impl Tiers {
         auth.rate_limit.failures_per_address_per_minute = 10_000;
         let origin_auth = auth.clone();
         let origin = Origin::start_with(&url, &dir.path().join("wh"), free_port(), |c| {
-            c.auth = origin_auth
+            c.auth = origin_auth;
         })
         .await;
         let live_auth = auth.clone();

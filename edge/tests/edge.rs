@@ -1,14 +1,18 @@
 //! Cross-tier tests: real edges (Pingora, on real sockets) in front of real
 //! origins (axum, on real sockets) on SQLite or PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
-
-use floe_shared::testkit::PgDb;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use floe_shared::testkit::PgDb;
 use serde_json::Value;
+
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

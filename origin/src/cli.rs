@@ -513,19 +513,19 @@ async fn client_command(
             }
         }
         ClientCommand::Disable { id } => {
-            print_client(&principals::set_disabled(store, events, &id, true).await?)
+            print_client(&principals::set_disabled(store, events, &id, true).await?);
         }
         ClientCommand::Enable { id } => {
-            print_client(&principals::set_disabled(store, events, &id, false).await?)
+            print_client(&principals::set_disabled(store, events, &id, false).await?);
         }
         ClientCommand::Rotate { id } => {
-            print_secret(&principals::rotate_secret(store, events, &id).await?)
+            print_secret(&principals::rotate_secret(store, events, &id).await?);
         }
         ClientCommand::RevokeTokens { id } => {
-            print_client(&principals::revoke_tokens(store, events, &id).await?)
+            print_client(&principals::revoke_tokens(store, events, &id).await?);
         }
         ClientCommand::Grant { id, role, place } => {
-            print_client(&principals::grant(store, events, &id, place.grant(role)).await?)
+            print_client(&principals::grant(store, events, &id, place.grant(role)).await?);
         }
         ClientCommand::RevokeGrant { id, place } => print_client(
             &principals::revoke_grant(

@@ -1,9 +1,14 @@
 //! The REST API through the router, against SQLite and PostgreSQL alike.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
+
 use support::{Backend, TestApp, append_updates, create_table_body};
 
 both_backends!(
@@ -93,7 +98,10 @@ async fn config_advertises_what_is_implemented(backend: Backend) {
     // grammar is checked against the spec in shared/tests/route_spec.rs).
     let mut grammar: Vec<String> = floe_shared::route::endpoints().collect();
     grammar.sort_unstable();
-    let mut advertised: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+    let mut advertised: Vec<String> = endpoints
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     advertised.sort_unstable();
     assert_eq!(advertised, grammar);
 }

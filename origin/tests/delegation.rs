@@ -1,11 +1,16 @@
 //! Storage delegation settings and endpoints through the router, on both
 //! backends (the signatures themselves are checked against an S3 server by
 //! tests/python/test_storage_access.py).
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+
 use support::{Backend, TestApp};
 
 both_backends!(

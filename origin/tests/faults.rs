@@ -10,6 +10,10 @@
 //! An origin that dies with a keyed request in flight: the retry, on any
 //! origin, answers from what the first one committed, or runs it, never
 //! twice.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
@@ -19,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
-use support::{Backend, TestApp, TestDb};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+
+use support::{Backend, TestApp, TestDb};
 
 /// A TCP proxy to one address that can be cut and healed.
 struct Cut {

@@ -1,6 +1,10 @@
 //! Replays the fuzz corpora of the targets on `floe-origin` code (see
 //! fuzz/): every file goes through the entry point its fuzz target calls,
 //! so the seeds and every crasher found so far are checked on each run.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 use floe_origin::fuzzing;
 use floe_shared::fuzzing::replay_corpus;

@@ -2,6 +2,10 @@
 //! (synchronous, asynchronous, failed, cancelled), and requests refused with
 //! 400/404. Planning a PyIceberg-written table against PyIceberg's own
 //! planning is tests/python/test_scan_planning.py.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
@@ -9,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+
 use support::{Backend, Reply, TestApp, append_updates};
 
 both_backends!(

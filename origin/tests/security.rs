@@ -3,6 +3,10 @@
 //! sends the request shape that deleted, read or claimed someone else's
 //! files before locations were confined, then checks that it is refused and
 //! that the victim is intact.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
@@ -10,6 +14,7 @@ use axum::http::{Method, StatusCode};
 use floe_shared::auth::{AuthConfig, Grant, Role};
 use floe_shared::testkit::{self, grant};
 use serde_json::{Value, json};
+
 use support::{Backend, Reply, TestApp, create_table_body};
 
 both_backends!(

@@ -1,6 +1,10 @@
 //! A catalog database that cannot be reached is reported at once with its
 //! host, port and the cause, never as a pool timeout and never with the
 //! password; `check-config` gives a verdict on the migration state.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 use std::time::{Duration, Instant};
 

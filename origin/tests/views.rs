@@ -1,11 +1,16 @@
 //! Views through the router, against SQLite and PostgreSQL alike: every
 //! operation, the name space shared with tables, replace with its
 //! requirement and concurrency, and bad input that changes nothing.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test stops at the first unexpected value"
+)]
 
 mod support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
+
 use support::{Backend, TestApp, now_ms};
 
 both_backends!(

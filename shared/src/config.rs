@@ -225,10 +225,9 @@ fn describe_unknown(
     from_env: &BTreeMap<Vec<String>, String>,
     scheme: EnvScheme<'_>,
 ) -> String {
-    let (last, parents) = segments
+    let (last, parents): (&str, &[String]) = segments
         .split_last()
-        .map(|(l, p)| (l.as_str(), p))
-        .unwrap_or(("", &[]));
+        .map_or(("", &[]), |(l, p)| (l.as_str(), p));
     // The valid keys beside the unknown one.
     let mut level = Some(effective);
     for p in parents {
@@ -345,7 +344,7 @@ mod tests {
     fn variables_meant_as_configuration() {
         let top: Vec<String> = ["server", "database", "log", "auth", "listen"]
             .iter()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .collect();
         for yes in [
             "server__listen",

@@ -71,7 +71,7 @@ impl<V: Clone, K: std::hash::Hash + Eq> ExpiringMap<V, K> {
     /// [`ExpiringMap::insert_since`].
     pub fn ticket(&self) -> Ticket {
         Ticket {
-            generation: self.entries.lock().map(|e| e.generation).unwrap_or(0),
+            generation: self.entries.lock().map_or(0, |e| e.generation),
             at: std::time::Instant::now(),
         }
     }
@@ -103,7 +103,7 @@ impl<V: Clone, K: std::hash::Hash + Eq> ExpiringMap<V, K> {
 
     /// How many entries are held (live or not yet swept).
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.map.len()).unwrap_or(0)
+        self.entries.lock().map_or(0, |e| e.map.len())
     }
 
     /// Whether nothing is held.

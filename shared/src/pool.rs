@@ -182,7 +182,7 @@ impl BufferPool {
             class_sizes.push(config.max_buffer_bytes.max(1));
         }
         let shard_count = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
+            .map_or(1, std::num::NonZero::get)
             .clamp(1, MAX_SHARDS);
         let shards = (0..shard_count)
             .map(|_| {
@@ -588,7 +588,7 @@ mod tests {
 
     fn p_shards() -> usize {
         std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
+            .map_or(1, std::num::NonZero::get)
             .clamp(1, MAX_SHARDS)
     }
 

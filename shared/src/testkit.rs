@@ -112,7 +112,7 @@ pub fn now() -> u64 {
 pub fn grant(warehouse: &str, namespace: &[&str], role: crate::auth::Role) -> crate::auth::Grant {
     crate::auth::Grant {
         warehouse: warehouse.into(),
-        namespace: namespace.iter().map(|s| s.to_string()).collect(),
+        namespace: namespace.iter().map(ToString::to_string).collect(),
         role,
     }
 }

@@ -230,7 +230,7 @@ impl Lines {
             assert!(!left.is_zero(), "no event within {timeout:?}");
             match tokio::time::timeout(left, self.resp.chunk()).await {
                 Ok(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk),
-                Ok(Ok(None)) | Ok(Err(_)) => return None,
+                Ok(Ok(None) | Err(_)) => return None,
                 Err(_) => panic!("no event within {timeout:?}"),
             }
         }

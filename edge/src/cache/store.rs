@@ -452,7 +452,7 @@ pub(crate) mod tests {
                 }
                 6 if next(100) == 0 => {
                     c.flush();
-                    invalidated.iter_mut().for_each(|l| *l = time);
+                    invalidated.fill(time);
                 }
                 _ => {
                     let fresh = found(&c, t, "all") == "fresh";

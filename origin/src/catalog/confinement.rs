@@ -73,7 +73,7 @@ pub(crate) fn check_update_paths(location: &StoragePath, updates: &[TableUpdate]
     for update in updates {
         match update {
             TableUpdate::SetStatistics { statistics } => {
-                check_inside(location, "statistics file", &statistics.statistics_path)?
+                check_inside(location, "statistics file", &statistics.statistics_path)?;
             }
             TableUpdate::SetPartitionStatistics {
                 partition_statistics,
@@ -83,7 +83,7 @@ pub(crate) fn check_update_paths(location: &StoragePath, updates: &[TableUpdate]
                 &partition_statistics.statistics_path,
             )?,
             TableUpdate::AddSnapshot { snapshot } => {
-                check_inside(location, "manifest list", snapshot.manifest_list())?
+                check_inside(location, "manifest list", snapshot.manifest_list())?;
             }
             TableUpdate::SetProperties { updates } => {
                 for (key, value) in updates.iter().filter(|(k, _)| is_path_property(k)) {

@@ -110,10 +110,7 @@ impl Catalog {
                 }
             }
             let manifest_paths = purge.keep(manifests.iter().map(|m| m.manifest_path.clone()));
-            let gc = metadata
-                .table_properties()
-                .map(|p| p.gc_enabled)
-                .unwrap_or(true);
+            let gc = metadata.table_properties().map_or(true, |p| p.gc_enabled);
             if gc {
                 let mut data = Vec::new();
                 for manifest in manifests

@@ -67,7 +67,7 @@ fn connect_cause(e: &sqlx::Error) -> String {
             _ => format!("network error: {io}"),
         },
         sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("28P01") | Some("28000") => {
+            Some("28P01" | "28000") => {
                 format!("authentication failed ({})", db.message())
             }
             Some("3D000") => format!(

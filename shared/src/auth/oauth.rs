@@ -180,7 +180,7 @@ impl TokenRequest {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
                 match subject_token_type.as_deref() {
-                    Some(ACCESS_TOKEN_TYPE) | Some(JWT_TOKEN_TYPE) => {}
+                    Some(ACCESS_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
                     _ => {
                         return Err(OAuthError::invalid_request(
                             "subject_token_type must be an access token or JWT",

@@ -185,7 +185,7 @@ mod tests {
     fn grant(w: &str, ns: &[&str], role: Role) -> Grant {
         Grant {
             warehouse: w.into(),
-            namespace: ns.iter().map(|s| s.to_string()).collect(),
+            namespace: ns.iter().map(ToString::to_string).collect(),
             role,
         }
     }
@@ -277,7 +277,7 @@ mod tests {
         ];
         let on = |w: &str, ns: &[&str], role| Access {
             warehouse: Some(w.into()),
-            namespace: ns.iter().map(|s| s.to_string()).collect(),
+            namespace: ns.iter().map(ToString::to_string).collect(),
             role,
         };
         assert!(allows(&grants, &on("wh", &["a"], Role::Writer)));
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn listings_show_what_grants_reach() {
-        let levels = |ns: &[&str]| ns.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let levels = |ns: &[&str]| ns.iter().map(ToString::to_string).collect::<Vec<_>>();
         let sales = vec![grant("wh", &["corp", "sales"], Role::Reader)];
         assert_eq!(
             listing(&sales, "wh", &[]),
