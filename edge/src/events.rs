@@ -19,6 +19,26 @@ use crate::auth::EdgeAuth;
 use crate::cache::{TableCache, rules};
 use crate::metrics::EdgeMetrics;
 
+/// Why a subscription ended. Only ever logged: whatever the reason, the
+/// subscriber does the same (cache bypassed, resubscribe after a pause).
+#[derive(Debug, thiserror::Error)]
+enum StreamLost {
+    #[error("no origin")]
+    NoOrigin,
+    #[error("cannot sign a service token")]
+    NoServiceToken,
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("{0}: {1}")]
+    Refused(String, reqwest::StatusCode),
+    #[error("stream ended")]
+    Ended,
+    #[error("stream silent")]
+    Silent,
+    #[error("bad frame: {0}")]
+    BadFrame(#[source] serde_json::Error),
+}
+
 /// The background task that keeps a subscription open.
 pub struct Subscriber {
     lb: Arc<LoadBalancer<RoundRobin>>,
@@ -47,28 +67,26 @@ impl Subscriber {
     }
 
     /// Subscribes to one origin and applies its frames until the stream ends.
-    /// The error is only a reason to log: whatever ended the stream, the
-    /// subscriber does the same (cache bypassed, resubscribe after a pause).
-    async fn session(&self, client: &reqwest::Client) -> Result<(), String> {
-        let backend = self.lb.select(b"", 256).ok_or("no origin")?;
+    async fn session(&self, client: &reqwest::Client) -> Result<(), StreamLost> {
+        let backend = self.lb.select(b"", 256).ok_or(StreamLost::NoOrigin)?;
         let url = format!("http://{}{EVENTS_PATH}", backend.addr);
         let mut request = client.get(&url);
         if let Some(auth) = &self.auth {
-            let token = auth.service_token().ok_or("cannot sign a service token")?;
+            let token = auth.service_token().ok_or(StreamLost::NoServiceToken)?;
             request = request.bearer_auth(token);
         }
-        let mut response = request.send().await.map_err(|e| e.to_string())?;
+        let mut response = request.send().await?;
         if !response.status().is_success() {
-            return Err(format!("{url}: {}", response.status()));
+            return Err(StreamLost::Refused(url, response.status()));
         }
         let silence = Duration::from_secs(PING_INTERVAL_SECS * 3);
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let chunk = match tokio::time::timeout(silence, response.chunk()).await {
                 Ok(Ok(Some(chunk))) => chunk,
-                Ok(Ok(None)) => return Err("stream ended".into()),
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err("stream silent".into()),
+                Ok(Ok(None)) => return Err(StreamLost::Ended),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(StreamLost::Silent),
             };
             buf.extend_from_slice(&chunk);
             while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
@@ -95,7 +113,7 @@ impl Subscriber {
                         }
                     }
                     Ok(Frame::Ping) => {}
-                    Err(e) => return Err(format!("bad frame: {e}")),
+                    Err(e) => return Err(StreamLost::BadFrame(e)),
                 }
             }
         }

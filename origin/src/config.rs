@@ -379,9 +379,9 @@ impl Config {
         {
             anyhow::bail!("catalog.default_page_size must be in 1..=catalog.max_page_size");
         }
-        crate::warehouse::validate_name(&self.warehouse.name)
+        floe_shared::route::check_prefix(&self.warehouse.name)
             .map_err(|e| anyhow::anyhow!("warehouse.name: {e}"))?;
-        crate::warehouse::normalize_location(&self.warehouse.location)
+        crate::storage::normalize_location(&self.warehouse.location)
             .map_err(|e| anyhow::anyhow!("warehouse.location: {e}"))?;
         if self.catalog.plan_max_running_per_principal == 0 || self.catalog.plan_max_tasks == 0 {
             anyhow::bail!(

@@ -418,7 +418,7 @@ impl Delegator {
             return Ok((credential.clone(), *expires));
         }
         let own = self.own.as_ref().ok_or_else(|| {
-            CatalogError::Unavailable(
+            CatalogError::unavailable(
                 "The warehouse has no key of its own to assume the vending role with".into(),
             )
         })?;
@@ -456,12 +456,14 @@ impl Delegator {
                 hex(&sha2::Sha256::digest(body.as_bytes())),
             )
             .body(())
-            .map_err(|e| CatalogError::Internal(format!("STS request: {e}")))?;
+            .map_err(|e| CatalogError::internal_with(format!("STS request: {e}"), e))?;
         let (mut parts, ()) = request.into_parts();
         RequestSigner::new("sts", &self.region)
             .sign_request(&Context::new(), &mut parts, Some(own), None)
             .await
-            .map_err(|e| CatalogError::Unavailable(format!("Cannot sign the STS request: {e}")))?;
+            .map_err(|e| {
+                CatalogError::unavailable_with(format!("Cannot sign the STS request: {e}"), e)
+            })?;
         let mut outgoing = self
             .http
             .post(parts.uri.to_string())
@@ -473,23 +475,23 @@ impl Delegator {
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| CatalogError::Unavailable(format!("STS is unreachable: {e}")))?;
+            .map_err(|e| CatalogError::unavailable_with(format!("STS is unreachable: {e}"), e))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| CatalogError::Unavailable(format!("STS answer unreadable: {e}")))?;
+        let text = response.text().await.map_err(|e| {
+            CatalogError::unavailable_with(format!("STS answer unreadable: {e}"), e)
+        })?;
         if !status.is_success() {
             tracing::warn!(%status, role, "STS refused AssumeRole");
-            return Err(CatalogError::Unavailable(format!(
+            return Err(CatalogError::unavailable(format!(
                 "STS refused to vend credentials ({status})"
             )));
         }
-        let parsed: AssumeRoleResponse = quick_xml::de::from_str(&text)
-            .map_err(|e| CatalogError::Unavailable(format!("STS answer not understood: {e}")))?;
+        let parsed: AssumeRoleResponse = quick_xml::de::from_str(&text).map_err(|e| {
+            CatalogError::unavailable_with(format!("STS answer not understood: {e}"), e)
+        })?;
         let c = parsed.assume_role_result.credentials;
         let expires = parse_expiration(&c.expiration).ok_or_else(|| {
-            CatalogError::Unavailable(format!("STS expiration not understood: {}", c.expiration))
+            CatalogError::unavailable(format!("STS expiration not understood: {}", c.expiration))
         })?;
         let credential = Credential {
             access_key_id: c.access_key_id,
@@ -523,7 +525,7 @@ impl Delegator {
         }
         let checked = self.check(location, &request, access)?;
         let own = self.own.as_ref().ok_or_else(|| {
-            CatalogError::Unavailable("The warehouse has no key to sign with".into())
+            CatalogError::unavailable("The warehouse has no key to sign with".into())
         })?;
         let mut builder = http::Request::builder()
             .method(checked.method)
@@ -542,7 +544,7 @@ impl Delegator {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "signing a remote-sign request failed");
-                CatalogError::Internal("Signing failed".into())
+                CatalogError::internal("Signing failed".into())
             })?;
         // Everything the signer added or replaced goes back to the client:
         // the signature, its date, the payload hash it covers, the catalog's
@@ -635,7 +637,7 @@ impl Delegator {
         match (&target, operation) {
             (Target::Object(key), _) => table.object(key)?,
             (Target::Bucket, S3Operation::ListObjects | S3Operation::ListObjectsV2) => {
-                table.listing(query.get("prefix").map(String::as_str).unwrap_or_default())?
+                table.listing(query.get("prefix").map(String::as_str).unwrap_or_default())?;
             }
             (Target::Bucket, _) => {}
         }
@@ -843,7 +845,7 @@ fn decode_once(text: &str) -> Option<String> {
     percent_encoding::percent_decode_str(text)
         .decode_utf8()
         .ok()
-        .map(|s| s.into_owned())
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The query's parameters, decoded as the signer canonicalizes them (split on
@@ -1237,7 +1239,10 @@ fn signed_headers(
         match header_use(&name)? {
             HeaderUse::Drop => {}
             HeaderUse::Host => {
-                let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+                let authority = uri
+                    .authority()
+                    .map(http::uri::Authority::as_str)
+                    .unwrap_or_default();
                 if !value.eq_ignore_ascii_case(authority) {
                     return Err(refused("the Host header must be the uri's host"));
                 }

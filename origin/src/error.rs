@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use floe_shared::auth::AuthError;
 use floe_shared::error::types;
 use floe_shared::{ErrorModel, json};
 
@@ -11,9 +12,9 @@ pub enum CatalogError {
     /// 400: the request is malformed or asks for something invalid.
     #[error("{0}")]
     BadRequest(String),
-    /// 401: no usable credentials (`true`: a credential was presented and refused).
-    #[error("{0}")]
-    Unauthorized(String, bool),
+    /// 401: no usable credentials, or a credential refused.
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
     /// 403: the principal may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -69,16 +70,35 @@ pub enum CatalogError {
     #[error("{0}")]
     CommitStateUnknown(String),
     /// 503: database or storage unavailable.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{message}")]
+    Unavailable {
+        /// What the client reads.
+        message: String,
+        /// What failed underneath, for the log.
+        #[source]
+        cause: Option<Cause>,
+    },
     /// 503: a storage read, write or delete failed. Its text (paths, what
     /// exists) goes to the log only, never to the client.
-    #[error("{0}")]
-    Storage(String),
+    #[error("Storage operation failed: {cause}")]
+    Storage {
+        /// The storage layer's error.
+        #[source]
+        cause: Cause,
+    },
     /// 500: a bug or an unexpected failure.
-    #[error("{0}")]
-    Internal(String),
+    #[error("{message}")]
+    Internal {
+        /// What went wrong (logged; the client reads a fixed text).
+        message: String,
+        /// What failed underneath, for the log.
+        #[source]
+        cause: Option<Cause>,
+    },
 }
+
+/// The underlying error an error was caused by.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Result of catalog operations.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -114,10 +134,10 @@ impl CatalogError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 types::COMMIT_STATE_UNKNOWN,
             ),
-            Unavailable(_) | Storage(_) => {
+            Unavailable { .. } | Storage { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, types::SERVICE_UNAVAILABLE)
             }
-            Internal(_) => (
+            Internal { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 types::INTERNAL_SERVER_ERROR,
             ),
@@ -130,8 +150,42 @@ impl CatalogError {
     }
 
     /// Object storage failed (read, write or delete).
-    pub fn storage(err: impl std::fmt::Display) -> Self {
-        Self::Storage(format!("Storage operation failed: {err}"))
+    pub fn storage(cause: impl Into<Cause>) -> Self {
+        Self::Storage {
+            cause: cause.into(),
+        }
+    }
+
+    /// A failure with no underlying error to keep.
+    pub fn internal(message: String) -> Self {
+        Self::Internal {
+            message,
+            cause: None,
+        }
+    }
+
+    /// A failure caused by `cause`; `message` is what the log reads first.
+    pub fn internal_with(message: String, cause: impl Into<Cause>) -> Self {
+        Self::Internal {
+            message,
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// The database, storage or a service the catalog needs is out of reach.
+    pub fn unavailable(message: String) -> Self {
+        Self::Unavailable {
+            message,
+            cause: None,
+        }
+    }
+
+    /// As [`CatalogError::unavailable`], keeping what failed underneath.
+    pub fn unavailable_with(message: String, cause: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            message,
+            cause: Some(cause.into()),
+        }
     }
 
     /// An update or metadata that the `iceberg` crate refuses.
@@ -143,9 +197,9 @@ impl CatalogError {
 impl From<sqlx::Error> for CatalogError {
     fn from(err: sqlx::Error) -> Self {
         if unavailable(&err) {
-            CatalogError::Unavailable(format!("Catalog database unavailable: {err}"))
+            CatalogError::unavailable_with(format!("Catalog database unavailable: {err}"), err)
         } else {
-            CatalogError::Internal(format!("Catalog database error: {err}"))
+            CatalogError::internal_with(format!("Catalog database error: {err}"), err)
         }
     }
 }
@@ -170,7 +224,7 @@ fn unavailable(err: &sqlx::Error) -> bool {
 
 impl From<serde_json::Error> for CatalogError {
     fn from(err: serde_json::Error) -> Self {
-        CatalogError::Internal(format!("Serialization error: {err}"))
+        CatalogError::internal_with(format!("Serialization error: {err}"), err)
     }
 }
 
@@ -184,7 +238,7 @@ impl CatalogError {
         if status.is_server_error() {
             let id = uuid::Uuid::now_v7();
             tracing::error!(error_id = %id, status = status.as_u16(), error = %self, "request failed");
-            if !matches!(self, CatalogError::Unavailable(_)) {
+            if !matches!(self, CatalogError::Unavailable { .. }) {
                 model.message = format!("{} (error id {id})", public_message(self));
             }
             model.stack = vec![format!("error-id: {id}")];
@@ -204,8 +258,8 @@ impl IntoResponse for CatalogError {
             body,
         )
             .into_response();
-        if let CatalogError::Unauthorized(_, presented) = self {
-            let challenge = if presented {
+        if let CatalogError::Unauthorized(refused) = &self {
+            let challenge = if refused.presented() {
                 floe_shared::auth::WWW_AUTHENTICATE_INVALID
             } else {
                 floe_shared::auth::WWW_AUTHENTICATE
@@ -222,7 +276,7 @@ impl IntoResponse for CatalogError {
 fn public_message(err: &CatalogError) -> &'static str {
     match err {
         CatalogError::CommitStateUnknown(_) => "Commit state unknown",
-        CatalogError::Storage(_) => "Storage operation failed",
+        CatalogError::Storage { .. } => "Storage operation failed",
         _ => "Internal server error",
     }
 }
@@ -265,7 +319,7 @@ mod tests {
                 "CommitFailedException",
             ),
             (
-                CatalogError::Unauthorized("x".into(), true),
+                CatalogError::Unauthorized(AuthError::Revoked),
                 401,
                 "NotAuthorizedException",
             ),
@@ -316,5 +370,7 @@ mod tests {
     fn pool_exhaustion_is_unavailable_not_internal() {
         let err = CatalogError::from(sqlx::Error::PoolTimedOut);
         assert_eq!(err.status_and_type().0, StatusCode::SERVICE_UNAVAILABLE);
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause, Some(sqlx::Error::PoolTimedOut.to_string()));
     }
 }

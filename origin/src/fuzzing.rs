@@ -193,16 +193,17 @@ fn check_levels(levels: &[String]) {
 /// the same namespace where the route has one.
 fn check_agreement(path: &str, target: &Target) {
     for method in ["GET", "POST", "DELETE"] {
-        let access = match required(method, path, None, "default") {
-            Required::Access(access) | Required::List(access) => access,
-            _ => continue,
+        let (Required::Access(access) | Required::List(access)) =
+            required(method, path, None, "default")
+        else {
+            continue;
         };
         let Some(warehouse) = &access.warehouse else {
             continue;
         };
         // What is no warehouse name (a reserved word, `tables` of
         // `/v1/tables/rename`) names no warehouse that could exist.
-        if crate::warehouse::validate_name(&target.prefix).is_err() {
+        if floe_shared::route::check_prefix(&target.prefix).is_err() {
             continue;
         }
         assert_eq!(*warehouse, target.prefix, "{method} {path}: warehouse");

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use floe_shared::route::check_prefix;
 use serde::{Deserialize, Serialize};
 
 use crate::config::S3Config;
 use crate::error::{CatalogError, Result};
+use crate::storage::{ensure_local_root, normalize_location};
 use crate::store::Store;
-use crate::warehouse::{ensure_local_root, normalize_location, validate_name};
 
 /// FileIO properties never shown by listings.
 const SECRET_PROPERTIES: &[&str] = &[
@@ -60,7 +61,7 @@ fn view(name: String, location: String, mut properties: BTreeMap<String, String>
 }
 
 fn checked(name: &str, location: &str, s3: &S3Config) -> Result<String> {
-    validate_name(name)
+    check_prefix(name)
         .map_err(|e| CatalogError::BadRequest(format!("Invalid warehouse name: {e}")))?;
     s3.validate().map_err(|e| {
         CatalogError::BadRequest(format!("Invalid warehouse storage settings: {e}"))

@@ -158,12 +158,12 @@ fn check_grant(grant: &Grant) -> Result<()> {
 async fn hash(secret: String) -> Result<String> {
     tokio::task::spawn_blocking(move || hash_secret(&secret))
         .await
-        .map_err(|e| CatalogError::Internal(format!("hashing task failed: {e}")))?
-        .map_err(|e| CatalogError::Internal(format!("hashing failed: {e}")))
+        .map_err(|e| CatalogError::internal_with(format!("hashing task failed: {e}"), e))?
+        .map_err(|e| CatalogError::internal_with(format!("hashing failed: {e}"), e))
 }
 
 fn random(result: std::result::Result<String, floe_shared::token::TokenError>) -> Result<String> {
-    result.map_err(|e| CatalogError::Internal(e.to_string()))
+    result.map_err(|e| CatalogError::internal_with(e.to_string(), e))
 }
 
 fn no_client(id: &str) -> CatalogError {

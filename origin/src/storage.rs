@@ -420,6 +420,82 @@ impl Storage for ConfinedStorage {
     }
 }
 
+/// Why a warehouse location was refused (the text follows the setting's name).
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    /// Empty or blank.
+    #[error("must not be empty")]
+    Empty,
+    /// `s3://` without a bucket.
+    #[error("s3 location needs a bucket: s3://bucket/path")]
+    NoBucket,
+    /// `file://` with a relative path.
+    #[error("file location must be absolute: file:///path")]
+    RelativeFile,
+    /// A scheme other than `file://` and `s3://`.
+    #[error("supported schemes are file:// and s3://")]
+    UnsupportedScheme,
+    /// A relative path, and the working directory to resolve it against is unknown.
+    #[error("{0}")]
+    WorkingDirectory(#[source] std::io::Error),
+    /// A `..` segment.
+    #[error("must not contain '..'")]
+    ParentSegment,
+    /// The storage root itself (`s3://`, `file:///`).
+    #[error("must name a directory below the storage root")]
+    StorageRoot,
+}
+
+/// Normalizes a warehouse location: `s3://bucket/path` stays, `file:///abs`
+/// stays, a plain path (relative or absolute) becomes `file:///abs/path`.
+/// Trailing slashes are removed.
+pub fn normalize_location(location: &str) -> std::result::Result<String, LocationError> {
+    let location = location.trim();
+    if location.is_empty() {
+        return Err(LocationError::Empty);
+    }
+    let normalized = if let Some(rest) = location.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or_default();
+        if bucket.is_empty() {
+            return Err(LocationError::NoBucket);
+        }
+        location.to_string()
+    } else if let Some(path) = location.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(LocationError::RelativeFile);
+        }
+        location.to_string()
+    } else if location.contains("://") {
+        return Err(LocationError::UnsupportedScheme);
+    } else {
+        let path = std::path::Path::new(location);
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(LocationError::WorkingDirectory)?
+                .join(path)
+        };
+        format!("file://{}", absolute.display())
+    };
+    if normalized.split('/').any(|seg| seg == "..") {
+        return Err(LocationError::ParentSegment);
+    }
+    let trimmed = normalized.trim_end_matches('/');
+    if trimmed.ends_with(':') || trimmed == "file://" {
+        return Err(LocationError::StorageRoot);
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Creates the directory of a `file://` warehouse so the first write succeeds.
+pub fn ensure_local_root(location: &str) -> std::io::Result<()> {
+    if let Some(path) = location.strip_prefix("file://") {
+        std::fs::create_dir_all(path)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,5 +660,34 @@ mod tests {
         assert!(io.delete_stream(many).await.is_err());
         assert_eq!(std::fs::read(&victim).unwrap(), b"secret");
         assert!(io.exists(format!("{root}/data/a")).await.unwrap());
+    }
+
+    #[test]
+    fn locations_normalize() {
+        assert_eq!(normalize_location("s3://b/p/").unwrap(), "s3://b/p");
+        assert_eq!(
+            normalize_location("file:///tmp/w/").unwrap(),
+            "file:///tmp/w"
+        );
+        assert_eq!(normalize_location("/tmp/w").unwrap(), "file:///tmp/w");
+        assert!(normalize_location("rel").unwrap().starts_with("file:///"));
+        for (location, refused) in [
+            ("", "must not be empty"),
+            ("s3://", "s3 location needs a bucket: s3://bucket/path"),
+            ("gs://b", "supported schemes are file:// and s3://"),
+            (
+                "file://relative",
+                "file location must be absolute: file:///path",
+            ),
+            ("/tmp/../etc", "must not contain '..'"),
+            ("file:///", "must name a directory below the storage root"),
+        ] {
+            let error = normalize_location(location).expect_err(location);
+            assert_eq!(error.to_string(), refused, "{location:?}");
+        }
+        assert!(matches!(
+            normalize_location("s3://"),
+            Err(LocationError::NoBucket)
+        ));
     }
 }

@@ -6,7 +6,6 @@ use floe_shared::wire::TableIdentifier;
 use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec, ViewVersion};
 use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
 
-use crate::view_update::ViewRequirement;
 use serde::Deserialize;
 
 /// `CreateTableRequest`.
@@ -69,6 +68,18 @@ pub struct CreateViewRequest {
     pub view_version: ViewVersion,
     /// View properties.
     pub properties: HashMap<String, String>,
+}
+
+/// `ViewRequirement`: the one assertion the spec defines for views (checked
+/// by [`crate::catalog::view_update`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ViewRequirement {
+    /// The view's UUID must match (it was not dropped and recreated).
+    AssertViewUuid {
+        /// Expected UUID.
+        uuid: uuid::Uuid,
+    },
 }
 
 /// `CommitViewRequest`.

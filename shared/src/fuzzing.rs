@@ -9,11 +9,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::auth::oidc::OidcVerifier;
 use crate::auth::{
     Access, AuthError, Authenticator, CATALOG_SCOPE, Identity, OAuthError, Required, TokenRequest,
     bearer, parse_api_key, required,
 };
-use crate::oidc::OidcVerifier;
 use crate::token::{Claims, TokenSigner, TokenVerifier};
 use crate::wire::decode_path_segment;
 
@@ -97,7 +97,7 @@ pub fn path_segment(data: &[u8]) {
                 "{method} {path}"
             );
         }
-        if !matches!(segment, "namespaces" | "tables" | "views" | "transactions") {
+        if !crate::route::UNPREFIXED.contains(&segment) {
             let path = format!("/v1/{segment}/namespaces/db/tables/t");
             match required("GET", &path, None, "default") {
                 Required::Access(access) => {
@@ -105,7 +105,7 @@ pub fn path_segment(data: &[u8]) {
                         access.warehouse.as_deref(),
                         Some(decoded.as_str()),
                         "{path}"
-                    )
+                    );
                 }
                 other => panic!("{path} needs {other:?}"),
             }
@@ -220,7 +220,7 @@ pub fn token_form(data: &[u8]) {
                 error == "invalid_client",
                 "{error} is {status}"
             );
-            let err = parsed.clone().unwrap_err();
+            let err = parsed.clone().expect_err("the Err arm");
             let body: serde_json::Value =
                 serde_json::from_slice(&err.body()).expect("the error body is JSON");
             assert_eq!(body["error"], error);

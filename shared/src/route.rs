@@ -371,6 +371,42 @@ impl Route<'_> {
     }
 }
 
+/// The first segments after `/v1/` of the catalog routes without a
+/// `{prefix}`; no warehouse may be named after them.
+pub const UNPREFIXED: [&str; 4] = ["namespaces", "tables", "views", "transactions"];
+
+/// Why a warehouse name cannot be a prefix (the text follows the setting's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// Empty, or longer than 128 bytes.
+    #[error("must be 1 to 128 characters")]
+    Length,
+    /// A character other than ASCII letters, digits, `-`, `_` and `.`.
+    #[error("may contain only ASCII letters, digits, '-', '_' and '.'")]
+    Characters,
+    /// A word the REST paths use after the prefix.
+    #[error("'{0}' is reserved")]
+    Reserved(String),
+}
+
+/// Checks that a warehouse name can be the `{prefix}` segment: short, plain
+/// characters, and not one of the words that follow `/v1/` without one.
+pub fn check_prefix(name: &str) -> Result<(), PrefixError> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(PrefixError::Length);
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(PrefixError::Characters);
+    }
+    if UNPREFIXED.contains(&name) {
+        return Err(PrefixError::Reserved(name.to_string()));
+    }
+    Ok(())
+}
+
 /// Matches a path to its shape; `None` when Floe serves no such path.
 pub fn match_path(path: &str) -> Option<PathMatch<'_>> {
     let rest = path.strip_prefix('/')?;
@@ -383,7 +419,7 @@ pub fn match_path(path: &str) -> Option<PathMatch<'_>> {
         ["v1", "config"] => Resource::Config,
         ["v1", "oauth", "tokens"] => Resource::Tokens,
         ["v1", first, rest @ ..] => {
-            let rest = if matches!(*first, "namespaces" | "tables" | "views" | "transactions") {
+            let rest = if UNPREFIXED.contains(first) {
                 &segments[1..]
             } else {
                 names.prefix = Some(first);
@@ -705,6 +741,23 @@ mod tests {
                 .iter()
                 .filter(|r| r.resource.area() == Area::Catalog)
                 .count()
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(check_prefix("default").is_ok());
+        assert!(check_prefix("prod_1.eu-west").is_ok());
+        assert_eq!(check_prefix(""), Err(PrefixError::Length));
+        assert_eq!(check_prefix(&"a".repeat(129)), Err(PrefixError::Length));
+        assert_eq!(check_prefix("a/b"), Err(PrefixError::Characters));
+        assert_eq!(
+            check_prefix("namespaces"),
+            Err(PrefixError::Reserved("namespaces".into()))
+        );
+        assert_eq!(
+            check_prefix("namespaces").unwrap_err().to_string(),
+            "'namespaces' is reserved"
         );
     }
 }

@@ -39,7 +39,7 @@ pub async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut(
 /// An origin serving on a real socket until dropped.
 pub struct Origin {
     pub addr: String,
-    pub state: floe_origin::routes::AppState,
+    pub state: floe_origin::http::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -151,7 +151,10 @@ impl Edge {
         let mut config = EdgeConfig {
             listen: vec![format!("127.0.0.1:{port}")],
             metrics_listen: format!("127.0.0.1:{metrics_port}"),
-            origins: origins.iter().map(|s| s.to_string()).collect(),
+            origins: origins
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             ..EdgeConfig::default()
         };
         config.server.threads = 1;

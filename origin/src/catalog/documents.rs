@@ -23,13 +23,14 @@ pub(crate) async fn parse_stored_metadata(text: String) -> Result<TableMetadata>
 pub(super) async fn parse_metadata(text: String) -> Result<TableMetadata> {
     let text_len = text.len();
     let parse = move || {
-        serde_json::from_str::<TableMetadata>(&text)
-            .map_err(|e| CatalogError::Internal(format!("stored table metadata is invalid: {e}")))
+        serde_json::from_str::<TableMetadata>(&text).map_err(|e| {
+            CatalogError::internal_with(format!("stored table metadata is invalid: {e}"), e)
+        })
     };
     if text_len > BLOCKING_JSON_BYTES {
-        tokio::task::spawn_blocking(parse)
-            .await
-            .map_err(|e| CatalogError::Internal(format!("metadata parse task failed: {e}")))?
+        tokio::task::spawn_blocking(parse).await.map_err(|e| {
+            CatalogError::internal_with(format!("metadata parse task failed: {e}"), e)
+        })?
     } else {
         parse()
     }
@@ -81,7 +82,7 @@ fn suppress_historical_snapshots(value: &mut serde_json::Value, keep: &HashSet<i
     let kept = |entry: &serde_json::Value| {
         entry
             .get("snapshot-id")
-            .and_then(|id| id.as_i64())
+            .and_then(serde_json::Value::as_i64)
             .is_some_and(|id| keep.contains(&id))
     };
     for field in ["snapshots", "statistics", "partition-statistics"] {
@@ -116,7 +117,9 @@ pub(super) async fn build_documents(
         Ok((metadata, docs))
     })
     .await
-    .map_err(|e| CatalogError::Internal(format!("metadata serialization task failed: {e}")))?
+    .map_err(|e| {
+        CatalogError::internal_with(format!("metadata serialization task failed: {e}"), e)
+    })?
 }
 
 /// Writes the metadata file of a new version (gzip when the table asks for it).
@@ -141,7 +144,7 @@ pub(crate) async fn read_own_file(warehouse: &Warehouse, location: &str) -> Resu
         .await
         .map_err(CatalogError::storage)?;
     String::from_utf8(bytes.to_vec())
-        .map_err(|_| CatalogError::Internal(format!("metadata file {location} is not UTF-8")))
+        .map_err(|_| CatalogError::internal(format!("metadata file {location} is not UTF-8")))
 }
 
 pub(crate) async fn delete_quietly(warehouse: &Warehouse, location: &str) {

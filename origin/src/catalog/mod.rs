@@ -12,7 +12,9 @@
 //! - `register`, `purge`: registering a table, deleting a dropped table's files;
 //! - `commit`: the optimistic-commit engine the commits above run on;
 //! - `documents`: metadata documents and files; `confinement`: locations and
-//!   the paths a table may touch; `names`, `paging`: request input.
+//!   the paths a table may touch; `names`, `paging`: request input;
+//! - `running`: the scan plans this process runs (planning is
+//!   [`crate::planning`], above the catalog).
 
 mod commit;
 mod confinement;
@@ -22,6 +24,7 @@ mod namespaces;
 mod paging;
 mod purge;
 mod register;
+pub(crate) mod running;
 mod table_commits;
 mod tables;
 pub mod view_update;
@@ -40,8 +43,8 @@ pub use self::names::{parse_namespace, validate_namespace};
 pub use self::paging::{PageRequest, page_request};
 pub(crate) use self::table_commits::apply_commit;
 pub use self::tables::TableResponse;
-pub use self::view_update::ViewRequirement;
 pub use self::views::ViewResponse;
+
 use crate::config::CatalogSettings;
 use crate::error::{CatalogError, Result};
 use crate::events::EventBus;
@@ -58,7 +61,7 @@ pub struct Catalog {
     metrics: Metrics,
     bodies: JsonBodies,
     events: EventBus,
-    plans: Arc<crate::planning::service::Running>,
+    plans: Arc<running::Running>,
 }
 
 impl Catalog {
@@ -82,7 +85,7 @@ impl Catalog {
     }
 
     /// Scan planning tasks running in this process.
-    pub(crate) fn running_plans(&self) -> &Arc<crate::planning::service::Running> {
+    pub(crate) fn running_plans(&self) -> &Arc<running::Running> {
         &self.plans
     }
 

@@ -5,7 +5,16 @@ use floe_shared::wire::TableIdentifier;
 use sha2::Digest;
 
 use crate::error::{CatalogError, Result};
-use crate::store::NAMESPACE_SEPARATOR;
+use crate::store::{NAMESPACE_SEPARATOR, ObjectKind};
+
+/// The 404 for a table or view that does not exist.
+pub(crate) fn no_such(kind: ObjectKind, levels: &[String], name: &str) -> CatalogError {
+    let name = table_display(levels, name);
+    match kind {
+        ObjectKind::Table => CatalogError::NoSuchTable(format!("Table does not exist: {name}")),
+        ObjectKind::View => CatalogError::NoSuchView(format!("View does not exist: {name}")),
+    }
+}
 
 /// Checks one namespace level or table name.
 pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {

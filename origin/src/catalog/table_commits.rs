@@ -16,11 +16,11 @@ use super::confinement::{check_metadata_paths, check_update_paths};
 use super::documents::{
     build_documents, delete_quietly, next_metadata_location, parse_metadata, write_metadata_file,
 };
-use super::names::{check_identifier, table_display, validate_name, validate_namespace};
+use super::names::{check_identifier, no_such, table_display, validate_name, validate_namespace};
 use super::tables::TableResponse;
 use crate::delegation::DelegationRequest;
 use crate::error::{CatalogError, Result};
-use crate::store::TableRecord;
+use crate::store::{ObjectKind, TableRecord};
 use crate::warehouse::Warehouse;
 use crate::wire::{CommitTableRequest, CommitTransactionRequest};
 
@@ -162,10 +162,7 @@ impl Commit for TableCommit<'_> {
                     other => other.map(Round::Done),
                 };
             }
-            return Err(CatalogError::NoSuchTable(format!(
-                "Table does not exist: {}",
-                table_display(levels, name)
-            )));
+            return Err(no_such(ObjectKind::Table, levels, name));
         };
         match catalog
             .prepare(warehouse, levels, &current, req, attempt)
@@ -187,7 +184,7 @@ impl Commit for TableCommit<'_> {
 
     async fn committed(&mut self, mut staged: Vec<Staged<NewMetadata>>) -> Result<TableResponse> {
         let Some(version) = staged.pop() else {
-            return Err(CatalogError::Internal(
+            return Err(CatalogError::internal(
                 "a table commit staged nothing".into(),
             ));
         };
@@ -234,12 +231,7 @@ impl Commit for TransactionCommit<'_> {
                 .store
                 .table(&warehouse.record.id, &ident.namespace, &ident.name, false)
                 .await?
-                .ok_or_else(|| {
-                    CatalogError::NoSuchTable(format!(
-                        "Table does not exist: {}",
-                        table_display(&ident.namespace, &ident.name)
-                    ))
-                })?;
+                .ok_or_else(|| no_such(ObjectKind::Table, &ident.namespace, &ident.name))?;
             if let Some(version) = catalog
                 .prepare(warehouse, &ident.namespace, &current, change, attempt)
                 .await?

@@ -13,7 +13,7 @@ use iceberg::{MetadataLocation, TableCreation};
 use super::Catalog;
 use super::confinement::check_metadata_paths;
 use super::documents::{build_documents, read_own_file, write_metadata_file};
-use super::names::{display, table_display, validate_name, validate_namespace};
+use super::names::{no_such, table_display, validate_name, validate_namespace};
 use super::paging::PageRequest;
 use crate::delegation::{
     DelegationRequest, RemoteSignRequest, RemoteSignResult, StorageAccess, StorageCredential,
@@ -46,7 +46,9 @@ fn table_location(metadata_json: &str) -> Result<String> {
     }
     serde_json::from_str::<Location>(metadata_json)
         .map(|l| l.location.into_owned())
-        .map_err(|e| CatalogError::Internal(format!("stored table metadata is invalid: {e}")))
+        .map_err(|e| {
+            CatalogError::internal_with(format!("stored table metadata is invalid: {e}"), e)
+        })
 }
 
 /// The table's signing endpoint below the catalog root, as clients append it.
@@ -177,12 +179,7 @@ impl Catalog {
         self.store
             .table(&warehouse.record.id, levels, name, refs)
             .await?
-            .ok_or_else(|| {
-                CatalogError::NoSuchTable(format!(
-                    "Table does not exist: {}",
-                    table_display(levels, name)
-                ))
-            })
+            .ok_or_else(|| no_such(ObjectKind::Table, levels, name))
     }
 
     /// `GET /namespaces/{ns}/tables/{t}`: one indexed read, the stored
@@ -374,7 +371,7 @@ impl Catalog {
             .format_version(format_version)
             .build();
         let metadata = TableMetadataBuilder::from_table_creation(creation)
-            .and_then(|b| b.build())
+            .and_then(iceberg::spec::TableMetadataBuilder::build)
             .map_err(CatalogError::invalid_metadata)?
             .metadata;
         check_metadata_paths(&path, &metadata)?;
@@ -446,10 +443,7 @@ impl Catalog {
         let warehouse = self.warehouse(prefix).await?;
         let record = self.table_record(&warehouse, levels, name, false).await?;
         if !self.store.delete_table(&record.id).await? {
-            return Err(CatalogError::NoSuchTable(format!(
-                "Table does not exist: {}",
-                table_display(levels, name)
-            )));
+            return Err(no_such(ObjectKind::Table, levels, name));
         }
         self.events
             .publish(prefix, levels, name, "drop", None)
@@ -487,52 +481,64 @@ impl Catalog {
 
     /// `POST /tables/rename`.
     pub async fn rename_table(&self, prefix: &str, req: RenameTableRequest) -> Result<()> {
-        validate_namespace(&req.source.namespace)?;
-        validate_namespace(&req.destination.namespace)?;
-        validate_name("Table name", &req.source.name)?;
-        validate_name("Table name", &req.destination.name)?;
+        self.rename(ObjectKind::Table, prefix, req).await
+    }
+
+    /// Moves a table or view to another name, in the same or another
+    /// namespace; each name gets a change event (a table's new name with
+    /// its metadata location, so edges can serve it at once).
+    pub(super) async fn rename(
+        &self,
+        kind: ObjectKind,
+        prefix: &str,
+        req: RenameTableRequest,
+    ) -> Result<()> {
+        let what = match kind {
+            ObjectKind::Table => "Table name",
+            ObjectKind::View => "View name",
+        };
+        let (src, dst) = (&req.source, &req.destination);
+        validate_namespace(&src.namespace)?;
+        validate_namespace(&dst.namespace)?;
+        validate_name(what, &src.name)?;
+        validate_name(what, &dst.name)?;
         let warehouse = self.warehouse(prefix).await?;
-        let source = self
-            .table_record(&warehouse, &req.source.namespace, &req.source.name, true)
-            .await?;
-        let destination = self
-            .store
-            .namespace(&warehouse.record.id, &req.destination.namespace)
+        let source = match kind {
+            ObjectKind::Table => {
+                self.table_record(&warehouse, &src.namespace, &src.name, true)
+                    .await?
+            }
+            ObjectKind::View => {
+                self.view_record(&warehouse, &src.namespace, &src.name)
+                    .await?
+            }
+        };
+        let destination = self.namespace_record(&warehouse, &dst.namespace).await?;
+        if !self
+            .move_object(&source.id, &destination.id, dst, kind)
             .await?
-            .ok_or_else(|| {
-                CatalogError::NoSuchNamespace(format!(
-                    "Namespace does not exist: {}",
-                    display(&req.destination.namespace)
-                ))
-            })?;
-        let renamed = self
-            .move_object(
-                &source.id,
-                &destination.id,
-                &req.destination,
-                ObjectKind::Table,
-            )
-            .await?;
-        if renamed {
-            let (src, dst) = (&req.source, &req.destination);
-            self.events
-                .publish(prefix, &src.namespace, &src.name, "rename", None)
-                .await;
-            self.events
-                .publish(
-                    prefix,
-                    &dst.namespace,
-                    &dst.name,
-                    "rename",
-                    Some(&source.metadata_location),
-                )
-                .await;
-            Ok(())
-        } else {
-            Err(CatalogError::NoSuchTable(format!(
-                "Table does not exist: {}",
-                table_display(&req.source.namespace, &req.source.name)
-            )))
+        {
+            return Err(no_such(kind, &src.namespace, &src.name));
         }
+        match kind {
+            ObjectKind::Table => {
+                self.events
+                    .publish(prefix, &src.namespace, &src.name, "rename", None)
+                    .await;
+                let location = Some(source.metadata_location.as_str());
+                self.events
+                    .publish(prefix, &dst.namespace, &dst.name, "rename", location)
+                    .await;
+            }
+            ObjectKind::View => {
+                self.events
+                    .publish_view(prefix, &src.namespace, &src.name, "rename")
+                    .await;
+                self.events
+                    .publish_view(prefix, &dst.namespace, &dst.name, "rename")
+                    .await;
+            }
+        }
+        Ok(())
     }
 }

@@ -4,19 +4,9 @@
 
 use iceberg::ViewUpdate;
 use iceberg::spec::{ViewMetadata, ViewMetadataBuilder};
-use serde::Deserialize;
 use uuid::Uuid;
 
-/// `ViewRequirement`: the one assertion the spec defines for views.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum ViewRequirement {
-    /// The view's UUID must match (it was not dropped and recreated).
-    AssertViewUuid {
-        /// Expected UUID.
-        uuid: Uuid,
-    },
-}
+use crate::wire::ViewRequirement;
 
 /// A view requirement that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,13 +9,14 @@
 //! table commits are.
 
 use bytes::Bytes;
+use floe_shared::auth::Listing;
 use floe_shared::wire::{ListTablesResponse, RenameTableRequest};
 use iceberg::spec::{ViewFormatVersion, ViewMetadata, ViewMetadataBuilder};
 
 use super::Catalog;
 use super::commit::{Commit, Round, Staged, refusal};
 use super::documents::read_own_file;
-use super::names::{check_identifier, table_display, validate_name, validate_namespace};
+use super::names::{check_identifier, no_such, table_display};
 use super::paging::PageRequest;
 use super::view_update;
 use crate::error::{CatalogError, Result};
@@ -23,7 +24,6 @@ use crate::storage::StoragePath;
 use crate::store::{NamespaceRecord, ObjectKind, TableDocs, TableRecord};
 use crate::warehouse::Warehouse;
 use crate::wire::{CommitViewRequest, CreateViewRequest, RegisterViewRequest};
-use floe_shared::auth::Listing;
 
 /// A serialized `LoadViewResult` and the location its ETag derives from.
 #[derive(Debug, Clone)]
@@ -34,20 +34,14 @@ pub struct ViewResponse {
     pub metadata_location: String,
 }
 
-fn no_such_view(levels: &[String], name: &str) -> CatalogError {
-    CatalogError::NoSuchView(format!(
-        "View does not exist: {}",
-        table_display(levels, name)
-    ))
-}
-
 fn invalid_view(err: impl std::fmt::Display) -> CatalogError {
     CatalogError::BadRequest(format!("Invalid view metadata change: {err}"))
 }
 
 fn parse_view(text: &str) -> Result<ViewMetadata> {
-    serde_json::from_str(text)
-        .map_err(|e| CatalogError::Internal(format!("stored view metadata is invalid: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        CatalogError::internal_with(format!("stored view metadata is invalid: {e}"), e)
+    })
 }
 
 /// The file name version of a metadata location (`00003-<uuid>.metadata.json` → 3).
@@ -157,7 +151,7 @@ impl Commit for ViewReplace<'_> {
 
     async fn committed(&mut self, staged: Vec<Staged<()>>) -> Result<ViewResponse> {
         let Some(version) = staged.into_iter().next_back() else {
-            return Err(CatalogError::Internal(
+            return Err(CatalogError::internal(
                 "a view replace staged nothing".into(),
             ));
         };
@@ -190,7 +184,7 @@ impl Catalog {
         })
     }
 
-    async fn view_record(
+    pub(super) async fn view_record(
         &self,
         warehouse: &Warehouse,
         levels: &[String],
@@ -199,7 +193,7 @@ impl Catalog {
         self.store()
             .view(&warehouse.record.id, levels, name)
             .await?
-            .ok_or_else(|| no_such_view(levels, name))
+            .ok_or_else(|| no_such(ObjectKind::View, levels, name))
     }
 
     /// Writes the first metadata file and inserts the view row; removes the
@@ -349,7 +343,7 @@ impl Catalog {
         let warehouse = self.warehouse(prefix).await?;
         let record = self.view_record(&warehouse, levels, name).await?;
         if !self.store().delete_table(&record.id).await? {
-            return Err(no_such_view(levels, name));
+            return Err(no_such(ObjectKind::View, levels, name));
         }
         self.events()
             .publish_view(prefix, levels, name, "drop")
@@ -359,36 +353,7 @@ impl Catalog {
 
     /// `POST /views/rename`.
     pub async fn rename_view(&self, prefix: &str, req: RenameTableRequest) -> Result<()> {
-        validate_namespace(&req.source.namespace)?;
-        validate_namespace(&req.destination.namespace)?;
-        validate_name("View name", &req.source.name)?;
-        validate_name("View name", &req.destination.name)?;
-        let warehouse = self.warehouse(prefix).await?;
-        let source = self
-            .view_record(&warehouse, &req.source.namespace, &req.source.name)
-            .await?;
-        let destination = self
-            .namespace_record(&warehouse, &req.destination.namespace)
-            .await?;
-        let renamed = self
-            .move_object(
-                &source.id,
-                &destination.id,
-                &req.destination,
-                ObjectKind::View,
-            )
-            .await?;
-        if !renamed {
-            return Err(no_such_view(&req.source.namespace, &req.source.name));
-        }
-        let (src, dst) = (&req.source, &req.destination);
-        self.events()
-            .publish_view(prefix, &src.namespace, &src.name, "rename")
-            .await;
-        self.events()
-            .publish_view(prefix, &dst.namespace, &dst.name, "rename")
-            .await;
-        Ok(())
+        self.rename(ObjectKind::View, prefix, req).await
     }
 
     /// `POST /namespaces/{ns}/register-view`: tracks a view whose metadata

@@ -206,7 +206,7 @@ async fn run_once(
         Response::from_parts(parts, Body::from(bytes))
     });
     task.await
-        .map_err(|e| CatalogError::Internal(format!("request task failed: {e}")))
+        .map_err(|e| CatalogError::internal_with(format!("request task failed: {e}"), e))
 }
 
 /// The answer to a keyed request whose effect was committed (`applied`: the

@@ -30,7 +30,7 @@ pub(super) async fn database_gate(
         )
     });
     if !exempt && state.catalog.store().is_down() {
-        return CatalogError::Unavailable(
+        return CatalogError::unavailable(
             "The catalog database is unreachable; nothing was changed. Retry later".into(),
         )
         .into_response();

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::state::AppState;
 use crate::catalog::TableResponse;
+use crate::catalog::views::ViewResponse;
 use crate::error::Result;
-use crate::views::ViewResponse;
 
 /// A JSON body with its content type.
 pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response {

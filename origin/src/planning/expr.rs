@@ -149,6 +149,19 @@ impl Parser<'_> {
             "and" => Ok(child("left")?.and(child("right")?)),
             "or" => Ok(child("left")?.or(child("right")?)),
             "not" => Ok(!child("child")?),
+            leaf => self.leaf(leaf, object),
+        }
+    }
+
+    /// A predicate on one field. Kept out of [`Parser::predicate`] so the
+    /// frame each level of nesting costs stays small.
+    #[inline(never)]
+    fn leaf(
+        &self,
+        kind: &str,
+        object: &serde_json::Map<String, Value>,
+    ) -> Result<Predicate, FilterError> {
+        match kind {
             "is-null" | "not-null" | "is-nan" | "not-nan" => {
                 let field = self.operand(object, &["child", "term"])?;
                 let reference = Reference::new(field.name.clone());

@@ -307,7 +307,7 @@ pub async fn plan(
                 continue;
             }
             let data = live.get(path).cloned().ok_or_else(|| {
-                CatalogError::Internal(format!(
+                CatalogError::internal(format!(
                     "planned file {path} is not in the snapshot's manifests"
                 ))
             })?;
@@ -316,7 +316,7 @@ pub async fn plan(
                 .iter()
                 .map(|d| {
                     live.get(&d.file_path).cloned().ok_or_else(|| {
-                        CatalogError::Internal(format!(
+                        CatalogError::internal(format!(
                             "delete file {} is not in the snapshot's manifests",
                             d.file_path
                         ))
@@ -349,7 +349,7 @@ fn pages(
         }
         let spec = metadata
             .partition_spec_by_id(spec_id)
-            .ok_or_else(|| CatalogError::Internal(format!("unknown partition spec {spec_id}")))?;
+            .ok_or_else(|| CatalogError::internal(format!("unknown partition spec {spec_id}")))?;
         let t = spec
             .partition_type(schema)
             .map_err(CatalogError::invalid_metadata)?;

@@ -8,13 +8,11 @@
 //! (unless the plan was cancelled meanwhile: the store's compare-and-set
 //! decides).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::task::AbortHandle;
 
 use super::{FetchTasksRequest, PlanRequest};
 use crate::catalog::{Catalog, table_display};
@@ -23,64 +21,6 @@ use crate::error::{CatalogError, Result};
 use crate::storage::Confinement;
 use crate::store::TableRecord;
 use crate::warehouse::Warehouse;
-
-/// Planning tasks of this process, by plan id (to abort on cancel), and
-/// how many each principal has running.
-#[derive(Debug, Default)]
-pub struct Running {
-    tasks: Mutex<HashMap<String, AbortHandle>>,
-    /// Running plans per principal; an entry goes when its count is 0, so
-    /// the map holds at most one entry per running plan.
-    per_principal: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-/// One running plan counted against its principal; uncounted on drop.
-struct Slot {
-    per_principal: Arc<Mutex<HashMap<String, usize>>>,
-    principal: String,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.per_principal.lock()
-            && let Some(count) = counts.get_mut(&self.principal)
-        {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.principal);
-            }
-        }
-    }
-}
-
-impl Running {
-    /// Counts a plan of `principal`; `None` when it already runs `limit`.
-    fn slot(&self, principal: &str, limit: usize) -> Option<Slot> {
-        let mut counts = self.per_principal.lock().ok()?;
-        let count = counts.entry(principal.to_string()).or_default();
-        if *count >= limit {
-            if *count == 0 {
-                counts.remove(principal);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            per_principal: self.per_principal.clone(),
-            principal: principal.to_string(),
-        })
-    }
-
-    fn insert(&self, id: &str, handle: AbortHandle) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.insert(id.to_string(), handle);
-        }
-    }
-
-    fn remove(&self, id: &str) -> Option<AbortHandle> {
-        self.tasks.lock().ok().and_then(|mut t| t.remove(id))
-    }
-}
 
 /// A planning answer: its HTTP status and body.
 #[derive(Debug)]
@@ -243,7 +183,7 @@ impl Catalog {
         let budget = Duration::from_millis(settings.plan_sync_budget_ms);
         match tokio::time::timeout(budget, &mut handle).await {
             Ok(Ok(Ok(pages))) => {
-                let first = pages.first().map(String::as_str).unwrap_or("{}");
+                let first = pages.first().map_or("{}", String::as_str);
                 self.completed(
                     &warehouse,
                     &record,
@@ -255,7 +195,7 @@ impl Catalog {
                 .await
             }
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(join)) => Err(CatalogError::Internal(format!(
+            Ok(Err(join)) => Err(CatalogError::internal(format!(
                 "scan planning stopped: {join}"
             ))),
             Err(_) => submitted(),

@@ -120,7 +120,7 @@ fn props_to_json(props: &BTreeMap<String, String>) -> Result<String> {
 
 fn props_from_json(text: &str) -> Result<BTreeMap<String, String>> {
     serde_json::from_str(text)
-        .map_err(|e| CatalogError::Internal(format!("corrupt properties in database: {e}")))
+        .map_err(|e| CatalogError::internal_with(format!("corrupt properties in database: {e}"), e))
 }
 
 fn now_secs() -> i64 {

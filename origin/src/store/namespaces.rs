@@ -184,7 +184,7 @@ impl Store {
         self.effect(query, "").await.map_err(|e| {
             constraint(
                 e,
-                || CatalogError::Internal("unexpected unique violation".into()),
+                || CatalogError::internal("unexpected unique violation".into()),
                 || CatalogError::NamespaceNotEmpty(format!("Namespace is not empty: {display}")),
             )
         })

@@ -66,7 +66,7 @@ impl ObjectKind {
         match stored {
             "table" => Ok(Self::Table),
             "view" => Ok(Self::View),
-            other => Err(CatalogError::Internal(format!(
+            other => Err(CatalogError::internal(format!(
                 "unknown object kind in database: {other}"
             ))),
         }

@@ -46,7 +46,7 @@ impl Store {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Client or subject already exists: {id}")),
-                || CatalogError::Internal("unexpected foreign key on principals".into()),
+                || CatalogError::internal("unexpected foreign key on principals".into()),
             )
         })?;
         for grant in grants {
@@ -72,7 +72,7 @@ impl Store {
         write_in(&mut *conn, query).await.map_err(|e| {
             constraint(
                 e,
-                || CatalogError::Internal("unexpected unique violation on grants".into()),
+                || CatalogError::internal("unexpected unique violation on grants".into()),
                 || CatalogError::NotFound(format!("Client does not exist: {id}")),
             )
         })?;
@@ -192,11 +192,9 @@ impl Store {
                 } else {
                     split_levels(&namespace)
                 },
-                role: role
-                    .parse()
-                    .map_err(|e: floe_shared::auth::UnknownRole| {
-                        CatalogError::Internal(format!("corrupt grant: {e}"))
-                    })?,
+                role: role.parse().map_err(|e: floe_shared::auth::UnknownRole| {
+                    CatalogError::internal(format!("corrupt grant: {e}"))
+                })?,
             });
         }
         Ok(record)

@@ -56,7 +56,7 @@ impl Store {
             constraint(
                 e,
                 || CatalogError::AlreadyExists(format!("Warehouse already exists: {name}")),
-                || CatalogError::Internal("unexpected foreign key on warehouses".into()),
+                || CatalogError::internal("unexpected foreign key on warehouses".into()),
             )
         })?;
         Ok(WarehouseRecord {
@@ -111,7 +111,7 @@ impl Store {
         write_in(&self.pool, query).await.map_err(|e| {
             constraint(
                 e,
-                || CatalogError::Internal("unexpected unique violation".into()),
+                || CatalogError::internal("unexpected unique violation".into()),
                 || CatalogError::NamespaceNotEmpty(format!("Warehouse is not empty: {name}")),
             )
         })

@@ -41,7 +41,7 @@ pub async fn health() -> &'static str {
 
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.catalog.store().is_down() {
-        return CatalogError::Unavailable("Database not reachable".into()).into_response();
+        return CatalogError::unavailable("Database not reachable".into()).into_response();
     }
     match tokio::time::timeout(
         std::time::Duration::from_secs(2),
@@ -51,10 +51,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     {
         Ok(Ok(())) => "ready".into_response(),
         Ok(Err(err)) => {
-            CatalogError::Unavailable(format!("Database not reachable: {err}")).into_response()
+            CatalogError::unavailable(format!("Database not reachable: {err}")).into_response()
         }
         Err(_) => {
-            CatalogError::Unavailable("Database did not answer within 2s".into()).into_response()
+            CatalogError::unavailable("Database did not answer within 2s".into()).into_response()
         }
     }
 }
