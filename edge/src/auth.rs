@@ -194,18 +194,21 @@ impl EdgeAuth {
         metrics: EdgeMetrics,
     ) -> anyhow::Result<Self> {
         config.validate(true).map_err(anyhow::Error::msg)?;
+        // One key read: the same signer mints client tokens and the
+        // service tokens the internal API reads take.
+        let signer = config.signer().map_err(anyhow::Error::msg)?;
         let records = OriginRecords {
             lb,
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(Duration::from_secs(10))
                 .build()?,
-            signer: config.signer().map_err(anyhow::Error::msg)?,
+            signer: signer.clone(),
             issuer: config.issuer.clone(),
         };
         Ok(Self {
             authenticator: Authenticator::new(config, oidc).map_err(anyhow::Error::msg)?,
-            signer: config.signer().map_err(anyhow::Error::msg)?,
+            signer,
             credentials: Credentials::new(records, config),
             config: config.clone(),
             failures_by_client: limiter(),
