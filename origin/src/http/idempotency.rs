@@ -126,6 +126,25 @@ async fn run_once(
         digest.update(principal.id.as_bytes());
     }
     let fingerprint = floe_shared::auth::hex(&digest.finalize());
+    // From the claim on, the work is detached: a client that goes away does
+    // not cancel it. Cancelled between the claim and the run, a request
+    // would leave its key claimed by nobody, and its retry would wait for a
+    // run that never comes.
+    tokio::spawn(claim_and_run(state, key, fingerprint, parts, body, next))
+        .await
+        .map_err(|e| CatalogError::internal_with(format!("request task failed: {e}"), e))?
+}
+
+/// Claims `key` (or replays, waits for or takes over an earlier claim), runs
+/// the request once and records its outcome.
+async fn claim_and_run(
+    state: AppState,
+    key: String,
+    fingerprint: String,
+    parts: Parts,
+    body: Bytes,
+    next: Next,
+) -> Result<Response, CatalogError> {
     let store = state.catalog.store().clone();
     let lifetime_ms = i64::try_from(state.idempotency_lifetime.as_millis()).unwrap_or(i64::MAX);
     let started = Instant::now();
@@ -181,32 +200,26 @@ async fn run_once(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let request = Request::from_parts(parts, Body::from(body));
-    // Detached: a client that goes away does not cancel the operation.
-    let scoped = key.clone();
-    let task = tokio::spawn(async move {
-        let response = crate::store::IDEMPOTENCY_KEY
-            .scope(scoped, next.run(request))
-            .await;
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
-        let text = std::str::from_utf8(&bytes).ok();
-        let outcome = match text {
-            Some(text) if !parts.status.is_server_error() => {
-                store
-                    .finish_idempotency_key(&key, parts.status.as_u16(), text)
-                    .await
-            }
-            _ => store.release_idempotency_key(&key).await,
-        };
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, "could not record an idempotent outcome");
+    let response = crate::store::IDEMPOTENCY_KEY
+        .scope(key.clone(), next.run(request))
+        .await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let text = std::str::from_utf8(&bytes).ok();
+    let outcome = match text {
+        Some(text) if !parts.status.is_server_error() => {
+            store
+                .finish_idempotency_key(&key, parts.status.as_u16(), text)
+                .await
         }
-        Response::from_parts(parts, Body::from(bytes))
-    });
-    task.await
-        .map_err(|e| CatalogError::internal_with(format!("request task failed: {e}"), e))
+        _ => store.release_idempotency_key(&key).await,
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "could not record an idempotent outcome");
+    }
+    Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
 /// The answer to a keyed request whose effect was committed (`applied`: the
