@@ -144,6 +144,37 @@ impl CatalogError {
         }
     }
 
+    /// The same answer for another waiter of one shared operation (a group
+    /// commit): status, type and client-visible message; the cause stays
+    /// with the original, which the caller logs once.
+    pub fn replicate(&self) -> Self {
+        use CatalogError::*;
+        match self {
+            BadRequest(m) => BadRequest(m.clone()),
+            Forbidden(m) => Forbidden(m.clone()),
+            NoSuchNamespace(m) => NoSuchNamespace(m.clone()),
+            NoSuchTable(m) => NoSuchTable(m.clone()),
+            NoSuchView(m) => NoSuchView(m.clone()),
+            NoSuchFunction(m) => NoSuchFunction(m.clone()),
+            NoSuchPlanId(m) => NoSuchPlanId(m.clone()),
+            NoSuchPlanTask(m) => NoSuchPlanTask(m.clone()),
+            NoSuchWarehouse(m) => NoSuchWarehouse(m.clone()),
+            NotFound(m) => NotFound(m.clone()),
+            MethodNotAllowed(m) => MethodNotAllowed(m.clone()),
+            Unsupported(m) => Unsupported(m.clone()),
+            AlreadyExists(m) => AlreadyExists(m.clone()),
+            NamespaceNotEmpty(m) => NamespaceNotEmpty(m.clone()),
+            CommitFailed(m) => CommitFailed(m.clone()),
+            TooManyRequests(m) => TooManyRequests(m.clone()),
+            PayloadTooLarge(m) => PayloadTooLarge(m.clone()),
+            Unprocessable(m) => Unprocessable(m.clone()),
+            CommitStateUnknown(m) => CommitStateUnknown(m.clone()),
+            Unavailable { message, .. } => Self::unavailable(message.clone()),
+            Storage { cause } => Self::storage(cause.to_string()),
+            Unauthorized(_) | Internal { .. } => Self::internal(self.to_string()),
+        }
+    }
+
     /// A commit requirement or apply step that no longer holds.
     pub fn commit_failed(err: impl std::fmt::Display) -> Self {
         Self::CommitFailed(format!("Commit failed: {err}"))

@@ -240,7 +240,7 @@ pub fn commit(req: &CommitTableRequest) -> Result<Option<(TableMetadata, String,
             inside_warehouse(location.trim_end_matches('/'))?;
         }
     }
-    let Some(applied) = apply_commit(table_metadata(), METADATA_LOCATION, req, 0)? else {
+    let Some(applied) = apply_commit(table_metadata(), Some(METADATA_LOCATION), req, 0)? else {
         return Ok(None);
     };
     let location = applied.metadata.location();

@@ -5,7 +5,8 @@
 //! client choosing methods or paths cannot add series.
 
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use floe_shared::metrics::RequestMetrics;
@@ -20,6 +21,7 @@ pub struct Metrics {
     http: RequestMetrics,
     commits: IntCounterVec,
     commit_retries: IntCounter,
+    commit_groups: Histogram,
     pool: IntGaugeVec,
     pool_max: IntGauge,
     buffer_pools: PoolMetrics,
@@ -62,6 +64,13 @@ impl Metrics {
             "floe_origin_commit_retries_total",
             "Server-side commit retries after losing a compare-and-set race",
         ));
+        let commit_groups = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "floe_origin_commit_group_size",
+                "Commits to one table applied together as one new version (group commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        ));
         let pool = must(IntGaugeVec::new(
             Opts::new(
                 "floe_origin_db_pool_connections",
@@ -76,6 +85,7 @@ impl Metrics {
         for collector in [
             Box::new(commits.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(commit_retries.clone()),
+            Box::new(commit_groups.clone()),
             Box::new(pool.clone()),
             Box::new(pool_max.clone()),
         ] {
@@ -88,6 +98,7 @@ impl Metrics {
             http,
             commits,
             commit_retries,
+            commit_groups,
             pool,
             pool_max,
         }
@@ -106,6 +117,12 @@ impl Metrics {
     /// Counts a commit outcome.
     pub fn commit(&self, outcome: &str) {
         self.commits.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records the size of a group of commits applied together.
+    pub fn commit_group(&self, members: usize) {
+        #[allow(clippy::cast_precision_loss, reason = "group sizes are small")]
+        self.commit_groups.observe(members as f64);
     }
 
     /// Counts a server-side commit retry.

@@ -655,48 +655,85 @@ async fn snapshots_refs_mode(backend: Backend) {
     );
 }
 
-/// Commits that touch different keys with no requirements: all land, none
-/// lost, thanks to server-side retries of the compare-and-set.
+/// Concurrent commits to one table: those whose requirements hold all land
+/// (none lost, none refused), each answered with a version holding its own
+/// update; those whose requirement cannot hold get their own 409 and are
+/// not applied. Commits running together share a version (group commit):
+/// the metadata log gains one entry per version the answers name.
 async fn concurrent_commits_lose_nothing(backend: Backend) {
     let app = TestApp::new(backend).await;
     app.create_namespace(&["cc"]).await;
     app.create_table("cc", "t").await;
+    let before = app.get("/v1/default/namespaces/cc/tables/t").await;
+    let log_before = before.body["metadata"]["metadata-log"]
+        .as_array()
+        .map_or(0, Vec::len);
     let mut tasks = Vec::new();
-    for i in 0..16 {
+    for i in 0..20 {
         let router = app.router.clone();
         tasks.push(tokio::spawn(async move {
-            let body = json!({"requirements": [], "updates": [
+            // Every fifth asserts a table UUID no table has.
+            let doomed = i % 5 == 4;
+            let requirements = if doomed {
+                json!([{"type": "assert-table-uuid", "uuid": "00000000-0000-4000-8000-000000000000"}])
+            } else {
+                json!([])
+            };
+            let body = json!({"requirements": requirements, "updates": [
                 {"action": "set-properties", "updates": {format!("writer-{i}"): "done"}}
             ]});
             let req = axum::http::Request::post("/v1/default/namespaces/cc/tables/t")
                 .header("content-type", "application/json")
                 .body(axum::body::Body::from(body.to_string()))
                 .unwrap();
-            tower::ServiceExt::oneshot(router, req)
+            let response = tower::ServiceExt::oneshot(router, req).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
                 .await
-                .unwrap()
-                .status()
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            (i, doomed, status, body)
         }));
     }
+    let mut versions = std::collections::BTreeSet::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
-    }
-    let r = app.get("/v1/default/namespaces/cc/tables/t").await;
-    for i in 0..16 {
+        let (i, doomed, status, body) = t.await.unwrap();
+        if doomed {
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            assert_eq!(body["error"]["type"], "CommitFailedException");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Its own update is in the version it is answered with.
         assert_eq!(
-            r.body["metadata"]["properties"][format!("writer-{i}")],
+            body["metadata"]["properties"][format!("writer-{i}")],
             "done"
         );
+        versions.insert(body["metadata-location"].as_str().unwrap().to_string());
     }
+    let r = app.get("/v1/default/namespaces/cc/tables/t").await;
+    for i in 0..20 {
+        let value = &r.body["metadata"]["properties"][format!("writer-{i}")];
+        if i % 5 == 4 {
+            assert!(value.is_null(), "writer-{i} was refused but applied");
+        } else {
+            assert_eq!(value, "done", "writer-{i} was acknowledged but lost");
+        }
+    }
+    // One new version per group, each named by the answers; the last is current.
+    let log = r.body["metadata"]["metadata-log"].as_array().unwrap();
+    assert_eq!(log.len() - log_before, versions.len());
+    let current = r.body["metadata-location"].as_str().unwrap();
+    assert!(versions.contains(current));
+    for entry in &log[log_before + 1..] {
+        assert!(versions.contains(entry["metadata-file"].as_str().unwrap()));
+    }
+    // Each commit was in exactly one group (one origin: no lost race).
+    let metrics = app.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.raw);
     assert!(
-        r.body["metadata-location"]
-            .as_str()
-            .unwrap()
-            .contains("/00016-")
-    );
-    assert_eq!(
-        r.body["metadata"]["metadata-log"].as_array().unwrap().len(),
-        16
+        text.contains("floe_origin_commit_group_size_sum 20\n"),
+        "{text}"
     );
 }
 

@@ -11,7 +11,12 @@ table names (its current one and its metadata log) exists and parses.
 
 One line per scenario:
 
-    fault <scenario>: requests N, errors-avoidable 0, state-unknown K, acknowledged-lost 0, refused-applied 0
+    fault <scenario>: requests N, errors-avoidable 0, state-unknown K, acknowledged-lost 0, refused-applied 0, refused-as-required R
+
+The committers of the contended table send every fourth commit with a
+requirement that cannot hold (a table UUID no table has), so concurrent
+commits sharing one version (group commit) are checked both ways: R such
+commits answered 409, none of them applied or acknowledged.
 
 An avoidable error is one a retry inside Floe could have prevented, given
 what the scenario breaks: with an origin killed, any 503 or any failed read
@@ -196,6 +201,7 @@ class Answer:
     seconds: float  # how long it took
     at: float  # when it was answered (monotonic)
     cache: str = ""
+    doomed: bool = False  # sent with a requirement that cannot hold
 
 
 class History:
@@ -215,24 +221,34 @@ def error_type(response: requests.Response) -> str:
         return ""
 
 
+# A table UUID no table has: a commit asserting it must be refused (409).
+WRONG_UUID = "00000000-0000-4000-8000-000000000000"
+
+
 def committer(urls: list[str], table: str, name: str, keyed: bool, stop: threading.Event,
-              history: History) -> None:
+              history: History, doom_every: int = 0) -> None:
+    """Commits set-properties with a key of its own, one after the other;
+    with `doom_every`, every n-th commit also asserts a table UUID that
+    cannot hold, so that commits refused among accepted ones (a group
+    commit's members) are checked as well."""
     session = requests.Session()
     i = 0
     while not stop.is_set():
         edge = i % len(urls)
         key = f"{name}-{i}"
         headers = {"Idempotency-Key": f"0190b000-0000-7000-8000-{abs(hash((name, i))) % 10**12:012d}"} if keyed else {}
-        body = {"requirements": [], "updates": [{"action": "set-properties", "updates": {key: "v"}}]}
+        doomed = doom_every > 0 and i % doom_every == doom_every - 1
+        requirements = [{"type": "assert-table-uuid", "uuid": WRONG_UUID}] if doomed else []
+        body = {"requirements": requirements, "updates": [{"action": "set-properties", "updates": {key: "v"}}]}
         started = time.monotonic()
         try:
             r = session.post(f"{urls[edge]}/v1/namespaces/faults/tables/{table}", json=body, headers=headers,
                              timeout=REQUEST_TIMEOUT_S)
             history.add(Answer("write", table, key, r.status_code, error_type(r) if r.status_code >= 300 else "",
-                               edge, time.monotonic() - started, time.monotonic()))
+                               edge, time.monotonic() - started, time.monotonic(), doomed=doomed))
         except requests.RequestException as e:
             history.add(Answer("write", table, key, 0, type(e).__name__, edge, time.monotonic() - started,
-                               time.monotonic()))
+                               time.monotonic(), doomed=doomed))
         i += 1
 
 
@@ -284,7 +300,9 @@ def check_history(cluster: Cluster, history: History, tables: list[str]) -> tupl
         if a.kind != "write":
             continue
         present = a.key in properties[a.table]
-        if a.status == 200 and not present:
+        if a.doomed and (a.status == 200 or present):
+            applied += 1  # its requirement cannot hold: never applied, never acknowledged
+        elif a.status == 200 and not present:
             lost += 1
         elif a.status in REFUSED and not state_unknown(a) and present:
             applied += 1
@@ -420,7 +438,7 @@ def run(scenario: Scenario, cluster: Cluster, duration: float, writers: int) -> 
     stop = threading.Event()
     threads = [threading.Thread(target=committer, args=(urls, f"own-{i}", f"w{i}", scenario.keyed, stop, history))
                for i in range(writers)]
-    threads += [threading.Thread(target=committer, args=(urls, "contended", f"c{i}", scenario.keyed, stop, history))
+    threads += [threading.Thread(target=committer, args=(urls, "contended", f"c{i}", scenario.keyed, stop, history, 4))
                 for i in range(writers)]
     threads += [threading.Thread(target=reader, args=(urls, "cached", stop, history, [e]))
                 for e in range(len(urls))]
@@ -438,6 +456,7 @@ def run(scenario: Scenario, cluster: Cluster, duration: float, writers: int) -> 
     writes = [a for a in history.answers if a.kind == "write"]
     avoidable = [a for a in history.answers if scenario.avoidable(a, window)]
     unknown = sum(1 for a in writes if state_unknown(a))
+    doomed = sum(1 for a in writes if a.doomed and a.status == 409)
     extra = ""
     edge1_reads = [a for a in history.answers if a.kind == "read" and a.edge == 1]
     if scenario.name == "edge-partition":
@@ -467,7 +486,8 @@ def run(scenario: Scenario, cluster: Cluster, duration: float, writers: int) -> 
         if not after:
             problems.append("no cached load served after the stream came back")
     print(f"fault {scenario.name}: requests {len(history.answers)}, errors-avoidable {len(avoidable)}, "
-          f"state-unknown {unknown}, acknowledged-lost {lost}, refused-applied {applied}{extra}", flush=True)
+          f"state-unknown {unknown}, acknowledged-lost {lost}, refused-applied {applied}, "
+          f"refused-as-required {doomed}{extra}", flush=True)
     for a in avoidable[:5]:
         print(f"  avoidable: {a}", flush=True)
     for p in problems[:5]:

@@ -11,6 +11,7 @@
 //! - [`views`] (with [`view_update`]): views;
 //! - `register`, `purge`: registering a table, deleting a dropped table's files;
 //! - `commit`: the optimistic-commit engine the commits above run on;
+//!   `group`: concurrent commits to one table sharing one version;
 //! - `documents`: metadata documents and files; `confinement`: locations and
 //!   the paths a table may touch; `names`, `paging`: request input;
 //! - `running`: the scan plans this process runs (planning is
@@ -19,6 +20,7 @@
 mod commit;
 mod confinement;
 mod documents;
+mod group;
 mod names;
 mod namespaces;
 mod paging;
@@ -62,6 +64,7 @@ pub struct Catalog {
     bodies: JsonBodies,
     events: EventBus,
     plans: Arc<running::Running>,
+    groups: Arc<group::Groups>,
 }
 
 impl Catalog {
@@ -81,6 +84,7 @@ impl Catalog {
             bodies,
             events,
             plans: Arc::default(),
+            groups: Arc::default(),
         }
     }
 

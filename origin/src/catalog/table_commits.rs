@@ -16,6 +16,7 @@ use super::confinement::{check_metadata_paths, check_update_paths};
 use super::documents::{
     build_documents, delete_quietly, next_metadata_location, parse_metadata, write_metadata_file,
 };
+use super::group::groupable;
 use super::names::{check_identifier, no_such, table_display, validate_name, validate_namespace};
 use super::tables::TableResponse;
 use crate::delegation::DelegationRequest;
@@ -39,10 +40,12 @@ pub(crate) struct Applied {
 
 /// Checks a commit's requirements against `base` (409 when one fails) and
 /// applies its updates (400 when the `iceberg` crate refuses one; 409 on a
-/// retry, `attempt` > 0). `None` when nothing changes.
+/// retry, `attempt` > 0). `None` when nothing changes. `previous` is the
+/// metadata file of `base`, added to the metadata log; `None` when `base`
+/// is itself a version not yet written (a group commit's later members).
 pub(crate) fn apply_commit(
     base: TableMetadata,
-    metadata_location: &str,
+    previous: Option<&str>,
     req: &CommitTableRequest,
     attempt: u32,
 ) -> Result<Option<Applied>> {
@@ -67,7 +70,7 @@ pub(crate) fn apply_commit(
         )));
     }
     let refused = refusal(attempt, CatalogError::invalid_metadata);
-    let mut builder = base.into_builder(Some(metadata_location.to_string()));
+    let mut builder = base.into_builder(previous.map(str::to_string));
     for update in req.updates.iter().cloned() {
         builder = update.apply(builder).map_err(&refused)?;
     }
@@ -107,9 +110,9 @@ fn check_set_locations(warehouse: &Warehouse, updates: &[TableUpdate]) -> Result
 /// What a committed table version leaves for after the commit.
 pub(super) struct NewMetadata {
     /// The committed metadata.
-    metadata: TableMetadata,
+    pub(super) metadata: TableMetadata,
     /// Metadata log entries the commit dropped.
-    expired: Vec<iceberg::spec::MetadataLog>,
+    pub(super) expired: Vec<iceberg::spec::MetadataLog>,
 }
 
 /// A commit to one table.
@@ -264,6 +267,8 @@ impl Catalog {
     /// check requirements → apply updates → write the next metadata file →
     /// compare-and-set the pointer. A lost race is retried on the server while
     /// the requirements still hold; 409 only when nothing was written.
+    /// Concurrent commits to one table share a version (`group`); creates
+    /// and moves run alone.
     pub async fn commit_table(
         &self,
         prefix: &str,
@@ -274,6 +279,11 @@ impl Catalog {
         check_identifier(req.identifier.as_ref(), levels, name)?;
         let warehouse = self.warehouse(prefix).await?;
         check_set_locations(&warehouse, &req.updates)?;
+        if groupable(&req) {
+            return self
+                .commit_in_group(warehouse, prefix, levels, name, req)
+                .await;
+        }
         let mut commit = TableCommit {
             catalog: self,
             warehouse: &warehouse,
@@ -309,7 +319,7 @@ impl Catalog {
             metadata,
             expired,
             moved,
-        }) = apply_commit(base, &current.metadata_location, req, attempt)?
+        }) = apply_commit(base, Some(&current.metadata_location), req, attempt)?
         else {
             return Ok(None);
         };
@@ -470,7 +480,7 @@ impl Catalog {
 
     /// Deletes the metadata files a commit expired from the log, when the
     /// table asks for it; only those inside the table's own location.
-    async fn after_commit(&self, warehouse: &Warehouse, id: &str, new: &NewMetadata) {
+    pub(super) async fn after_commit(&self, warehouse: &Warehouse, id: &str, new: &NewMetadata) {
         let NewMetadata { metadata, expired } = new;
         let enabled = metadata
             .properties()
@@ -506,7 +516,7 @@ mod tests {
                     .unwrap();
             apply_commit(
                 crate::fuzzing::table_metadata(),
-                crate::fuzzing::METADATA_LOCATION,
+                Some(crate::fuzzing::METADATA_LOCATION),
                 &req,
                 0,
             )

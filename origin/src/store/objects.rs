@@ -349,6 +349,33 @@ impl Store {
         Ok(swapped)
     }
 
+    /// Compare-and-set of a table's pointer for a group of commits: as
+    /// [`Store::swap_table_metadata`], and in the same database transaction
+    /// every keyed request of the group (`keys`, their Idempotency-Keys) is
+    /// marked as applied.
+    pub async fn swap_table_metadata_for(
+        &self,
+        id: &str,
+        expected_location: &str,
+        docs: &TableDocs,
+        keys: &[String],
+    ) -> Result<bool> {
+        let args = swap_args(id, expected_location, docs, now_ms());
+        if keys.is_empty() {
+            return Ok(write_in(&self.pool, statement(SWAP_POINTER, &args)).await?);
+        }
+        let mut tx = self.pool.begin().await?;
+        if !write_in(&mut *tx, statement(SWAP_POINTER, &args)).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for key in keys {
+            Self::mark_applied(&mut tx, key, &docs.metadata_location).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Compare-and-set of the pointer of an object whose location moves to
     /// `location`: the new location is claimed in the same transaction
     /// (`BadRequest`, nothing changed, when another object holds it).
