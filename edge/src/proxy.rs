@@ -547,11 +547,63 @@ impl ProxyHttp for EdgeProxy {
             self.metrics
                 .upstream(ctx.route, started.elapsed().as_secs_f64());
         }
+        if response.status == http::StatusCode::NOT_MODIFIED
+            && let Some(stale) = &ctx.stale
+            && ctx.fill.is_some()
+            && response
+                .headers
+                .get(header::ETAG)
+                .is_some_and(|etag| etag.as_bytes() == stale.etag.as_bytes())
+        {
+            // The origin confirmed the version the entry holds (the client's
+            // own, see `upstream_request_filter`): the entry is fresh again.
+            if let Some(fill) = ctx.fill.take() {
+                let (table, entry) = fill.revalidated(stale);
+                match entry {
+                    Ok(entry) => {
+                        self.cache.store(&table, entry);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "revalidated table load not cached"),
+                }
+            }
+            ctx.flight = None;
+            response.insert_header(CACHE_HEADER, "revalidated")?;
+            return Ok(());
+        }
         if let Some(fill) = &mut ctx.fill {
             if !fill.begin(response, |length| self.cache.admits(length)) {
                 ctx.fill = None;
             }
             response.insert_header(CACHE_HEADER, "miss")?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.fill.is_none() {
+            return Ok(());
+        }
+        // A load that fills the cache asks the origin conditionally only to
+        // revalidate the stale entry with the client's own version; else
+        // it asks for the body, which a 304 would not give: without it,
+        // every conditional load of the table would go to an origin until
+        // an unconditional one came by.
+        let revalidates = ctx.stale.as_ref().is_some_and(|stale| {
+            session
+                .req_header()
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|inm| if_none_match_matches(inm, &stale.etag))
+        });
+        if !revalidates {
+            upstream_request.remove_header(&header::IF_NONE_MATCH);
+            upstream_request.remove_header(&header::IF_MODIFIED_SINCE);
         }
         Ok(())
     }

@@ -379,6 +379,70 @@ async fn max_age_bounds_every_entry() {
     origin.stop().await;
 }
 
+/// Conditional loads keep the cache filled: once an entry is past
+/// `max_age_seconds`, a load whose `If-None-Match` names the entry's version
+/// revalidates it with the origin (a 304, and the entry fresh again), and
+/// one naming another version gets the body, which refills the entry. A
+/// client that only ever asks conditionally is then served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_loads_revalidate_and_refill_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(&sqlite_url(&dir), &dir.path().join("wh")).await;
+    let edge = Edge::start(&[&origin.addr], |c| c.cache.max_age_seconds = 1).await;
+    let http = reqwest::Client::new();
+    seed(&http, &edge.url, "reval", "t").await;
+    let url = format!("{}/v1/namespaces/reval/tables/t", edge.url);
+    let first = http.get(&url).send().await.unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let conditional = async |etag: &str| {
+        let r = http
+            .get(&url)
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        let cache = r.headers()["x-floe-cache"].to_str().unwrap().to_string();
+        (r.status().as_u16(), cache)
+    };
+    assert_eq!(conditional(&etag).await, (304, "hit".to_string()));
+    // Past max_age the entry is no longer served fresh; the first
+    // conditional load then revalidates it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let answer = conditional(&etag).await;
+        if answer.1 != "hit" {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the entry never aged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answer, (304, "revalidated".to_string()));
+    assert_eq!(conditional(&etag).await, (304, "hit".to_string()));
+    // Aged again, a conditional load naming an old version gets the body
+    // (from the origin), and the entry is filled with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http
+            .get(&url)
+            .header("if-none-match", "\"an-old-version\"")
+            .send()
+            .await
+            .unwrap();
+        let cache = r.headers()["x-floe-cache"].to_str().unwrap().to_string();
+        if cache != "hit" {
+            assert_eq!((r.status().as_u16(), cache.as_str()), (200, "miss"));
+            let body = r.bytes().await.unwrap();
+            assert!(!body.is_empty());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the entry never aged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(conditional(&etag).await, (304, "hit".to_string()));
+    drop(edge);
+    origin.stop().await;
+}
+
 /// On SIGTERM-style shutdown, requests already in flight complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_requests() {

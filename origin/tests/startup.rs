@@ -116,10 +116,27 @@ async fn check_config_reports_the_migration_state() {
         "{state:?}"
     );
     floe_origin::cli::check_config(&cfg, false).await.unwrap();
-    // A database migrated by a newer Floe.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
+    // Metadata documents, rewritten by every commit, are compressed with lz4
+    // (this server is built with it).
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, attcompression::text FROM pg_attribute \
+         WHERE attrelid = 'tables'::regclass AND attname IN ('metadata', 'metadata_refs') \
+         ORDER BY attname",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        methods,
+        [
+            ("metadata".to_string(), "l".to_string()),
+            ("metadata_refs".to_string(), "l".to_string())
+        ]
+    );
+    // A database migrated by a newer Floe.
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (99999999999999, 'future', TRUE, '\\x00'::bytea, 0)",

@@ -217,6 +217,20 @@ impl Fill {
         }
     }
 
+    /// `stale` confirmed by the origin (a 304 carrying its ETag): the same
+    /// entry stored again as new, under the generations this fill started
+    /// with, so an invalidation since still wins.
+    pub(crate) fn revalidated(self, stale: &Entry) -> (TableRef, pingora::Result<Entry>) {
+        let entry = Entry::new(
+            self.key,
+            self.generations,
+            stale.etag.clone(),
+            stale.content_type.clone(),
+            stale.body.clone(),
+        );
+        (self.table, entry)
+    }
+
     /// The captured entry and its table (`None` when nothing was captured);
     /// an error when an origin header cannot go into a head.
     pub(crate) fn finish(self) -> Option<(TableRef, pingora::Result<Entry>)> {
