@@ -79,15 +79,21 @@ pub(super) fn groupable(req: &CommitTableRequest) -> bool {
             .any(|u| matches!(u, TableUpdate::SetLocation { .. }))
 }
 
-/// Removes the lane when its leader ends in any way (a panic included):
-/// commits still queued then get an error instead of waiting forever.
+/// Removes the lane when its leader ends without closing it (a panic):
+/// commits still queued then get an error instead of waiting forever. A
+/// leader that ends normally has closed its lane itself ([`Groups::next`]),
+/// and a new leader may already own the key: the guard is disarmed then.
 struct LaneGuard {
     groups: Arc<Groups>,
     key: LaneKey,
+    armed: bool,
 }
 
 impl Drop for LaneGuard {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let mut lanes = self
             .groups
             .lanes
@@ -276,15 +282,18 @@ impl Catalog {
 
     /// The lane's leader: groups until the lane is empty.
     async fn lead(self, key: LaneKey, target: Target, first: Vec<Pending>) {
-        let _guard = LaneGuard {
+        let mut guard = LaneGuard {
             groups: self.groups.clone(),
             key: key.clone(),
+            armed: true,
         };
         let mut members = Some(first);
         while let Some(group) = members {
             let carried = self.run_group(&target, group).await;
             members = self.groups.next(&key, carried);
         }
+        // `next` closed the lane.
+        guard.armed = false;
     }
 
     /// One group round; returns the members that must run again (the
@@ -513,6 +522,37 @@ mod tests {
         let group = apply_group(METADATA_LOCATION, &base, members);
         assert_eq!(group.accepted.len(), 1);
         assert!(group.version.is_none());
+    }
+
+    #[test]
+    fn a_lane_has_one_leader_until_it_closes() {
+        let groups = Arc::new(Groups::default());
+        let key: LaneKey = ("w".into(), vec!["db".into()], "t".into());
+        let first = groups.enqueue(&key, member(set("a")).0);
+        assert_eq!(first.map(|q| q.len()), Some(1), "the first commit leads");
+        assert!(groups.enqueue(&key, member(set("b")).0).is_none());
+        assert!(groups.enqueue(&key, member(set("c")).0).is_none());
+        // The next group: what queued meanwhile, after what is carried.
+        let carried = vec![member(set("lost")).0];
+        assert_eq!(groups.next(&key, carried).map(|q| q.len()), Some(3));
+        // Nothing left: the lane closes, and the next commit leads anew.
+        assert!(groups.next(&key, Vec::new()).is_none());
+        let guard = LaneGuard {
+            groups: groups.clone(),
+            key: key.clone(),
+            armed: false,
+        };
+        assert!(groups.enqueue(&key, member(set("d")).0).is_some());
+        // A leader that closed its lane normally leaves the new one alone.
+        drop(guard);
+        assert!(groups.enqueue(&key, member(set("e")).0).is_none());
+        // One that did not (a panic) removes its lane on the way out.
+        drop(LaneGuard {
+            groups: groups.clone(),
+            key: key.clone(),
+            armed: true,
+        });
+        assert!(groups.enqueue(&key, member(set("f")).0).is_some());
     }
 
     #[test]
