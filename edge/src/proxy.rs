@@ -347,6 +347,11 @@ impl EdgeProxy {
 impl ProxyHttp for EdgeProxy {
     type CTX = Ctx;
 
+    /// No downstream modules: the edge answers bodies as the origin and its
+    /// cache hold them (the framework's default adds a response-compression
+    /// module that is disabled yet still runs on every request).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Instant::now(),
