@@ -261,6 +261,7 @@ def steps(h10k_kib: int) -> list[Step]:
         Step("nginx-h10k", f"nginx: static bytes of h10k ({h10k_kib} KiB)", "nginx", "/h10k.json"),
         Step("edge-hit-10k", "edge: loadTable full body, cache hit (h10k)", "edge", h10k),
         Step("edge-token", "edge: token issuance (repeat client)", "edge", "/v1/oauth/tokens", mode="token"),
+        Step("commit-floor", "commit floor: file created and synced, one PostgreSQL UPDATE (t20 bytes), 64 tables", "commit-floor", "/v1/namespaces/bench/tables/c%d", mode="commit", env={"FLOE_TABLES": "64"}),
         Step("commits-64-tables", "edge: commits, 64 tables", "edge", "/v1/namespaces/bench/tables/c%d", mode="commit", env={"FLOE_TABLES": "64"}),
         Step("commits-one-table", "edge: commits, one contended table", "edge", "/v1/namespaces/bench/tables/c%d", mode="commit", env={"FLOE_TABLES": "1"}),
     ]
@@ -281,6 +282,7 @@ RATIOS_64 = [
 RATIOS_16 = [
     ("commits-one-table/commits-64-tables", "commits-one-table", "commits-64-tables"),
     ("edge-hit/pingora-core-floor", "edge-hit", "pingora-core-floor"),
+    ("commits-64-tables/commit-floor", "commits-64-tables", "commit-floor"),
 ]
 # Figures (req/s medians) from the current build: (name, step).
 FIGURES_16 = [("commits-64-tables", "commits-64-tables")]
@@ -363,7 +365,10 @@ def main() -> None:
             pair.start()
             pair.seed()
             pairs.append(pair)
-        run(args, bins, tmp, pairs, processes)
+        # The commit floor's pointer rows live in a database of their own.
+        name, floor_url = floeproc.create_database(PG_URL, "floe_floor")
+        databases.append(name)
+        run(args, bins, tmp, pairs, processes, floor_url)
     finally:
         floeproc.stop_all(processes)
         for name in databases:
@@ -371,7 +376,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(args, bins: Path, tmp: Path, pairs: list[Pair], processes: list[Process]) -> None:
+def run(args, bins: Path, tmp: Path, pairs: list[Pair], processes: list[Process], floor_url: str) -> None:
     current = pairs[0]
     # nginx serves the exact bytes the edge serves.
     root = tmp / "www"
@@ -413,10 +418,21 @@ http {{
     floor_port, core_port = free_port(), free_port()
     shared["floor"] = Process("floor", [floor_bin, f"127.0.0.1:{floor_port}", str(root / "t20.json"), threads, stealing], tmp / "floor.log", cwd=tmp)
     shared["core-floor"] = Process("core-floor", [floor_bin, f"127.0.0.1:{core_port}", str(root / "t20.json"), threads, stealing, "server"], tmp / "core-floor.log", cwd=tmp)
-    ports = {"nginx": nginx_port, "floor": floor_port, "core-floor": core_port}
+    # The storage floor of a commit: a new file synced to disk and one
+    # compare-and-set UPDATE in PostgreSQL per request, nothing else
+    # (origin/examples/commit_floor.rs), on the same disk and database server.
+    commit_floor_port = free_port()
+    (tmp / "commit-floor").mkdir()
+    shared["commit-floor"] = Process(
+        "commit-floor",
+        [str(bins / "examples" / "commit_floor"), f"127.0.0.1:{commit_floor_port}", floor_url, str(tmp / "commit-floor"), str(root / "t20.json")],
+        tmp / "commit-floor.log", cwd=tmp,
+    )
+    ports = {"nginx": nginx_port, "floor": floor_port, "core-floor": core_port, "commit-floor": commit_floor_port}
     for name, process in shared.items():
         processes.append(process.start())
-        process.wait_ready(f"http://127.0.0.1:{ports[name]}/t20.json")
+        ready = "/ready" if name == "commit-floor" else "/t20.json"
+        process.wait_ready(f"http://127.0.0.1:{ports[name]}{ready}")
 
     pids = {p.name: p.pid for p in processes}
     idle = {name: rss_kib(pid) for name, pid in pids.items()}
