@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod console;
 pub mod events;
 pub mod metrics;
 pub mod proxy;

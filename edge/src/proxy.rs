@@ -42,6 +42,7 @@ use crate::cache::{
     classify, rules, variant_key,
 };
 use crate::config::EdgeConfig;
+use crate::console::{self, Console};
 use crate::metrics::EdgeMetrics;
 
 /// Whether the edge forwards `path` to an origin. The Iceberg REST API
@@ -91,6 +92,7 @@ pub struct EdgeProxy {
     metrics: EdgeMetrics,
     config: Arc<EdgeConfig>,
     auth: Option<Arc<EdgeAuth>>,
+    console: Console,
 }
 
 impl EdgeProxy {
@@ -108,6 +110,7 @@ impl EdgeProxy {
             cache,
             metrics,
             config,
+            console: Console::new(auth.is_some()),
             auth,
         }
     }
@@ -160,6 +163,46 @@ impl EdgeProxy {
         head.set_content_length(payload.len())?;
         session.write_response_header(Box::new(head), false).await?;
         session.write_response_body(Some(payload), true).await
+    }
+
+    /// The web console's files (`/ui/…`): public, like any page that asks
+    /// for a sign-in; what they show comes from the API with the user's token.
+    async fn serve_console(&self, session: &mut Session) -> Result<()> {
+        let method = session.req_header().method.clone();
+        if method != Method::GET && method != Method::HEAD {
+            let mut head = ResponseHeader::build(405, Some(2))?;
+            head.insert_header(header::ALLOW, "GET, HEAD")?;
+            head.set_content_length(0)?;
+            return session.write_response_header(Box::new(head), true).await;
+        }
+        let (status, kind, body) = match self.console.answer(session.req_header().uri.path()) {
+            console::Answer::File(kind, body) => (200, kind, body),
+            console::Answer::Redirect => {
+                let mut head = ResponseHeader::build(308, Some(2))?;
+                head.insert_header(header::LOCATION, console::ROOT)?;
+                head.set_content_length(0)?;
+                return session.write_response_header(Box::new(head), true).await;
+            }
+            console::Answer::NotFound => (
+                404,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"not found\n"),
+            ),
+        };
+        let mut head = ResponseHeader::build(status, Some(2 + console::HEADERS.len()))?;
+        head.insert_header(header::CONTENT_TYPE, kind)?;
+        for (name, value) in console::HEADERS {
+            head.insert_header(name, value)?;
+        }
+        head.set_content_length(body.len())?;
+        let head_only = method == Method::HEAD;
+        session
+            .write_response_header(Box::new(head), head_only)
+            .await?;
+        if !head_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
     }
 
     /// 431/413 before anything else reads the request.
@@ -377,13 +420,18 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(true);
         }
+        if Console::owns(path) {
+            ctx.route = console::ROOT;
+            self.serve_console(session).await?;
+            return Ok(true);
+        }
         if !forwarded(path) {
             ctx.route = "unserved";
             self.write_error(
                 session,
                 404,
                 types::NOT_FOUND,
-                "Not served to clients: the edge forwards /v1/…, /management/…, /health and /ready",
+                "Not served to clients: the edge forwards /v1/…, /management/…, /health and /ready, and serves the console at /ui/",
                 None,
             )
             .await?;

@@ -1,0 +1,252 @@
+"""The web console (`/ui/` on the edge) in a real browser: Debian's chromium,
+driven by Playwright. A writer makes tables with PyIceberg; people sign in
+to the console with their own credentials and see, change and are refused
+what the REST API shows, changes and refuses them.
+
+Screenshots of the main pages go to ``FLOE_ARTIFACTS`` (default
+``target/artifacts/console``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import requests
+from pyiceberg.catalog import Catalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.types import (
+    ListType,
+    LongType,
+    MapType,
+    NestedField,
+    StringType,
+    StructType,
+)
+from conftest import FloeServer
+from test_auth import WAREHOUSE, SecureFloe, _catalog, secure  # noqa: F401  (fixture)
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+ARTIFACTS = Path(os.environ.get("FLOE_ARTIFACTS", Path(__file__).resolve().parents[2] / "target" / "artifacts" / "console"))
+# Playwright's own waits (for an element, a navigation): the page renders
+# from local API calls, so this is generous.
+WAIT_MS = 15_000
+SCHEMA = Schema(
+    NestedField(1, "id", LongType(), required=True),
+    NestedField(2, "region", StringType(), required=True),
+    NestedField(
+        3,
+        "customer",
+        StructType(NestedField(4, "name", StringType(), required=False), NestedField(5, "email", StringType(), required=False)),
+        required=False,
+    ),
+    NestedField(6, "tags", ListType(7, StringType(), element_required=False), required=False),
+    NestedField(8, "attributes", MapType(9, StringType(), 10, StringType(), value_required=False), required=False),
+    identifier_field_ids=[1],
+)
+ARROW = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        pa.field("customer", pa.struct([("name", pa.string()), ("email", pa.string())])),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("attributes", pa.map_(pa.string(), pa.string())),
+    ]
+)
+
+
+def _rows(first: int, count: int) -> pa.Table:
+    ids = list(range(first, first + count))
+    return pa.Table.from_pylist(
+        [
+            {"id": i, "region": "eu" if i % 2 else "us", "customer": {"name": f"c{i}", "email": None}, "tags": ["a"], "attributes": [("k", "v")]}
+            for i in ids
+        ],
+        schema=ARROW,
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("chromium is not installed (scripts/test installs Debian's chromium package)")
+    with playwright.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def lakehouse(secure: SecureFloe) -> dict[str, object]:  # noqa: F811
+    """Two namespaces written by the writer with PyIceberg: ``console_sales``
+    (a partitioned table with nested types and two appends) and
+    ``console_hr`` (one table)."""
+    etl = _catalog(secure, "etl")
+    etl.create_namespace("console_sales")
+    etl.create_namespace("console_hr")
+    spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="region"))
+    orders = etl.create_table("console_sales.orders", schema=SCHEMA, partition_spec=spec)
+    orders.append(_rows(0, 10))
+    orders.append(_rows(10, 5))
+    etl.create_table("console_hr.people", schema=SCHEMA)
+    return {"etl": etl}
+
+
+def _page(browser: object) -> object:
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    return page
+
+
+def _shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page: object, secure: SecureFloe, client: str, secret: str | None = None) -> None:  # noqa: F811
+    page.goto(f"{secure.server.url}/ui/")
+    page.get_by_label("Client id").fill(client)
+    page.get_by_label("Client secret").fill(secret or secure.secrets[client])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in: {client}").wait_for()
+
+
+def _rest_table(secure: SecureFloe, client: str, name: str) -> dict:  # noqa: F811
+    token = requests.post(
+        f"{secure.server.url}/v1/oauth/tokens",
+        data={"grant_type": "client_credentials", "client_id": client, "client_secret": secure.secrets[client], "scope": "catalog"},
+        timeout=10,
+    ).json()["access_token"]
+    namespace, table = name.split(".")
+    answer = requests.get(
+        f"{secure.server.url}/v1/{WAREHOUSE}/namespaces/{namespace}/tables/{table}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_browse_to_a_pyiceberg_table_and_edit_it(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    page = _page(browser)
+    page.goto(f"{secure.server.url}/ui/")
+    page.get_by_role("heading", name="Sign in to Floe").wait_for()
+    assert page.locator("#auth-off").is_hidden()
+    _shot(page, "sign-in")
+    _sign_in(page, secure, "admin")
+
+    page.get_by_role("link", name="console_sales").click()
+    page.get_by_role("heading", name="console_sales").wait_for()
+    _shot(page, "namespace")
+    page.get_by_role("link", name="orders").click()
+    page.get_by_role("heading", name="Snapshots").wait_for()
+
+    # Snapshot ids exactly as the REST API gives them (64-bit: no rounding).
+    rest = _rest_table(secure, "admin", "console_sales.orders")["metadata"]
+    want = sorted(str(s["snapshot-id"]) for s in rest["snapshots"])
+    shown = sorted(page.locator(".snapshot-id").all_inner_texts())
+    assert shown == want, (shown, want)
+    assert len(want) == 2
+    current = page.locator('[data-snapshot-id] .tag', has_text="current").locator("xpath=..").locator(".snapshot-id").inner_text()
+    assert current == str(rest["current-snapshot-id"])
+    summary = page.locator(f'[data-snapshot-id="{rest["current-snapshot-id"]}"] .summary').inner_text()
+    assert "5 records added" in summary and "15 records in total" in summary, summary
+
+    # Nested types as a tree, the identifier field marked, the partition spec.
+    for name in ("customer", "email", "element", "key", "value"):
+        assert page.locator(".tree code", has_text=re.compile(f"^{name}$")).count() >= 1, name
+    identifier = page.locator(".tree li", has=page.locator("code", has_text=re.compile("^id$"))).first
+    assert "identifier" in identifier.inner_text()
+    assert page.locator("section[aria-label='Partition specs'] td", has_text="identity").count() == 1
+    facts = page.locator("section[aria-label='Overview'] dd")
+    assert facts.nth(0).inner_text() == rest["location"]
+    assert facts.nth(1).inner_text() == _rest_table(secure, "admin", "console_sales.orders")["metadata-location"]
+    _shot(page, "table")
+
+    # Edit a property in the browser, read it back with PyIceberg.
+    properties = page.locator("section[aria-label='Properties']")
+    properties.get_by_role("button", name="Add property").click()
+    properties.get_by_label("Property name").last.fill("owner")
+    properties.get_by_label("Value of new property").fill("console")
+    properties.get_by_role("button", name="Save properties").click()
+    page.get_by_text("Properties saved.").wait_for()
+    etl: Catalog = lakehouse["etl"]
+    assert etl.load_table("console_sales.orders").properties.get("owner") == "console"
+    page.close()
+
+
+def test_a_reader_of_one_namespace_sees_no_other(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    out = secure.cli(["client", "create", "--name", "bi", "--role", "reader", "--warehouse", WAREHOUSE, "--namespace", "console_sales"])
+    secret = re.search(r"client_secret: (\S+)", out).group(1)
+    page = _page(browser)
+    _sign_in(page, secure, "bi", secret)
+    namespaces = page.locator("section[aria-label='Namespaces'] li")
+    namespaces.first.wait_for()
+    assert namespaces.all_inner_texts() == ["console_sales"]
+    assert page.get_by_role("link", name="Administration").is_hidden()
+
+    # Typing the address of what it may not read shows the refusal, no content.
+    page.goto(f"{secure.server.url}/ui/#/ns/console_hr")
+    page.locator("#notice").wait_for()
+    assert page.locator("section[aria-label='Tables'] li").count() == 0
+    page.goto(f"{secure.server.url}/ui/#/admin")
+    page.get_by_text("Only an admin of every warehouse").wait_for()
+    _shot(page, "reader-denied-admin")
+    page.close()
+
+
+def test_an_admin_makes_an_api_key_that_signs_in(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    page = _page(browser)
+    _sign_in(page, secure, "admin")
+    page.get_by_role("link", name="Administration").click()
+    page.get_by_role("heading", name="Clients").wait_for()
+    row = page.locator("tr", has=page.locator("code", has_text=re.compile("^etl$")))
+    row.get_by_role("button", name="New API key").click()
+    key = page.locator(".new-secret").inner_text()
+    assert key
+    _shot(page, "administration")
+    # The secret is shown once: a fresh page does not have it.
+    page.reload()
+    page.get_by_role("heading", name="API keys").wait_for()
+    assert key not in page.content()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.locator("#kind-key").check()
+    page.locator("#api-key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="console_sales").wait_for()
+    page.close()
+
+
+def test_with_authentication_off_the_console_says_so(floe_server: FloeServer, browser: object) -> None:
+    page = _page(browser)
+    page.goto(f"{floe_server.url}/ui/")
+    page.locator("#auth-off").wait_for()
+    assert "Authentication disabled" in page.locator("#auth-off").inner_text()
+    assert page.get_by_role("heading", name="Sign in to Floe").count() == 0
+    page.get_by_role("heading", name=re.compile("^Warehouse ")).wait_for()
+    page.close()
+
+
+def test_console_files_carry_their_security_headers(floe_server: FloeServer) -> None:
+    for path in ("/ui/", "/ui/console.js", "/ui/console.css"):
+        answer = requests.get(f"{floe_server.url}{path}", timeout=10)
+        assert answer.status_code == 200, path
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    redirect = requests.get(f"{floe_server.url}/ui", timeout=10, allow_redirects=False)
+    assert (redirect.status_code, redirect.headers["location"]) == (308, "/ui/")
+    assert requests.get(f"{floe_server.url}/ui/../Cargo.toml", timeout=10).status_code == 404
+    refused = requests.post(f"{floe_server.url}/ui/", data="x", timeout=10)
+    assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD")
