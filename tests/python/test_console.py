@@ -122,11 +122,7 @@ def _sign_in(page: object, secure: SecureFloe, client: str, secret: str | None =
 
 
 def _rest_table(secure: SecureFloe, client: str, name: str) -> dict:  # noqa: F811
-    token = requests.post(
-        f"{secure.server.url}/v1/oauth/tokens",
-        data={"grant_type": "client_credentials", "client_id": client, "client_secret": secure.secrets[client], "scope": "catalog"},
-        timeout=10,
-    ).json()["access_token"]
+    token = _token(secure, client)
     namespace, table = name.split(".")
     answer = requests.get(
         f"{secure.server.url}/v1/{WAREHOUSE}/namespaces/{namespace}/tables/{table}",
@@ -182,6 +178,96 @@ def test_browse_to_a_pyiceberg_table_and_edit_it(secure: SecureFloe, lakehouse: 
     page.get_by_text("Properties saved.").wait_for()
     etl: Catalog = lakehouse["etl"]
     assert etl.load_table("console_sales.orders").properties.get("owner") == "console"
+    page.close()
+
+
+def _token(secure: SecureFloe, client: str) -> str:  # noqa: F811
+    answer = requests.post(
+        f"{secure.server.url}/v1/oauth/tokens",
+        data={"grant_type": "client_credentials", "client_id": client, "client_secret": secure.secrets[client], "scope": "catalog"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
+
+
+def test_create_rename_and_drop_through_the_console(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    etl: Catalog = lakehouse["etl"]
+    page = _page(browser)
+    page.on("dialog", lambda dialog: dialog.accept())
+    _sign_in(page, secure, "admin")
+
+    page.get_by_label("New namespace").fill("console_tmp")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_text("Created console_tmp.").wait_for()
+    assert ("console_tmp",) in etl.list_namespaces()
+
+    etl.create_table("console_tmp.draft", schema=SCHEMA)
+    page.get_by_role("link", name="console_tmp").click()
+    page.get_by_role("link", name="draft").click()
+    page.get_by_role("heading", name="Snapshots").wait_for()
+    page.get_by_label("Rename to").fill("final")
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_text("Renamed.").wait_for()
+    page.get_by_role("heading", name="final", exact=True).wait_for()
+    assert etl.table_exists("console_tmp.final") and not etl.table_exists("console_tmp.draft")
+
+    # Dropping asks for the name typed out; a wrong name changes nothing.
+    page.get_by_label("Type final to confirm").fill("fina")
+    page.get_by_role("button", name="Drop table").click()
+    page.get_by_text("Type final to confirm.").wait_for()
+    assert etl.table_exists("console_tmp.final")
+    page.get_by_label("Type final to confirm").fill("final")
+    page.get_by_role("button", name="Drop table").click()
+    page.get_by_text("Dropped final.").wait_for()
+    assert not etl.table_exists("console_tmp.final")
+
+    page.get_by_role("button", name="Drop namespace console_tmp").click()
+    page.get_by_text("Dropped console_tmp.").wait_for()
+    assert ("console_tmp",) not in etl.list_namespaces()
+    page.close()
+
+
+def test_catalog_strings_are_shown_as_text_never_run(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    """Names, SQL and properties are whatever writers chose: the page shows
+    them as text, and markup in them never becomes an element or runs."""
+    hostile = "<img src=x onerror=window.__owned=1>"
+    token = _token(secure, "admin")
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{secure.server.url}/v1/{WAREHOUSE}"
+    created = requests.post(f"{base}/namespaces", json={"namespace": ["console_views"], "properties": {"note": hostile}}, headers=headers, timeout=10)
+    assert created.status_code == 200, created.text
+    view = {
+        "name": "top_orders",
+        "schema": {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "type": "long", "required": False}]},
+        "view-version": {
+            "version-id": 1,
+            "timestamp-ms": 1_700_000_000_000,
+            "schema-id": 0,
+            "summary": {"engine-name": "spark"},
+            "representations": [{"type": "sql", "sql": f"SELECT id FROM console_sales.orders -- {hostile}", "dialect": "spark"}],
+            "default-namespace": ["console_sales"],
+        },
+        "properties": {"comment": hostile},
+    }
+    answer = requests.post(f"{base}/namespaces/console_views/views", json=view, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+    page = _page(browser)
+    _sign_in(page, secure, "admin")
+    page.get_by_role("link", name="console_views").click()
+    page.get_by_role("link", name="top_orders").click()
+    page.get_by_role("heading", name="SQL").wait_for()
+    sql = page.locator("section[aria-label='SQL']").inner_text()
+    assert f"SELECT id FROM console_sales.orders -- {hostile}" in sql and "spark" in sql
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("() => window.__owned") is None
+    page.goto(f"{secure.server.url}/ui/#/ns/console_views")
+    page.locator("section[aria-label='Properties'] input").first.wait_for()
+    values = [i.input_value() for i in page.locator("section[aria-label='Properties'] input").all()]
+    assert hostile in values
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("() => window.__owned") is None
     page.close()
 
 
