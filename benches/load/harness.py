@@ -337,6 +337,7 @@ def main() -> None:
                         "`ratio after/before …` lines")
     parser.add_argument("--only", metavar="STEP", action="append", help="run only the steps whose label starts with STEP (repeatable); nothing is recorded")
     parser.add_argument("--perf", metavar="STEP", help="record the serving process with perf during the steps whose label starts with STEP (first round); prints the hottest symbols")
+    parser.add_argument("--perf-keep", metavar="DIR", help="with --perf: keep each recording as DIR/<step>-c<conns>.data, for perf report with call graphs")
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.short else 3)
     args.seconds = args.seconds or (2 if args.short else 10)
@@ -482,6 +483,10 @@ http {{
                 capture_output=True, text=True,
             ).stdout
             print(f"--- perf: {step.label} c={conns} ---\n{top}", file=sys.stderr)
+            if args.perf_keep:
+                kept = Path(args.perf_keep)
+                kept.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(tmp / "perf.data", kept / f"{step.key}-c{conns}.data")
         results.add(step.key, pair.tag, conns, result)
         label = step.label if pair.tag == CURRENT else f"{step.label} [{BEFORE}]"
         print(f"round {round_index + 1}/{args.rounds} {label} c={conns}: {result['rps']:.0f} req/s p99 {result['p99'] / 1000:.2f} ms", file=sys.stderr)
