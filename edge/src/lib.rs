@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod events;

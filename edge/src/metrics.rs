@@ -181,6 +181,20 @@ impl EdgeMetrics {
         self.hot.cache_not_modified.inc();
     }
 
+    /// Loads answered from the cache with a body, with 304, and not at all.
+    pub fn cache_counts(&self) -> (u64, u64, u64) {
+        (
+            self.hot.cache_hit.get(),
+            self.hot.cache_not_modified.get(),
+            self.cache.with_label_values(&["miss"]).get(),
+        )
+    }
+
+    /// Whether the event stream is up, and how often it was lost.
+    pub fn stream_state(&self) -> (bool, u64) {
+        (self.stream_up.get() == 1, self.reconnects.get())
+    }
+
     /// An invalidation.
     pub fn invalidation(&self, source: &str) {
         self.invalidations.with_label_values(&[source]).inc();

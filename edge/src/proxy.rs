@@ -28,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use floe_shared::ErrorModel;
 use floe_shared::error::types;
 use floe_shared::etag::if_none_match_matches;
+use floe_shared::route::Resource;
 use http::{Method, header};
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
@@ -41,6 +42,7 @@ use crate::cache::{
     CACHE_HEADER, Entry, Fill, FlightGuard, Found, Invalidation, Kind, Progress, TableCache,
     classify, rules, variant_key,
 };
+use crate::cluster::Reporter;
 use crate::config::EdgeConfig;
 use crate::console::{self, Console};
 use crate::metrics::EdgeMetrics;
@@ -93,6 +95,7 @@ pub struct EdgeProxy {
     config: Arc<EdgeConfig>,
     auth: Option<Arc<EdgeAuth>>,
     console: Console,
+    cluster: Reporter,
 }
 
 impl EdgeProxy {
@@ -106,6 +109,7 @@ impl EdgeProxy {
     ) -> Self {
         Self {
             fresh_connections: AtomicU64::new(0),
+            cluster: Reporter::new(lb.clone(), cache.clone(), metrics.clone()),
             lb,
             cache,
             metrics,
@@ -203,6 +207,25 @@ impl EdgeProxy {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(())
+    }
+
+    /// `GET /management/v1/cluster`, answered by the edge itself (its
+    /// authentication has already passed: admins only).
+    async fn serve_cluster(&self, session: &mut Session) -> Result<()> {
+        let authorization = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let report = self.cluster.report(authorization.as_deref()).await;
+        let body = floe_shared::json::to_json_bytes(&report).unwrap_or_default();
+        let mut head = ResponseHeader::build(200, Some(3))?;
+        head.insert_header(header::CONTENT_TYPE, "application/json")?;
+        head.insert_header(header::CACHE_CONTROL, "no-store")?;
+        head.set_content_length(body.len())?;
+        session.write_response_header(Box::new(head), false).await?;
+        session.write_response_body(Some(body), true).await
     }
 
     /// 431/413 before anything else reads the request.
@@ -443,6 +466,10 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         let (kind, route) = classify(&req.method, req.uri.path());
         ctx.route = route;
+        if req.method == Method::GET && req.uri.path() == Resource::Cluster.pattern() {
+            self.serve_cluster(session).await?;
+            return Ok(true);
+        }
         ctx.retryable = matches!(req.method, Method::GET | Method::HEAD)
             || req.headers.contains_key("idempotency-key");
         // A load's table moves into the fill; ctx.kind stays Other for it.

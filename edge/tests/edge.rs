@@ -10,6 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use floe_shared::cluster::ClusterStatus;
 use floe_shared::testkit::PgDb;
 use serde_json::Value;
 
@@ -620,6 +621,90 @@ async fn failover_stream_loss_and_stale_if_error() {
     );
     drop(edge);
     back.stop().await;
+}
+
+/// `GET /management/v1/cluster` at the edge: itself and each origin with
+/// the origin's own report; an origin that stops is shown unhealthy, with why
+/// it gave no report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_report_shows_the_edge_and_each_origin() {
+    let db = PgDb::new("edge").await;
+    let dir = tempfile::tempdir().unwrap();
+    let o1 = Origin::start(&db.url, &dir.path().join("wh")).await;
+    let o2 = Origin::start(&db.url, &dir.path().join("wh")).await;
+    let (a1, a2) = (o1.addr.clone(), o2.addr.clone());
+    let edge = Edge::start(&[&o1.addr, &o2.addr], |_| {}).await;
+    let http = reqwest::Client::new();
+    edge.subscribed(&http).await;
+    seed(&http, &edge.url, "c", "t").await;
+    let url = format!("{}/v1/namespaces/c/tables/t", edge.url);
+    http.get(&url).send().await.unwrap();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["x-floe-cache"], "hit");
+
+    let report = |http: reqwest::Client, url: String| async move {
+        let r = http
+            .get(format!("{url}/management/v1/cluster"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<ClusterStatus>().await.unwrap()
+    };
+    let status = report(http.clone(), edge.url.clone()).await;
+    let [edge_status] = status.edges.as_slice() else {
+        panic!("one edge: {status:?}")
+    };
+    assert!(edge_status.event_stream.up);
+    assert_eq!(edge_status.cache.entries, 1);
+    assert!(edge_status.cache.bytes > 0);
+    assert!(edge_status.cache.hits >= 1 && edge_status.cache.misses >= 1);
+    let ratio = edge_status.cache.hit_ratio.unwrap();
+    assert!(ratio > 0.0 && ratio < 1.0, "{ratio}");
+    let mut want = vec![a1.clone(), a2.clone()];
+    want.sort();
+    let seen: Vec<_> = status
+        .origins
+        .iter()
+        .map(|o| o.address.clone().unwrap())
+        .collect();
+    assert_eq!(seen, want);
+    for origin in &status.origins {
+        assert_eq!(origin.healthy, Some(true), "{origin:?}");
+        assert_eq!(origin.database.as_deref(), Some("up"), "{origin:?}");
+        assert_eq!(
+            origin.version.as_deref(),
+            Some(edge_status.version.as_str())
+        );
+        assert_eq!(origin.error, None);
+    }
+
+    o1.stop().await;
+    wait_for(
+        "the stopped origin shown unhealthy",
+        Duration::from_secs(20),
+        async || {
+            let status = report(http.clone(), edge.url.clone()).await;
+            status
+                .origins
+                .iter()
+                .any(|o| o.address.as_deref() == Some(a1.as_str()) && o.healthy == Some(false))
+        },
+    )
+    .await;
+    let status = report(http.clone(), edge.url.clone()).await;
+    for origin in &status.origins {
+        if origin.address.as_deref() == Some(a1.as_str()) {
+            assert_eq!(origin.version, None);
+            let error = origin.error.as_deref().unwrap_or_default();
+            assert!(error.starts_with("unreachable"), "{error}");
+        } else {
+            assert_eq!(origin.healthy, Some(true));
+            assert_eq!(origin.database.as_deref(), Some("up"));
+        }
+    }
+    drop(edge);
+    o2.stop().await;
 }
 
 /// Coalescing against a real origin, counted in the origin's own metrics.

@@ -600,6 +600,49 @@ function grantText(g) {
   return `${g.role} on ${g.warehouse}${g.namespace && g.namespace.length ? ' / ' + g.namespace.join('.') : ''}`;
 }
 
+// ---- pages: the cluster ------------------------------------------------------
+
+function duration(seconds) {
+  const s = Number(seconds);
+  if (!Number.isFinite(s)) return '';
+  const [d, hr, m] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
+  return d ? `${d} d ${hr} h` : hr ? `${hr} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
+}
+
+function bytes(n) {
+  const v = Number(n);
+  if (v >= 1 << 30) return `${(v / (1 << 30)).toFixed(1)} GiB`;
+  if (v >= 1 << 20) return `${(v / (1 << 20)).toFixed(1)} MiB`;
+  if (v >= 1 << 10) return `${(v / (1 << 10)).toFixed(1)} KiB`;
+  return `${v} B`;
+}
+
+async function clusterPage() {
+  if (!state.admin) {
+    show(h('h1', { text: 'Cluster' }), h('p', { text: 'Only an admin of every warehouse may see the cluster.' }));
+    return;
+  }
+  const report = await api('GET', '/management/v1/cluster');
+  const yes = (b) => (b ? 'yes' : 'no');
+  const refresh = h('button', { type: 'button', text: 'Refresh' });
+  refresh.addEventListener('click', () => route());
+  show(h('h1', { text: 'Cluster' }),
+    h('p', { text: 'What the edge serving this page knows: itself, and every origin it balances over with that origin\'s own report.' }),
+    refresh,
+    section('Edges', table(
+      ['Version', 'Uptime', 'Event stream', 'Reconnects', 'Cache', 'Entries', 'Bytes', 'Hits', '304s', 'Misses', 'Hit ratio'],
+      (report.edges || []).map((e) => [e.version, duration(e['uptime-seconds']),
+        e['event-stream'].up ? 'up' : 'down', String(e['event-stream'].reconnects),
+        e.cache.enabled ? 'serving' : 'bypassed', String(e.cache.entries), bytes(e.cache.bytes),
+        String(e.cache.hits), String(e.cache['not-modified']), String(e.cache.misses),
+        e.cache['hit-ratio'] === undefined ? '' : `${(100 * e.cache['hit-ratio']).toFixed(1)} %`]))),
+    section('Origins', table(
+      ['Address', 'Healthy', 'Version', 'Uptime', 'Database', 'Problem'],
+      (report.origins || []).map((o) => [o.address ?? 'this origin', o.healthy === undefined ? '' : yes(o.healthy),
+        o.version ?? '', o['uptime-seconds'] === undefined ? '' : duration(o['uptime-seconds']),
+        o.database ?? '', o.error ?? '']))));
+}
+
 async function adminPage() {
   if (!state.admin) {
     show(h('h1', { text: 'Administration' }), h('p', { text: 'Only an admin of every warehouse may manage warehouses, clients and keys.' }));
@@ -715,6 +758,7 @@ async function route() {
     else if (parts[0] === 'table' && parts.length === 3) tablePage(splitNamespace(parts[1]), decodeURIComponent(parts[2]));
     else if (parts[0] === 'view' && parts.length === 3) viewPage(splitNamespace(parts[1]), decodeURIComponent(parts[2]));
     else if (parts[0] === 'admin') await adminPage();
+    else if (parts[0] === 'cluster') await clusterPage();
     else show(h('h1', { text: 'Not found' }), h('p', {}, h('a', { href: '#/', text: 'Back to the catalog' })));
   } catch (e) {
     notice(e.message);

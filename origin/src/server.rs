@@ -62,6 +62,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<AppState> {
         default_warehouse: config.warehouse.name.clone(),
         body_limit: config.server.body_limit_bytes,
         idempotency_lifetime: Duration::from_secs(config.catalog.idempotency_key_lifetime_seconds),
+        started: std::time::Instant::now(),
     }))
 }
 

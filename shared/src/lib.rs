@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etag;

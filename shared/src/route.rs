@@ -53,6 +53,7 @@ pub enum Resource {
     ApiKeys,
     ApiKey,
     ApiKeyRotate,
+    Cluster,
     Events,
     InternalPrincipal,
     InternalSubject,
@@ -98,6 +99,7 @@ impl Resource {
             Self::ApiKeys => "/management/v1/api-keys",
             Self::ApiKey => "/management/v1/api-keys/{id}",
             Self::ApiKeyRotate => "/management/v1/api-keys/{id}/rotate",
+            Self::Cluster => "/management/v1/cluster",
             Self::Events => crate::events::EVENTS_PATH,
             Self::InternalPrincipal => "/internal/v1/principals/{id}",
             Self::InternalSubject => "/internal/v1/subjects/{subject}",
@@ -120,7 +122,8 @@ impl Resource {
             | Self::ClientApiKeys
             | Self::ApiKeys
             | Self::ApiKey
-            | Self::ApiKeyRotate => Area::Management,
+            | Self::ApiKeyRotate
+            | Self::Cluster => Area::Management,
             Self::Events
             | Self::InternalPrincipal
             | Self::InternalSubject
@@ -196,6 +199,7 @@ pub enum Operation {
     ListApiKeys,
     RevokeApiKey,
     RotateApiKey,
+    GetCluster,
     Events,
     InternalPrincipal,
     InternalSubject,
@@ -279,6 +283,7 @@ routes! {
     "GET" ApiKeys => ListApiKeys,
     "DELETE" ApiKey => RevokeApiKey,
     "POST" ApiKeyRotate => RotateApiKey,
+    "GET" Cluster => GetCluster,
     "GET" Events => Events,
     "GET" InternalPrincipal => InternalPrincipal,
     "GET" InternalSubject => InternalSubject,
@@ -437,6 +442,7 @@ pub fn match_path(path: &str) -> Option<PathMatch<'_>> {
             ["api-keys"] => Resource::ApiKeys,
             ["api-keys", id] => named(&mut names.id, id, Resource::ApiKey),
             ["api-keys", id, "rotate"] => named(&mut names.id, id, Resource::ApiKeyRotate),
+            ["cluster"] => Resource::Cluster,
             _ => return None,
         },
         ["internal", "v1", rest @ ..] => match rest {

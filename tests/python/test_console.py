@@ -314,6 +314,47 @@ def test_an_admin_makes_an_api_key_that_signs_in(secure: SecureFloe, lakehouse: 
     page.close()
 
 
+def test_the_cluster_page_shows_the_edge_and_its_origin(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    headers = {"Authorization": f"Bearer {_token(secure, 'admin')}"}
+    report = requests.get(f"{secure.server.url}/management/v1/cluster", headers=headers, timeout=10)
+    assert report.status_code == 200, report.text
+    assert report.headers["cache-control"] == "no-store"
+    status = report.json()
+    (edge,) = status["edges"]
+    (origin,) = status["origins"]
+    assert edge["event-stream"]["up"] is True
+    assert origin["healthy"] is True and origin["database"] == "up" and "error" not in origin, origin
+    assert origin["version"] == edge["version"] and re.fullmatch(r"\d+\.\d+\.\d+.*", edge["version"])
+
+    # Admins only, at the edge and at the origin behind it.
+    refused = requests.get(f"{secure.server.url}/management/v1/cluster", headers={"Authorization": f"Bearer {_token(secure, 'etl')}"}, timeout=10)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == 403
+    assert requests.get(f"{secure.server.url}/management/v1/cluster", timeout=10).status_code == 401
+
+    page = _page(browser)
+    _sign_in(page, secure, "admin")
+    page.get_by_role("link", name="Cluster").click()
+    page.get_by_role("heading", name="Origins").wait_for()
+    edge_row = page.locator("section[aria-label='Edges'] tbody tr")
+    assert edge_row.count() == 1
+    cells = edge_row.locator("td").all_inner_texts()
+    assert cells[0] == edge["version"] and cells[2] == "up", cells
+    origin_row = page.locator("section[aria-label='Origins'] tbody tr")
+    assert origin_row.count() == 1
+    cells = origin_row.locator("td").all_inner_texts()
+    assert cells[0] == origin["address"] and cells[1:3] == ["yes", origin["version"]] and cells[4:] == ["up", ""], cells
+    _shot(page, "cluster")
+    page.close()
+
+    page = _page(browser)
+    _sign_in(page, secure, "etl")
+    assert page.get_by_role("link", name="Cluster").is_hidden()
+    page.goto(f"{secure.server.url}/ui/#/cluster")
+    page.get_by_text("Only an admin of every warehouse may see the cluster.").wait_for()
+    page.close()
+
+
 def test_with_authentication_off_the_console_says_so(floe_server: FloeServer, browser: object) -> None:
     page = _page(browser)
     page.goto(f"{floe_server.url}/ui/")

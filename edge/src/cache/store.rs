@@ -86,6 +86,8 @@ pub struct CacheCounters {
     pub evictions: AtomicU64,
     /// Approximate bytes held: bodies, keys and heads of the entries.
     pub bytes: AtomicI64,
+    /// Approximate entries held.
+    pub entries: AtomicI64,
 }
 /// An entry's weight in KiB. It counts the key too: the query string is part
 /// of it, and a client chooses it.
@@ -205,14 +207,18 @@ impl TableCache {
         // hand the old one back: its bytes leave the count here (without
         // this, every refill of a table after a commit added to
         // `floe_edge_cache_bytes` for good; found by the soak, `tests/soak`).
-        let replaced = self.store.get(&key).map_or(0, |old| entry_weight(&old));
+        let replaced = self.store.get(&key).map(|old| entry_weight(&old));
         let evicted = self.store.force_put(key, Arc::new(entry), weight);
         self.counters.bytes.fetch_add(
-            (i64::from(weight) - i64::from(replaced)) * 1024,
+            (i64::from(weight) - i64::from(replaced.unwrap_or(0))) * 1024,
             Ordering::Relaxed,
         );
+        if replaced.is_none() {
+            self.counters.entries.fetch_add(1, Ordering::Relaxed);
+        }
         for kv in evicted {
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            self.counters.entries.fetch_sub(1, Ordering::Relaxed);
             self.counters
                 .bytes
                 .fetch_sub(i64::from(kv.weight) * 1024, Ordering::Relaxed);

@@ -15,7 +15,8 @@ use crate::error::CatalogError;
 /// While the catalog database is unreachable, requests that need it get 503
 /// at once (not after a pool's acquire timeout). Health, metrics and the
 /// change-event stream keep answering, so edges stay subscribed and keep
-/// serving the loads they hold.
+/// serving the loads they hold, and the cluster report says the database is
+/// down rather than failing.
 pub(super) async fn database_gate(
     State(state): State<AppState>,
     request: Request,
@@ -26,7 +27,7 @@ pub(super) async fn database_gate(
         use floe_shared::route::Resource;
         matches!(
             m.resource,
-            Resource::Health | Resource::Metrics | Resource::Events
+            Resource::Health | Resource::Metrics | Resource::Events | Resource::Cluster
         )
     });
     if !exempt && state.catalog.store().is_down() {

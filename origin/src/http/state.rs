@@ -46,4 +46,6 @@ pub struct AppParts {
     pub auth: OriginAuth,
     /// How long an Idempotency-Key's outcome is kept.
     pub idempotency_lifetime: Duration,
+    /// When the process began serving (for its uptime).
+    pub started: std::time::Instant,
 }

@@ -79,6 +79,7 @@ fn handler(operation: Operation) -> MethodRouter<AppState> {
         Op::ListApiKeys => get(management::list_api_keys),
         Op::RevokeApiKey => delete(management::revoke_api_key),
         Op::RotateApiKey => post(management::rotate_api_key),
+        Op::GetCluster => get(ops::cluster),
         Op::Events => get(internal::events),
         Op::InternalPrincipal | Op::InternalSubject => get(internal::principal),
         Op::InternalApiKey => get(internal::api_key),

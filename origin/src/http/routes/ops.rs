@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use floe_shared::cluster::{ClusterStatus, OriginStatus};
 use serde::Deserialize;
 
 use crate::error::{CatalogError, Result};
@@ -57,6 +58,26 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             CatalogError::unavailable("Database did not answer within 2s".into()).into_response()
         }
     }
+}
+
+/// `GET /management/v1/cluster` asked of the origin itself: its own report
+/// (an edge asks it of every origin it balances over).
+pub async fn cluster(State(state): State<AppState>) -> Result<Response> {
+    let database = if state.catalog.store().is_down() {
+        "down"
+    } else {
+        "up"
+    };
+    let status = ClusterStatus {
+        edges: Vec::new(),
+        origins: vec![OriginStatus {
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            uptime_seconds: Some(state.started.elapsed().as_secs()),
+            database: Some(database.to_string()),
+            ..OriginStatus::default()
+        }],
+    };
+    to_json(&state, StatusCode::OK, &status)
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
