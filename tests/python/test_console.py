@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,6 +269,91 @@ def test_catalog_strings_are_shown_as_text_never_run(secure: SecureFloe, lakehou
     assert hostile in values
     assert page.locator("main img").count() == 0
     assert page.evaluate("() => window.__owned") is None
+    page.close()
+
+
+def test_a_table_of_10000_snapshots_pages_its_timeline(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    """The timeline renders 50 snapshots at a time, newest first, however
+    many the table holds."""
+    count = 10_000
+    headers = {"Authorization": f"Bearer {_token(secure, 'admin')}"}
+    base = f"{secure.server.url}/v1/{WAREHOUSE}/namespaces"
+    assert requests.post(base, json={"namespace": ["console_big"]}, headers=headers, timeout=10).status_code == 200
+    schema = {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "type": "long", "required": False}]}
+    created = requests.post(f"{base}/console_big/tables", json={"name": "history", "schema": schema}, headers=headers, timeout=10)
+    assert created.status_code == 200, created.text
+    location = created.json()["metadata"]["location"]
+    start = int(time.time() * 1000)
+    updates = [
+        {
+            "action": "add-snapshot",
+            "snapshot": {
+                "snapshot-id": i,
+                "sequence-number": i,
+                "timestamp-ms": start + i,
+                "manifest-list": f"{location}/metadata/snap-{i}.avro",
+                "summary": {"operation": "append", "added-records": str(i)},
+                "schema-id": 0,
+                **({"parent-snapshot-id": i - 1} if i > 1 else {}),
+            },
+        }
+        for i in range(1, count + 1)
+    ] + [{"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": count}]
+    committed = requests.post(f"{base}/console_big/tables/history", json={"requirements": [], "updates": updates}, headers=headers, timeout=120)
+    assert committed.status_code == 200, committed.text[:500]
+
+    page = _page(browser)
+    _sign_in(page, secure, "admin")
+    page.goto(f"{secure.server.url}/ui/#/table/console_big/history")
+    timeline = page.locator("section[aria-label='Snapshots']")
+    timeline.get_by_text(f"50 of {count} snapshots shown, newest first.").wait_for()
+    ids = timeline.locator(".snapshot-id").all_inner_texts()
+    assert ids == [str(i) for i in range(count, count - 50, -1)]
+    assert "current" in timeline.locator(f'[data-snapshot-id="{count}"]').inner_text()
+    timeline.get_by_role("button", name="Older snapshots").click()
+    timeline.get_by_text(f"100 of {count} snapshots shown, newest first.").wait_for()
+    assert timeline.locator(".snapshot-id").count() == 100
+    assert timeline.locator(".snapshot-id").last.inner_text() == str(count - 99)
+    page.close()
+
+
+def _tab_to(page: object, selector: str, limit: int = 40) -> None:
+    """Presses Tab until the element matching ``selector`` has the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} not reached with {limit} presses of Tab")
+
+
+# Every control on the page has a name a screen reader can say: a label, an
+# aria-label or its own text.
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, select, button, a[href]')]
+  .filter((el) => el.offsetParent !== null)
+  .filter((el) => !((el.labels && el.labels.length) || el.getAttribute('aria-label') || el.textContent.trim()))
+  .map((el) => el.outerHTML)"""
+
+
+def test_the_console_works_from_the_keyboard(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    page = _page(browser)
+    page.goto(f"{secure.server.url}/ui/")
+    page.get_by_role("heading", name="Sign in to Floe").wait_for()
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    # The sign-in page starts in its first field.
+    assert page.evaluate("() => document.activeElement.id") == "client-id"
+    page.keyboard.type("admin")
+    page.keyboard.press("Tab")
+    page.keyboard.type(secure.secrets["admin"])
+    page.keyboard.press("Enter")
+    page.get_by_text("Signed in: admin").wait_for()
+
+    _tab_to(page, "a[href='#/ns/console_sales']")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="console_sales").wait_for()
+    _tab_to(page, "a[href='#/table/console_sales/orders']")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Snapshots").wait_for()
+    assert page.evaluate(UNNAMED_CONTROLS) == []
     page.close()
 
 
