@@ -90,22 +90,33 @@ def backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty catalog database for this session."""
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("sqlite") / "catalog.db"
-        yield f"sqlite://{path}?mode=rwc"
-        return
-
+def make_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """Makes another fresh, empty catalog database on each call (for a
+    server of a module's own); those of PostgreSQL are dropped at the end."""
     admin_url = os.environ.get("FLOE_TEST_PG_URL", floeproc.DEFAULT_ADMIN_URL)
+    made: list[str] = []
+
+    def make() -> str:
+        if backend == "sqlite":
+            return f"sqlite://{tmp_path_factory.mktemp('sqlite') / 'catalog.db'}?mode=rwc"
+        try:
+            database, url = floeproc.create_database(admin_url, "floe_py")
+        except floeproc.CommandFailed as exc:
+            pytest.fail(f"the postgres backend needs a database: {exc}")
+        made.append(database)
+        return url
+
     try:
-        database, url = floeproc.create_database(admin_url, "floe_py")
-    except floeproc.CommandFailed as exc:
-        pytest.fail(f"the postgres backend needs a database: {exc}")
-    try:
-        yield url
+        yield make
     finally:
-        floeproc.drop_database(admin_url, database)
+        for database in made:
+            floeproc.drop_database(admin_url, database)
+
+
+@pytest.fixture(scope="session")
+def database_url(make_database: Callable[[], str]) -> str:
+    """A fresh, empty catalog database for this session."""
+    return make_database()
 
 
 @pytest.fixture(scope="session")

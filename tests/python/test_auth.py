@@ -5,6 +5,7 @@ secret rotated with the CLI while the server runs."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -57,16 +58,16 @@ def _cli(binary: Path, args: list[str], cwd: Path) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def secure(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureFloe]:
-    """Keys from ``floe keygen``, configuration files with auth on, three clients, then ``floe serve``."""
+@contextlib.contextmanager
+def secure_server(database_url: str, state: Path, auth_extra: str = "") -> Iterator[SecureFloe]:
+    """``floe serve`` with auth on (keys from ``floe keygen``, ``auth_extra``
+    appended to the ``auth`` section of both tiers) and three clients."""
     binary = _origin_bin()
-    state = tmp_path_factory.mktemp("secure")
     warehouse = state / "warehouse"
     warehouse.mkdir()
     key = state / "signing.pem"
     _cli(binary, ["keygen", "--out", str(key)], state)
-    auth = f"auth:\n  enabled: true\n  signing_key:\n    kid: k1\n    path: {key}\n"
+    auth = f"auth:\n  enabled: true\n  signing_key:\n    kid: k1\n    path: {key}\n{auth_extra}"
     origin_yaml = state / "origin.yaml"
     origin_yaml.write_text(f"warehouse:\n  name: {WAREHOUSE}\n  location: {warehouse.as_uri()}\n{auth}")
     edge_yaml = state / "edge.yaml"
@@ -113,6 +114,14 @@ def secure(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = log_path.read_text(errors="replace")
     for name, secret in secrets.items():
         assert secret not in log, f"the secret of {name} reached the log"
+
+
+@pytest.fixture(scope="module")
+def secure(make_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureFloe]:
+    """Keys from ``floe keygen``, configuration files with auth on, three clients, then ``floe
+    serve``, on a database of its own (each module using this fixture gets its own server)."""
+    with secure_server(make_database(), tmp_path_factory.mktemp("secure")) as floe:
+        yield floe
 
 
 def _catalog(secure: SecureFloe, client: str, secret: str | None = None) -> Catalog:

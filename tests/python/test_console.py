@@ -435,6 +435,7 @@ def test_the_cluster_page_shows_the_edge_and_its_origin(secure: SecureFloe, lake
 
     page = _page(browser)
     _sign_in(page, secure, "etl")
+    page.get_by_role("link", name="console_sales").wait_for()
     assert page.get_by_role("link", name="Cluster").is_hidden()
     page.goto(f"{secure.server.url}/ui/#/cluster")
     page.get_by_text("Only an admin of every warehouse may see the cluster.").wait_for()
