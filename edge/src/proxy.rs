@@ -109,12 +109,12 @@ impl EdgeProxy {
     ) -> Self {
         Self {
             fresh_connections: AtomicU64::new(0),
+            console: Console::new(auth.is_some(), &config.auth.oidc),
             cluster: Reporter::new(lb.clone(), cache.clone(), metrics.clone()),
             lb,
             cache,
             metrics,
             config,
-            console: Console::new(auth.is_some()),
             auth,
         }
     }
@@ -193,10 +193,10 @@ impl EdgeProxy {
                 Bytes::from_static(b"not found\n"),
             ),
         };
-        let mut head = ResponseHeader::build(status, Some(2 + console::HEADERS.len()))?;
+        let mut head = ResponseHeader::build(status, Some(6))?;
         head.insert_header(header::CONTENT_TYPE, kind)?;
-        for (name, value) in console::HEADERS {
-            head.insert_header(name, value)?;
+        for (name, value) in self.console.headers() {
+            head.insert_header(name.to_string(), value.to_string())?;
         }
         head.set_content_length(body.len())?;
         let head_only = method == Method::HEAD;

@@ -15,6 +15,12 @@ const state = {
   // A success message to show on the page the next route() renders.
   done: null,
 };
+// The OpenID Connect issuer the console may sign in through, and its client
+// id there (both empty when there is none).
+const oidc = {
+  issuer: document.querySelector('meta[name="floe-oidc-issuer"]').content,
+  client: document.querySelector('meta[name="floe-oidc-client"]').content,
+};
 const PAGE = 50;
 const main = document.getElementById('main');
 
@@ -159,6 +165,71 @@ function signOut(message) {
   if (message) notice(message);
 }
 
+// ---- OpenID Connect: authorization code with PKCE ---------------------------
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const redirectUri = () => `${location.origin}/ui/`;
+
+// Sends the browser to the issuer's sign-in page; the verifier and state
+// wait in this tab's storage for the way back.
+async function oidcSignIn() {
+  const discovery = await fetch(`${oidc.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`, { credentials: 'omit' });
+  if (!discovery.ok) throw new Error(`The identity provider's configuration could not be read (${discovery.status}).`);
+  const config = await discovery.json();
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const challenge = base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
+  const nonce = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  store.setItem('floe.oidc', JSON.stringify({ verifier, state: nonce, tokenEndpoint: config.token_endpoint }));
+  const target = new URL(config.authorization_endpoint);
+  target.search = new URLSearchParams({
+    response_type: 'code', client_id: oidc.client, redirect_uri: redirectUri(), scope: 'openid',
+    state: nonce, code_challenge: challenge, code_challenge_method: 'S256',
+  }).toString();
+  location.assign(target.toString());
+}
+
+// On the way back from the issuer (?code=…&state=…): trades the code for a
+// token. Returns whether this load was such a return.
+async function oidcReturn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has('code') && !params.has('error')) return false;
+  const saved = JSON.parse(store.getItem('floe.oidc') || 'null');
+  store.removeItem('floe.oidc');
+  history.replaceState(null, '', `${location.pathname}#/`);
+  try {
+    if (params.has('error')) throw new Error(`The identity provider refused the sign-in: ${params.get('error_description') || params.get('error')}`);
+    if (!saved || params.get('state') !== saved.state) throw new Error('That sign-in was not started from this tab; sign in again.');
+    const answer = await fetch(saved.tokenEndpoint, {
+      method: 'POST',
+      credentials: 'omit',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code', code: params.get('code'), redirect_uri: redirectUri(),
+        client_id: oidc.client, code_verifier: saved.verifier,
+      }).toString(),
+    });
+    const body = await answer.json().catch(() => ({}));
+    if (!answer.ok || !body.access_token) throw new Error(`The identity provider gave no token: ${body.error_description || body.error || answer.status}`);
+    state.token = body.access_token;
+    let subject = 'OpenID Connect';
+    try { subject = JSON.parse(atob(state.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub || subject; } catch { /* an opaque token */ }
+    state.who = subject;
+    await api('GET', '/v1/config');
+    store.setItem('floe.token', state.token);
+    store.setItem('floe.who', state.who);
+  } catch (e) {
+    state.token = null;
+    history.replaceState(null, '', `${location.pathname}#/signin`);
+    await route();
+    notice(e.status === 401 ? 'The identity provider\'s token was not accepted here.' : e.message);
+    return true;
+  }
+  return false;
+}
+
 function signInPage() {
   const wantsKey = h('input', { type: 'radio', name: 'kind', id: 'kind-key', value: 'key' });
   const wantsClient = h('input', { type: 'radio', name: 'kind', id: 'kind-client', value: 'client', checked: true });
@@ -215,7 +286,15 @@ function signInPage() {
       notice(e.status === 401 ? 'Those credentials were not accepted.' : e.message);
     }
   });
-  show(form);
+  const nodes = [form];
+  if (oidc.issuer && oidc.client) {
+    const host = new URL(oidc.issuer).host;
+    const button = h('button', { type: 'button', class: 'oidc', text: `Sign in with ${host}` });
+    button.addEventListener('click', () => oidcSignIn().catch((e) => notice(e.message)));
+    nodes.push(h('section', { class: 'signin', 'aria-label': 'Single sign-on' },
+      h('h2', { text: 'Single sign-on' }), button));
+  }
+  show(...nodes);
   form.querySelector('input:not([type=radio])').focus();
 }
 
@@ -775,4 +854,4 @@ document.getElementById('warehouse-form').addEventListener('submit', (ev) => {
   route();
 });
 window.addEventListener('hashchange', route);
-route();
+oidcReturn().then((handled) => { if (!handled) route(); });

@@ -34,6 +34,26 @@ pub struct OidcConfig {
     pub jwks_url: String,
     /// Seconds between JWKS refreshes from the URL.
     pub jwks_refresh_seconds: u64,
+    /// The web console's client id at the issuer (edge only): a public
+    /// client allowed the authorization-code flow with PKCE and the redirect
+    /// URI `<edge address>/ui/`. Empty: the console offers no OpenID Connect
+    /// sign-in.
+    pub console_client_id: String,
+}
+
+impl OidcConfig {
+    /// The issuer's origin (`scheme://host[:port]`) when the console signs
+    /// in through it: the page may call that origin (discovery, token
+    /// endpoint) and nothing else outside the edge.
+    pub fn console_origin(&self) -> Option<String> {
+        if self.console_client_id.is_empty() {
+            return None;
+        }
+        let url = reqwest::Url::parse(&self.issuer).ok()?;
+        matches!(url.scheme(), "https" | "http")
+            .then(|| url.origin().ascii_serialization())
+            .filter(|origin| origin != "null")
+    }
 }
 
 /// Limits on failed credentials: after this many failed attempts within a
@@ -117,6 +137,12 @@ pub enum AuthConfigError {
          that issuer minted for any other application would be accepted here"
     )]
     MissingAudience(String),
+    /// The console's OpenID Connect sign-in without an HTTP(S) issuer URL.
+    #[error(
+        "auth.oidc.console_client_id needs auth.oidc.issuer to be the issuer's https:// URL \
+         (discovery is read from <issuer>/.well-known/openid-configuration), got {0:?}"
+    )]
+    ConsoleWithoutIssuerUrl(String),
     /// `auth.token_ttl_seconds` is 0.
     #[error("auth.token_ttl_seconds must be positive")]
     ZeroTokenTtl,
@@ -139,6 +165,11 @@ impl AuthConfig {
     pub fn validate(&self, signing: bool) -> Result<(), AuthConfigError> {
         if !self.oidc.issuer.is_empty() && self.oidc.audience.trim().is_empty() {
             return Err(AuthConfigError::MissingAudience(self.oidc.issuer.clone()));
+        }
+        if !self.oidc.console_client_id.is_empty() && self.oidc.console_origin().is_none() {
+            return Err(AuthConfigError::ConsoleWithoutIssuerUrl(
+                self.oidc.issuer.clone(),
+            ));
         }
         if !self.enabled {
             return Ok(());
@@ -185,6 +216,29 @@ impl AuthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_consoles_sign_in_needs_an_issuer_url() {
+        let mut config = AuthConfig::default();
+        config.oidc.console_client_id = "floe-console".into();
+        for issuer in ["", "floe-idp", "ftp://idp.example", "file:///idp"] {
+            config.oidc.issuer = issuer.into();
+            config.oidc.audience = "floe".into();
+            let err = config.validate(false).unwrap_err();
+            assert!(
+                matches!(&err, AuthConfigError::ConsoleWithoutIssuerUrl(i) if i == issuer),
+                "{issuer}: {err}"
+            );
+        }
+        config.oidc.issuer = "https://login.example:8443/realms/floe".into();
+        assert!(config.validate(false).is_ok());
+        assert_eq!(
+            config.oidc.console_origin().as_deref(),
+            Some("https://login.example:8443")
+        );
+        config.oidc.console_client_id.clear();
+        assert_eq!(config.oidc.console_origin(), None);
+    }
 
     #[test]
     fn an_openid_connect_issuer_needs_an_audience() {
