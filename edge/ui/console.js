@@ -801,9 +801,44 @@ async function adminPage() {
       { warehouse: grantWarehouse.value.trim(), namespace, role: grantRole.value })();
   });
 
+  // A warehouse: a name and a storage root; S3 settings for s3:// roots.
+  const field = (id, label, attrs) => [h('label', { for: id, text: label }), h('input', { id, autocomplete: 'off', ...attrs })];
+  const addWarehouse = h('form', { class: 'inline', 'aria-label': 'Create a warehouse' },
+    ...field('new-warehouse', 'Name', { required: true }),
+    ...field('new-warehouse-location', 'Location', { required: true, placeholder: 's3://bucket/path or file:///path' }),
+    h('details', {}, h('summary', { text: 'S3 settings' }),
+      ...field('new-warehouse-endpoint', 'Endpoint', { placeholder: 'AWS when empty' }),
+      ...field('new-warehouse-region', 'Region', {}),
+      h('input', { type: 'checkbox', id: 'new-warehouse-path-style' }),
+      h('label', { for: 'new-warehouse-path-style', text: 'Path-style addressing' }),
+      ...field('new-warehouse-key-id', 'Access key id', {}),
+      ...field('new-warehouse-secret', 'Secret access key', { type: 'password' })),
+    h('button', { type: 'submit', text: 'Create warehouse' }));
+  addWarehouse.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = (id) => addWarehouse.querySelector('#' + id).value.trim() || undefined;
+    act('POST', '/management/v1/warehouses', {
+      name: value('new-warehouse'),
+      location: value('new-warehouse-location'),
+      s3: {
+        endpoint: value('new-warehouse-endpoint'),
+        region: value('new-warehouse-region'),
+        path_style_access: addWarehouse.querySelector('#new-warehouse-path-style').checked,
+        access_key_id: value('new-warehouse-key-id'),
+        secret_access_key: value('new-warehouse-secret'),
+      },
+    }, (w) => h('p', { class: 'notice ok', role: 'status', text: `Created warehouse ${w.name}.` }))();
+  });
+
   show(h('h1', { text: 'Administration' }),
-    section('Warehouses', table(['Name', 'Location'],
-      (warehouses.warehouses || []).map((w) => [w.name, h('code', { text: w.location })]))),
+    section('Warehouses', table(['Name', 'Location', ''],
+      (warehouses.warehouses || []).map((w) => [w.name, h('code', { text: w.location }),
+        button('Delete', () => {
+          if (window.confirm(`Delete the warehouse ${w.name}? It must hold no namespaces.`)) {
+            act('DELETE', `/management/v1/warehouses/${enc(w.name)}`, undefined,
+              () => h('p', { class: 'notice ok', role: 'status', text: `Deleted warehouse ${w.name}.` }))();
+          }
+        }, 'small')])), addWarehouse),
     section('Clients', table(['Client', 'State', 'Grants', 'Actions'], clientRows), create, grant),
     section('API keys', table(['Key', 'Client', 'Name', 'State', ''],
       (keys['api-keys'] || []).map((k) => [h('code', { text: k['key-id'] }), k['client-id'], k.name,

@@ -259,6 +259,7 @@ def test_catalog_strings_are_shown_as_text_never_run(secure: SecureFloe, lakehou
     page.get_by_role("link", name="console_views").click()
     page.get_by_role("link", name="top_orders").click()
     page.get_by_role("heading", name="SQL").wait_for()
+    _shot(page, "view")
     sql = page.locator("section[aria-label='SQL']").inner_text()
     assert f"SELECT id FROM console_sales.orders -- {hostile}" in sql and "spark" in sql
     assert page.locator("main img").count() == 0
@@ -439,6 +440,39 @@ def test_the_cluster_page_shows_the_edge_and_its_origin(secure: SecureFloe, lake
     assert page.get_by_role("link", name="Cluster").is_hidden()
     page.goto(f"{secure.server.url}/ui/#/cluster")
     page.get_by_text("Only an admin of every warehouse may see the cluster.").wait_for()
+    page.close()
+
+
+def test_an_admin_creates_and_deletes_a_warehouse(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    root = secure.state / "console-warehouse"
+    root.mkdir()
+    headers = {"Authorization": f"Bearer {_token(secure, 'admin')}"}
+    config = f"{secure.server.url}/v1/config?warehouse=console_wh"
+    page = _page(browser)
+    page.on("dialog", lambda dialog: dialog.accept())
+    _sign_in(page, secure, "admin")
+    page.get_by_role("link", name="Administration").click()
+    warehouses = page.locator("section[aria-label='Warehouses']")
+    warehouses.get_by_label("Name").fill("console_wh")
+    warehouses.get_by_label("Location").fill(root.as_uri())
+    warehouses.get_by_role("button", name="Create warehouse").click()
+    page.get_by_text("Created warehouse console_wh.").wait_for()
+    row = warehouses.locator("tr", has=page.locator("td", has_text=re.compile("^console_wh$")))
+    assert row.locator("code").inner_text() == root.as_uri()
+    opened = requests.get(config, headers=headers, timeout=10)
+    assert opened.status_code == 200, opened.text
+
+    # One that holds namespaces stays, and the page says why.
+    busy = warehouses.locator("tr", has=page.locator("td", has_text=re.compile(f"^{WAREHOUSE}$")))
+    busy.get_by_role("button", name="Delete").click()
+    page.locator("#notice").wait_for()
+    assert "not empty" in page.locator("#notice").inner_text()
+    assert requests.get(f"{secure.server.url}/v1/config?warehouse={WAREHOUSE}", headers=headers, timeout=10).status_code == 200
+
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_text("Deleted warehouse console_wh.").wait_for()
+    assert warehouses.locator("td", has_text=re.compile("^console_wh$")).count() == 0
+    assert requests.get(config, headers=headers, timeout=10).status_code == 404
     page.close()
 
 
