@@ -205,6 +205,14 @@ def test_create_rename_and_drop_through_the_console(secure: SecureFloe, lakehous
 
     etl.create_table("console_tmp.draft", schema=SCHEMA)
     page.get_by_role("link", name="console_tmp").click()
+    # A namespace property set in the browser, read back with PyIceberg.
+    properties = page.locator("section[aria-label='Properties']")
+    properties.get_by_role("button", name="Add property").click()
+    properties.get_by_label("Property name").last.fill("team")
+    properties.get_by_label("Value of new property").fill("finance")
+    properties.get_by_role("button", name="Save properties").click()
+    page.get_by_text("Properties saved.").wait_for()
+    assert etl.load_namespace_properties("console_tmp").get("team") == "finance"
     page.get_by_role("link", name="draft").click()
     page.get_by_role("heading", name="Snapshots").wait_for()
     page.get_by_label("Rename to").fill("final")
