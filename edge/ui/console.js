@@ -361,14 +361,14 @@ function namespacePage(levels) {
   const nodes = [crumbs(levels), h('h1', { text: levels.length ? levels.join('.') : `Warehouse ${state.prefix}` })];
   const parent = levels.length ? `&parent=${nsPath(levels)}` : '';
   nodes.push(pagedList('Namespaces', async (token) => {
-    const page = await api('GET', catalog(`namespaces?pageSize=${PAGE}${parent}${token ? '&pageToken=' + enc(token) : ''}`));
+    const page = await api('GET', catalog(`namespaces?pageSize=${PAGE}${parent}&pageToken=${token ? enc(token) : ''}`));
     return { items: page.namespaces || [], next: page['next-page-token'] };
   }, (ns) => h('a', { href: '#/ns/' + nsPath(ns), text: ns.join('.') })));
   if (levels.length) {
     const base = `namespaces/${nsPath(levels)}`;
     for (const [title, kind, key] of [['Tables', 'tables', 'table'], ['Views', 'views', 'view']]) {
       nodes.push(pagedList(title, async (token) => {
-        const page = await api('GET', catalog(`${base}/${kind}?pageSize=${PAGE}${token ? '&pageToken=' + enc(token) : ''}`));
+        const page = await api('GET', catalog(`${base}/${kind}?pageSize=${PAGE}&pageToken=${token ? enc(token) : ''}`));
         return { items: page.identifiers || [], next: page['next-page-token'] };
       }, (id) => h('a', { href: `#/${key}/${nsPath(levels)}/${enc(id.name)}`, text: id.name })));
     }

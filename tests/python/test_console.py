@@ -484,6 +484,37 @@ def test_an_admin_creates_and_deletes_a_warehouse(secure: SecureFloe, lakehouse:
     page.close()
 
 
+def test_another_warehouse_with_nested_and_paged_namespaces(secure: SecureFloe, lakehouse: dict, browser: object) -> None:  # noqa: F811
+    root = secure.state / "console-many"
+    root.mkdir()
+    headers = {"Authorization": f"Bearer {_token(secure, 'admin')}"}
+    made = requests.post(f"{secure.server.url}/management/v1/warehouses", json={"name": "console_many", "location": root.as_uri()}, headers=headers, timeout=10)
+    assert made.status_code == 201, made.text
+    names = [[f"n{i:02d}"] for i in range(55)] + [["n00", "inner"], ["n00", "inner", "deepest"]]
+    for namespace in names:
+        answer = requests.post(f"{secure.server.url}/v1/console_many/namespaces", json={"namespace": namespace}, headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    page = _page(browser)
+    _sign_in(page, secure, "admin")
+    page.get_by_label("Warehouse").fill("console_many")
+    page.get_by_role("button", name="Open").click()
+    page.get_by_role("heading", name="Warehouse console_many").wait_for()
+    listed = page.locator("section[aria-label='Namespaces'] li")
+    listed.nth(49).wait_for()
+    assert listed.count() == 50
+    page.get_by_role("button", name="Show more").click()
+    listed.nth(54).wait_for()
+    assert sorted(listed.all_inner_texts()) == [f"n{i:02d}" for i in range(55)]
+    assert page.get_by_role("button", name="Show more").is_hidden()
+
+    page.get_by_role("link", name="n00", exact=True).click()
+    page.get_by_role("link", name="n00.inner", exact=True).click()
+    page.get_by_role("heading", name="n00.inner", exact=True).wait_for()
+    assert page.locator("section[aria-label='Namespaces'] li").all_inner_texts() == ["n00.inner.deepest"]
+    page.close()
+
+
 def test_with_authentication_off_the_console_says_so(floe_server: FloeServer, browser: object) -> None:
     page = _page(browser)
     page.goto(f"{floe_server.url}/ui/")
