@@ -122,6 +122,16 @@ def _sign_in(page: object, secure: SecureFloe, client: str, secret: str | None =
     page.get_by_text(f"Signed in: {client}").wait_for()
 
 
+def _add_property(page: object, name: str, value: str) -> None:
+    """Adds one property in the page's property editor and saves it."""
+    properties = page.locator("section[aria-label='Properties']")
+    properties.get_by_role("button", name="Add property").click()
+    properties.get_by_label("Property name").last.fill(name)
+    properties.get_by_label("Value of new property").fill(value)
+    properties.get_by_role("button", name="Save properties").click()
+    page.get_by_text("Properties saved.").wait_for()
+
+
 def _rest_table(secure: SecureFloe, client: str, name: str) -> dict:  # noqa: F811
     token = _token(secure, client)
     namespace, table = name.split(".")
@@ -171,12 +181,7 @@ def test_browse_to_a_pyiceberg_table_and_edit_it(secure: SecureFloe, lakehouse: 
     _shot(page, "table")
 
     # Edit a property in the browser, read it back with PyIceberg.
-    properties = page.locator("section[aria-label='Properties']")
-    properties.get_by_role("button", name="Add property").click()
-    properties.get_by_label("Property name").last.fill("owner")
-    properties.get_by_label("Value of new property").fill("console")
-    properties.get_by_role("button", name="Save properties").click()
-    page.get_by_text("Properties saved.").wait_for()
+    _add_property(page, "owner", "console")
     etl: Catalog = lakehouse["etl"]
     assert etl.load_table("console_sales.orders").properties.get("owner") == "console"
     page.close()
@@ -206,12 +211,7 @@ def test_create_rename_and_drop_through_the_console(secure: SecureFloe, lakehous
     etl.create_table("console_tmp.draft", schema=SCHEMA)
     page.get_by_role("link", name="console_tmp").click()
     # A namespace property set in the browser, read back with PyIceberg.
-    properties = page.locator("section[aria-label='Properties']")
-    properties.get_by_role("button", name="Add property").click()
-    properties.get_by_label("Property name").last.fill("team")
-    properties.get_by_label("Value of new property").fill("finance")
-    properties.get_by_role("button", name="Save properties").click()
-    page.get_by_text("Properties saved.").wait_for()
+    _add_property(page, "team", "finance")
     assert etl.load_namespace_properties("console_tmp").get("team") == "finance"
     page.get_by_role("link", name="draft").click()
     page.get_by_role("heading", name="Snapshots").wait_for()
