@@ -85,6 +85,24 @@ pub struct Ctx {
     body_bytes: usize,
 }
 
+/// Answers with `head` and the whole of `body` (its length set here); the
+/// head alone for a `HEAD` request.
+async fn write_whole(
+    session: &mut Session,
+    mut head: ResponseHeader,
+    body: Bytes,
+    head_only: bool,
+) -> Result<()> {
+    head.set_content_length(body.len())?;
+    session
+        .write_response_header(Box::new(head), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
 /// The edge proxy.
 pub struct EdgeProxy {
     /// Connection groups of attempts that must not reuse a pooled connection.
@@ -164,9 +182,7 @@ impl EdgeProxy {
         if let Some(seconds) = retry_after {
             head.insert_header(header::RETRY_AFTER, seconds.to_string())?;
         }
-        head.set_content_length(payload.len())?;
-        session.write_response_header(Box::new(head), false).await?;
-        session.write_response_body(Some(payload), true).await
+        write_whole(session, head, payload, false).await
     }
 
     /// The web console's files (`/ui/…`): public, like any page that asks
@@ -198,15 +214,7 @@ impl EdgeProxy {
         for (name, value) in self.console.headers() {
             head.insert_header(name.to_string(), value.to_string())?;
         }
-        head.set_content_length(body.len())?;
-        let head_only = method == Method::HEAD;
-        session
-            .write_response_header(Box::new(head), head_only)
-            .await?;
-        if !head_only {
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(())
+        write_whole(session, head, body, method == Method::HEAD).await
     }
 
     /// `GET /management/v1/cluster`, answered by the edge itself (its
@@ -223,9 +231,7 @@ impl EdgeProxy {
         let mut head = ResponseHeader::build(200, Some(3))?;
         head.insert_header(header::CONTENT_TYPE, "application/json")?;
         head.insert_header(header::CACHE_CONTROL, "no-store")?;
-        head.set_content_length(body.len())?;
-        session.write_response_header(Box::new(head), false).await?;
-        session.write_response_body(Some(body), true).await
+        write_whole(session, head, body, false).await
     }
 
     /// 431/413 before anything else reads the request.
@@ -388,9 +394,7 @@ impl EdgeProxy {
         if let Some(challenge) = challenge {
             head.insert_header(header::WWW_AUTHENTICATE, challenge)?;
         }
-        head.set_content_length(body.len())?;
-        session.write_response_header(Box::new(head), false).await?;
-        session.write_response_body(Some(body), true).await
+        write_whole(session, head, body, false).await
     }
 
     /// The 413 of a request body over `limits.max_body_bytes`.
